@@ -1,0 +1,41 @@
+# The two set-up commands in the README: `make lab` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-dev
+LAB    := $(VENV)/.installed-lab
+
+.PHONY: lab test bench lint format clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit("Cube needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+$(LAB): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[lab]'
+	@touch $@
+
+lab: $(LAB)
+	$(BIN)/jupyter lab --notebook-dir=notebooks notebooks/00-index.ipynb
+
+test: $(STAMP)
+	$(BIN)/ruff check cube tests bench
+	$(BIN)/ruff format --check cube tests bench
+	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check cube tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format cube tests bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,263 @@
+"""Stores: typed, shelve-like mappings from string keys to values, in memory or on disk.
+
+Both kinds keep each value as its JSON wire form and hand out fresh copies, so a caller
+can never change a stored task by mutating an object it got back (the book's in-memory
+store shared pointers while its disk store did not).
+
+:class:`DiskStore` sits on diskcache (SQLite underneath) with eviction switched off:
+diskcache's default policy drops entries past a size limit, and a store that silently
+forgets tasks is not a store. Values are JSON text, never pickles, so a store file can
+be read with ``sqlite3`` and loading one runs no code.
+
+Several threads, and several processes, may open the same DiskStore at once: SQLite
+serialises the writes, so this is safe rather than refused. (Two *workers* sharing one
+data directory is still a mistake; the worker guards against that with a lock file.)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+import diskcache
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """A stored value that cannot be read back. Names the store and the key."""
+
+
+class Codec(Protocol[T]):
+    """Turns values into JSON-able data and back (for example :class:`cube.task.Task`)."""
+
+    def encode(self, value: T) -> Any: ...
+
+    def decode(self, data: Any) -> T: ...
+
+
+class WireCodec(Generic[T]):
+    """For classes with ``to_wire()`` and a ``from_wire()`` classmethod (Task, TaskEvent)."""
+
+    def __init__(self, cls: Any) -> None:
+        self.cls = cls
+
+    def encode(self, value: T) -> Any:
+        if not isinstance(value, self.cls):
+            raise TypeError(f"this store holds {self.cls.__name__}, not {type(value).__name__}")
+        return value.to_wire()
+
+    def decode(self, data: Any) -> T:
+        return self.cls.from_wire(data)
+
+
+class JsonCodec:
+    """Plain JSON values (strings, numbers, lists, dicts) stored as they are."""
+
+    def encode(self, value: Any) -> Any:
+        return value
+
+    def decode(self, data: Any) -> Any:
+        return data
+
+
+class Store(Generic[T]):
+    """What every store offers. Subclasses implement the five ``_raw`` primitives."""
+
+    name: str
+    codec: Codec[T]
+
+    def put(self, key: str, value: T) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        self._raw_put(str(key), json.dumps(self.codec.encode(value), separators=(",", ":")))
+
+    def get(self, key: str) -> T:
+        """The value under ``key``; :class:`KeyError` when absent, :class:`StoreError`
+        when what is stored cannot be read."""
+        return self._decode(str(key), self._raw_get(str(key)))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; :class:`KeyError` when absent."""
+        self._raw_delete(str(key))
+
+    def keys(self) -> list[str]:
+        return self._raw_keys()
+
+    def list(self) -> list[T]:
+        """Every readable value. An unreadable one is logged and left out, so one bad
+        record never hides the others."""
+        return [value for _, value in self.items()]
+
+    def items(self) -> list[tuple[str, T]]:
+        out = []
+        for key in self._raw_keys():
+            try:
+                out.append((key, self.get(key)))
+            except KeyError:
+                continue
+            except StoreError as exc:
+                log.warning("%s (left out of the listing)", exc)
+        return out
+
+    def count(self) -> int:
+        return len(self._raw_keys())
+
+    def close(self) -> None:
+        """Release files. Using a closed store reopens it where the backend allows."""
+
+    def _decode(self, key: str, text: str) -> T:
+        try:
+            return self.codec.decode(json.loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"{self.name}: key {key!r} holds an unreadable value: {exc}") from exc
+
+    def __getitem__(self, key: str) -> T:
+        return self.get(key)
+
+    def __setitem__(self, key: str, value: T) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._raw_contains(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw_keys())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __enter__(self) -> Store[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- backend primitives
+    def _raw_put(self, key: str, text: str) -> None:
+        raise NotImplementedError
+
+    def _raw_get(self, key: str) -> str:
+        raise NotImplementedError
+
+    def _raw_delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    def _raw_keys(self) -> list[str]:
+        raise NotImplementedError
+
+    def _raw_contains(self, key: str) -> bool:
+        raise NotImplementedError
+
+
+class MemoryStore(Store[T]):
+    """A store that lives as long as the process: for tests, demos and ``--dbtype memory``."""
+
+    def __init__(self, codec: Codec[T] | None = None, name: str = "memory") -> None:
+        self.codec = codec or JsonCodec()  # type: ignore[assignment]
+        self.name = name
+        self._data: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def _raw_put(self, key: str, text: str) -> None:
+        with self._lock:
+            self._data[key] = text
+
+    def _raw_get(self, key: str) -> str:
+        with self._lock:
+            return self._data[key]
+
+    def _raw_delete(self, key: str) -> None:
+        with self._lock:
+            del self._data[key]
+
+    def _raw_keys(self) -> list[str]:
+        with self._lock:
+            return list(self._data)
+
+    def _raw_contains(self, key: str) -> bool:
+        with self._lock:
+            return key in self._data
+
+
+class DiskStore(Store[T]):
+    """A store in a directory, surviving restarts and SIGKILL.
+
+    A ``put`` returns once SQLite has committed the write (``synchronous=FULL``), so what
+    a caller was told is stored is there after a crash.
+    """
+
+    def __init__(self, directory: str | Path, codec: Codec[T] | None = None) -> None:
+        self.codec = codec or JsonCodec()  # type: ignore[assignment]
+        self.name = str(directory)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self._cache = diskcache.Cache(
+            str(directory),
+            disk=_TextOnlyDisk,
+            eviction_policy="none",
+            sqlite_synchronous=2,
+            statistics=False,
+            tag_index=False,
+        )
+
+    def _raw_put(self, key: str, text: str) -> None:
+        self._cache.set(key, text)
+
+    def _raw_get(self, key: str) -> str:
+        try:
+            text = self._cache.get(key, default=_MISSING)
+        except _ForeignValue as exc:
+            raise StoreError(f"{self.name}: key {key!r} {exc}") from None
+        if text is _MISSING:
+            raise KeyError(key)
+        if not isinstance(text, str):
+            raise StoreError(f"{self.name}: key {key!r} holds a {type(text).__name__}, not JSON")
+        return text
+
+    def _raw_delete(self, key: str) -> None:
+        if not self._cache.delete(key):
+            raise KeyError(key)
+
+    def _raw_keys(self) -> list[str]:
+        return [key for key in self._cache.iterkeys() if isinstance(key, str)]
+
+    def _raw_contains(self, key: str) -> bool:
+        return key in self._cache
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+_MISSING = object()
+
+
+class _ForeignValue(Exception):
+    pass
+
+
+class _TextOnlyDisk(diskcache.Disk):
+    """Never unpickle: a pickle in a store file could run code when loaded."""
+
+    def fetch(self, mode: int, filename: str, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE:
+            raise _ForeignValue("holds a pickled value, not JSON; refusing to unpickle it")
+        return super().fetch(mode, filename, value, read)
+
+
+def open_store(kind: str, directory: str | Path | None, codec: Codec[T]) -> Store[T]:
+    """``kind`` is ``"memory"`` or ``"persistent"`` (the CLI's ``--dbtype``)."""
+    if kind == "memory":
+        return MemoryStore(codec, name=str(directory or "memory"))
+    if kind == "persistent":
+        if directory is None:
+            raise ValueError("a persistent store needs a directory")
+        return DiskStore(directory, codec)
+    raise ValueError(f"unknown store kind {kind!r}: use 'memory' or 'persistent'")
