@@ -359,10 +359,14 @@ class Task:
     finish_time: datetime | None = None
     health_check: str = ""
     restart_count: int = 0
+    reason: str = ""
+    worker: str = ""
 
     def to_wire(self) -> dict[str, Any]:
-        """The Go Cube's JSON shape, field order included."""
-        return {
+        """The Go Cube's JSON shape, field order included. ``Reason`` (why a task is
+        Pending or Failed) and ``Worker`` (where it was placed) are ours, and are left
+        out when empty, so a Go Cube sees exactly the shape it knows."""
+        wire = {
             "ID": str(self.id),
             "ContainerID": self.container_id,
             "Name": self.name,
@@ -380,6 +384,11 @@ class Task:
             "HealthCheck": self.health_check,
             "RestartCount": self.restart_count,
         }
+        if self.reason:
+            wire["Reason"] = self.reason
+        if self.worker:
+            wire["Worker"] = self.worker
+        return wire
 
     @classmethod
     def from_wire(cls, data: Any, where: str = "Task") -> Task:
@@ -403,6 +412,8 @@ class Task:
             finish_time=parse_time(d.get("FinishTime", ZERO_TIME), at + "FinishTime"),
             health_check=_health_check(d.get("HealthCheck", ""), at + "HealthCheck"),
             restart_count=_int(d.get("RestartCount", 0), at + "RestartCount"),
+            reason=_str(d.get("Reason", ""), at + "Reason", limit=4096),
+            worker=_str(d.get("Worker", ""), at + "Worker"),
         )
 
     def replace(self, **changes: Any) -> Task:
@@ -448,7 +459,7 @@ class TaskEvent:
         )
 
 
-_TASK_KEYS = {k.lower(): k for k in Task("x", "x").to_wire()}
+_TASK_KEYS = {k.lower(): k for k in Task("x", "x", reason="x", worker="x").to_wire()}
 _EVENT_KEYS = {k.lower(): k for k in ("ID", "State", "Timestamp", "Task")}
 
 

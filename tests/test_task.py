@@ -116,6 +116,15 @@ def test_key_order_matches_go():
     assert list(Task.from_wire(task).to_wire()) == list(task)
 
 
+def test_our_extra_keys_appear_only_when_set():
+    task = Task("a", "cube/echo")
+    assert "Reason" not in task.to_wire() and "Worker" not in task.to_wire()
+    task.reason, task.worker = "no node has 64 GiB free", "127.0.0.1:5556"
+    wire = task.to_wire()
+    assert (wire["Reason"], wire["Worker"]) == (task.reason, task.worker)
+    assert Task.from_wire(wire) == task
+
+
 @pytest.mark.parametrize("name", ["book/task.json", "book/task1.json", "book/task2.json"])
 def test_book_task_files_parse(name):
     event = parse_submission(load(name))
@@ -291,6 +300,8 @@ tasks = st.builds(
     finish_time=times,
     health_check=st.sampled_from(["", "/", "/health", "/healthfail"]),
     restart_count=st.integers(0, 1000),
+    reason=st.text(max_size=50),
+    worker=st.sampled_from(["", "127.0.0.1:5556"]),
 )
 
 

@@ -1,0 +1,138 @@
+"""Runtimes: what actually runs a task, as a Docker container or as a local process.
+
+The worker talks to a runtime only through :class:`Runtime`, so nothing above this
+package knows which one it drives. A runtime labels everything it starts with the task
+ID and its owner (the worker's name), so that a restarted worker can find and re-adopt
+what is still running instead of starting duplicates, and so that several workers can
+share one Docker engine without adopting each other's containers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from cube.task import Task
+
+log = logging.getLogger(__name__)
+
+PortMap = dict[str, list[dict[str, str]]]
+
+
+class RuntimeFailure(Exception):
+    """A task could not be started or handled. The message is the reason a person
+    reads on the failed task, so it says what went wrong and what to do."""
+
+
+class UnknownImage(RuntimeFailure):
+    """The runtime cannot run this image (ProcessRuntime: not one of its programs;
+    Docker: not present and not pullable)."""
+
+
+class RuntimeUnavailable(RuntimeFailure):
+    """The runtime itself is not reachable (for example the Docker daemon is down)."""
+
+
+@dataclass(frozen=True)
+class Started:
+    """What :meth:`Runtime.start` reports: the ID it gave the container or process,
+    and the host ports the task's ports were published on (Docker's port-map shape)."""
+
+    container_id: str
+    host_ports: PortMap = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Status:
+    """What :meth:`Runtime.inspect` finds. ``running`` is the one bit the worker acts on;
+    ``state`` is the runtime's own word (``running``, ``exited``, ``missing``...)."""
+
+    container_id: str
+    running: bool
+    state: str
+    exit_code: int | None = None
+    reason: str = ""
+    host_ports: PortMap = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "ContainerID": self.container_id,
+            "Running": self.running,
+            "Status": self.state,
+            "ExitCode": self.exit_code,
+            "Reason": self.reason,
+            "HostPorts": self.host_ports or None,
+        }
+
+
+@dataclass(frozen=True)
+class Managed:
+    """One container or process this runtime's owner started, found by its label."""
+
+    task_id: str
+    status: Status
+
+
+class Runtime(Protocol):
+    """The five things a worker needs from whatever runs its tasks."""
+
+    name: str
+
+    def check(self, task: Task) -> None:
+        """Raise :class:`UnknownImage` early when this runtime surely cannot run ``task``
+        (so an API can answer 400 before accepting it). Cheap; no pulls."""
+
+    def start(self, task: Task) -> Started:
+        """Start ``task``; raise :class:`RuntimeFailure` with a readable reason."""
+
+    def stop(self, container_id: str) -> None:
+        """Stop and remove; stopping something already gone is not an error."""
+
+    def inspect(self, container_id: str) -> Status:
+        """Report on one container or process (``state="missing"`` when gone)."""
+
+    def logs(self, container_id: str, tail: int = 200) -> str:
+        """The last ``tail`` lines of output."""
+
+    def list_managed(self) -> list[Managed]:
+        """Everything this runtime's owner started that still exists, running or not."""
+
+
+def docker_available(timeout: float = 1.0) -> tuple[bool, str]:
+    """Does a Docker daemon answer within ``timeout`` seconds? Returns (yes, why)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            version = client.version()
+        finally:
+            client.close()
+    except Exception as exc:
+        return False, f"no Docker daemon answered ({_first_line(exc)})"
+    return True, f"Docker {version.get('Version', '?')} answered (API {version.get('ApiVersion')})"
+
+
+def choose(kind: str = "auto", *, owner: str, state_dir: str | Path) -> Runtime:
+    """Build a runtime: ``"docker"``, ``"process"`` or ``"auto"`` (Docker when a daemon
+    answers within a second, else processes). Logs which one and why."""
+    if kind == "auto":
+        ok, why = docker_available()
+        kind = "docker" if ok else "process"
+        log.info("runtime: %s, because %s", kind, why)
+    if kind == "docker":
+        from cube.runtime.docker import DockerRuntime
+
+        return DockerRuntime(owner=owner)
+    if kind == "process":
+        from cube.runtime.process import ProcessRuntime
+
+        return ProcessRuntime(owner=owner, state_dir=Path(state_dir))
+    raise ValueError(f"unknown runtime {kind!r}: use 'auto', 'docker' or 'process'")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
