@@ -261,3 +261,33 @@ def open_store(kind: str, directory: str | Path | None, codec: Codec[T]) -> Stor
             raise ValueError("a persistent store needs a directory")
         return DiskStore(directory, codec)
     raise ValueError(f"unknown store kind {kind!r}: use 'memory' or 'persistent'")
+
+
+class DirectoryLocked(RuntimeError):
+    """Another live process owns this data directory."""
+
+
+def lock_directory(directory: str | Path, owner: str) -> Any:
+    """Take an exclusive lock on ``directory`` for this process's lifetime, failing fast
+    when another process holds it (say, a second worker started with the same name).
+    Returns the open lock file; the lock goes when it is closed or the process dies."""
+    import fcntl
+    import os
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    handle = open(Path(directory) / "lock", "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise DirectoryLocked(
+            f"{owner}: {directory} is in use by {holder}; stop it first, or choose another "
+            "--name or --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle

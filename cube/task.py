@@ -71,6 +71,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 class TransitionError(ValueError):
     """A state change the table does not allow. Names both states."""
 
+    http_status = 409
+
     def __init__(self, src: State, dst: State) -> None:
         allowed = ", ".join(s.name for s in sorted(TRANSITIONS[src])) or "nothing (terminal)"
         super().__init__(f"cannot go from {src.name} to {dst.name}: {src.name} may go to {allowed}")
@@ -88,8 +90,19 @@ def check_transition(src: State, dst: State) -> None:
         raise TransitionError(State(src), State(dst))
 
 
+class UnknownTask(KeyError):
+    """No task with this ID here."""
+
+    http_status = 404
+
+    def __str__(self) -> str:
+        return f"no task with ID {self.args[0]}"
+
+
 class ValidationError(ValueError):
     """Bad input: the message names the field and says why."""
+
+    http_status = 400
 
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(f"{field}: {reason}" if field else reason)
@@ -361,11 +374,13 @@ class Task:
     restart_count: int = 0
     reason: str = ""
     worker: str = ""
+    created: datetime | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The Go Cube's JSON shape, field order included. ``Reason`` (why a task is
         Pending or Failed) and ``Worker`` (where it was placed) are ours, and are left
-        out when empty, so a Go Cube sees exactly the shape it knows."""
+        out when empty, so a Go Cube sees exactly the shape it knows. So is ``Created``
+        (when the manager accepted it)."""
         wire = {
             "ID": str(self.id),
             "ContainerID": self.container_id,
@@ -388,6 +403,8 @@ class Task:
             wire["Reason"] = self.reason
         if self.worker:
             wire["Worker"] = self.worker
+        if self.created:
+            wire["Created"] = format_time(self.created)
         return wire
 
     @classmethod
@@ -414,6 +431,7 @@ class Task:
             restart_count=_int(d.get("RestartCount", 0), at + "RestartCount"),
             reason=_str(d.get("Reason", ""), at + "Reason", limit=4096),
             worker=_str(d.get("Worker", ""), at + "Worker"),
+            created=parse_time(d.get("Created", ZERO_TIME), at + "Created"),
         )
 
     def replace(self, **changes: Any) -> Task:
@@ -459,7 +477,9 @@ class TaskEvent:
         )
 
 
-_TASK_KEYS = {k.lower(): k for k in Task("x", "x", reason="x", worker="x").to_wire()}
+_TASK_KEYS = {
+    k.lower(): k for k in Task("x", "x", reason="x", worker="x", created=utcnow()).to_wire()
+}
 _EVENT_KEYS = {k.lower(): k for k in ("ID", "State", "Timestamp", "Task")}
 
 

@@ -302,6 +302,7 @@ tasks = st.builds(
     restart_count=st.integers(0, 1000),
     reason=st.text(max_size=50),
     worker=st.sampled_from(["", "127.0.0.1:5556"]),
+    created=times,
 )
 
 

@@ -30,6 +30,8 @@ class UnknownImage(RuntimeFailure):
     """The runtime cannot run this image (ProcessRuntime: not one of its programs;
     Docker: not present and not pullable)."""
 
+    http_status = 400
+
 
 class RuntimeUnavailable(RuntimeFailure):
     """The runtime itself is not reachable (for example the Docker daemon is down)."""

@@ -1,0 +1,143 @@
+"""Python clients for the worker and manager APIs.
+
+Every call has a timeout (the book's HTTP calls had none, so one hung worker froze the
+manager), and every failure is a typed exception carrying the server's message::
+
+    >>> manager = ManagerClient("http://127.0.0.1:5555")
+    >>> task = manager.submit({"Name": "web", "Image": "cube/echo"})
+    >>> manager.task(task.id).state
+    <State.Running: 2>
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import requests
+
+from cube.task import Task, TaskEvent
+
+
+class CubeError(Exception):
+    """An API answered with an error. ``status`` is the HTTP status code."""
+
+    def __init__(self, status: int, message: str, url: str = "") -> None:
+        super().__init__(message)
+        self.status, self.message, self.url = status, message, url
+
+
+class BadRequest(CubeError):
+    """400/413/415: the request was malformed or invalid; nothing was changed."""
+
+
+class Unauthorized(CubeError):
+    """401: a token is required (set CUBE_TOKEN or pass ``token=``)."""
+
+
+class NotFound(CubeError):
+    """404: no such task (or route)."""
+
+
+class Conflict(CubeError):
+    """409: the task's state does not allow this (e.g. stopping a Completed task)."""
+
+
+class Unreachable(CubeError):
+    """No answer at all: connection refused, reset, or timed out."""
+
+
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
+
+
+class Client:
+    """What both APIs share: tasks, health, and the error handling."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
+        self.url = url if "://" in url else f"http://{url}"
+        self.url = self.url.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def tasks(self) -> list[Task]:
+        return [Task.from_wire(t) for t in self._call("GET", "/tasks")]
+
+    def task(self, task_id: str | uuid.UUID) -> Task:
+        data = dict(self._call("GET", f"/tasks/{task_id}"))
+        data.pop("Runtime", None)
+        return Task.from_wire(data)
+
+    def submit(self, work: Task | TaskEvent | dict[str, Any]) -> Task:
+        """Post a Task (wrapped in a "run" event), a TaskEvent, or raw JSON."""
+        if isinstance(work, Task):
+            work = TaskEvent(task=work)
+        body = work.to_wire() if isinstance(work, TaskEvent) else work
+        return Task.from_wire(self._call("POST", "/tasks", json=body))
+
+    def stop(self, task_id: str | uuid.UUID) -> None:
+        self._call("DELETE", f"/tasks/{task_id}")
+
+    def logs(self, task_id: str | uuid.UUID, tail: int = 200) -> str:
+        return self._call("GET", f"/tasks/{task_id}/logs", params={"tail": tail})["Logs"]
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = self.url + path
+        try:
+            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise Unreachable(0, f"cannot reach {self.url}: {_short(exc)}", url) from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["Message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text[:200] or response.reason
+            error = _BY_STATUS.get(response.status_code, BadRequest)
+            if response.status_code >= 500:
+                error = CubeError
+            raise error(response.status_code, message, url)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class WorkerClient(Client):
+    """Talks to one worker (``cube worker``, default port 5556)."""
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/stats")
+
+    def runtime_status(self, task_id: str | uuid.UUID) -> dict[str, Any] | None:
+        """What the worker's runtime says about the task's container right now."""
+        return self._call("GET", f"/tasks/{task_id}")["Runtime"]
+
+
+class ManagerClient(Client):
+    """Talks to the manager (``cube manager``, default port 5555)."""
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/nodes")
+
+    def events(self) -> list[TaskEvent]:
+        return [TaskEvent.from_wire(e) for e in self._call("GET", "/events")]
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "timed out", "Name or service not known", "reset"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -1,0 +1,264 @@
+"""Serving Cube's REST APIs: JSON errors, request limits, tokens, a real threaded server.
+
+Both APIs (worker and manager) are Bottle apps built by :func:`json_app`, served by
+:class:`Server`. The server is cheroot (CherryPy's WSGI server): a thread pool, HTTP/1.1
+keep-alive, and a ``stop()`` that returns once the socket is closed, which tests and
+notebooks need to start and stop servers in-process again and again. (wsgiref has no
+thread pool and no keep-alive; waitress cannot be stopped from code.)
+
+Every error, including Bottle's own 404/405 and unexpected exceptions, answers with the
+Cube error body ``{"HTTPStatusCode": int, "Message": str}``, never an HTML page or a
+traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import bottle
+from cheroot.wsgi import Server as CherootServer
+
+from cube.task import error_body
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20
+MAX_DEPTH = 32
+OPEN_PATHS = frozenset({"/health", "/openapi.json"})
+JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
+
+
+def fail(status: int, message: str) -> bottle.HTTPError:
+    """An error response; raise it from a route."""
+    return bottle.HTTPError(status, message)
+
+
+def json_app(name: str, token: str | None = None) -> bottle.Bottle:
+    """A Bottle app whose every error is JSON and which, given a token, requires
+    ``Authorization: Bearer <token>`` on every route except ``/health``."""
+    app = bottle.Bottle(catchall=True, autojson=True)
+    app.config["cube.name"] = name
+    app.default_error_handler = _error_handler  # type: ignore[method-assign]
+    app.install(_translate_errors)
+    if token:
+        app.install(_require_token(token))
+    return app
+
+
+def _translate_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Answer an exception that carries an ``http_status`` (bad input 400, unknown
+    task 404, illegal transition 409...) with that status and its message."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except Exception as exc:
+            status = getattr(exc, "http_status", None)
+            if status is None:
+                raise
+            raise fail(status, str(exc)) from None
+
+    return wrapper
+
+
+def send_json(data: Any, status: int = 200) -> str:
+    """A JSON response of any shape (Bottle's autojson handles only dicts)."""
+    bottle.response.status = status
+    bottle.response.content_type = "application/json"
+    return json.dumps(data)
+
+
+def _error_handler(res: bottle.HTTPError) -> str:
+    status = res.status_code
+    if status >= 500 and res.exception is not None:
+        log.error("internal error on %s %s", bottle.request.method, bottle.request.path)
+        log.error("%s", res.traceback)
+        message = "internal error; the server log has the details"
+    elif status == 404 and res.body in ("", "Not found: " + repr(bottle.request.path)):
+        message = f"no route {bottle.request.method} {bottle.request.path}"
+    elif status == 405 and res.body == "Method not allowed.":
+        message = f"{bottle.request.method} is not allowed on {bottle.request.path}"
+    else:
+        message = str(res.body)
+    bottle.response.content_type = "application/json"
+    return json.dumps(error_body(status, message))
+
+
+def _require_token(token: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    expected = f"Bearer {token}".encode()
+
+    def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if bottle.request.path not in OPEN_PATHS:
+                given = bottle.request.get_header("Authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    bottle.response.set_header("WWW-Authenticate", 'Bearer realm="cube"')
+                    raise fail(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+            return callback(*args, **kwargs)
+
+        return wrapper
+
+    return plugin
+
+
+def read_json() -> Any:
+    """The request body as JSON, enforcing the content type, size and nesting limits.
+
+    ``application/x-www-form-urlencoded`` is accepted because ``curl -d @task.json``
+    (the book's examples) sends it; the body must still be JSON.
+    """
+    request = bottle.request
+    content_type = (request.content_type or "").split(";")[0].strip().lower()
+    if content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        raise fail(415, f"send JSON with Content-Type: application/json, not {content_type!r}")
+    length = request.content_length
+    if length > MAX_BODY:
+        raise fail(413, f"body of {length} bytes is over the {MAX_BODY}-byte limit")
+    stream = request.environ["wsgi.input"]
+    raw = stream.read(length) if length >= 0 else stream.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise fail(413, f"body is over the {MAX_BODY}-byte limit")
+    if not raw.strip():
+        raise fail(400, "the body is empty; send a JSON task or task event")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise fail(400, "the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise fail(
+            400, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise fail(400, f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(data) > MAX_DEPTH:
+        raise fail(400, f"JSON nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def query_int(name: str, default: int, limit: int = 100_000) -> int:
+    """A whole-number query parameter, or 400 saying what was wrong."""
+    text = bottle.request.query.get(name, str(default))
+    if not text.isdigit() or int(text) > limit:
+        raise fail(400, f"{name} must be a whole number up to {limit}, not {text!r}")
+    return int(text)
+
+
+def _depth(value: Any) -> int:
+    stack, deepest = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Server:
+    """A WSGI app on a real threaded HTTP server, started and stopped from code.
+
+    ``port=0`` picks a free port; :attr:`url` tells which. Binds 127.0.0.1 unless told
+    otherwise; binding another address without a token logs a loud warning, because
+    anyone who can reach the port could then start and stop tasks.
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        threads: int = 16,
+        token_required: bool = False,
+    ) -> None:
+        if not is_loopback(host) and not token_required:
+            log.warning(
+                "SECURITY: serving on %s without a token: anyone who can reach port %s can "
+                "run and stop tasks here. Set CUBE_TOKEN, or bind 127.0.0.1.",
+                host,
+                port,
+            )
+        self._server = CherootServer((host, port), app, numthreads=threads, timeout=10)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return self._server.bind_addr[0]
+
+    @property
+    def port(self) -> int:
+        return self._server.bind_addr[1]
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> Server:
+        """Bind now (so the port is known and errors surface here), serve in a thread."""
+        self._server.prepare()
+        self._thread = threading.Thread(target=self._server.serve, name=f"http:{self.port}")
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Bind and serve in this thread until :meth:`stop` is called."""
+        self._server.prepare()
+        self._server.serve()
+
+    def stop(self) -> None:
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_until_stopped(server: Server, on_stop: Callable[[], None]) -> None:
+    """Serve in a thread until SIGTERM or Ctrl-C, then stop the server and call
+    ``on_stop`` (for example, to close the worker's stores). For ``cube worker`` and
+    ``cube manager`` run in the foreground."""
+    import signal
+
+    stopping = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.start()
+        log.info("listening on %s", server.url)
+        stopping.wait()
+        log.info("stopping")
+    finally:
+        server.stop()
+        on_stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,219 @@
+"""Nodes: what the manager knows about each worker, and the table schedulers read.
+
+:class:`Node` is one worker as the manager sees it: capacity and usage from its last
+``/stats`` answer, what the manager has promised to tasks placed there, and whether it
+is answering at all. It serialises to the Go Cube's ``/nodes`` JSON (memory in kB, disk
+in bytes) plus a few fields of ours.
+
+:class:`NodeTable` is the same information for many nodes as numpy arrays, so a
+scheduler scores every node at once. The manager builds one from its nodes for each
+decision; the simulator keeps one and updates it in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from cube.task import format_time, parse_time
+from cube.worker.stats import busy_percent
+
+KB = 1024
+
+
+class Demand(Protocol):
+    """What a scheduler needs to know about a task (a :class:`~cube.task.Task` is one)."""
+
+    cpu: float
+    memory: int
+    disk: int
+
+
+@dataclass
+class Node:
+    """One worker as the manager knows it."""
+
+    name: str
+    api: str
+    state: str = "unknown"  # "up" once it answers, "down" after missing polls for a TTL
+    cores: float = 0.0
+    memory: int = 0  # bytes
+    memory_used: int = 0
+    disk: int = 0  # bytes
+    disk_used: int = 0
+    cpu_load: float = 0.0  # busy share of all cores, 0..1, measured between polls
+    cpu_allocated: float = 0.0  # cores promised to tasks placed here
+    memory_allocated: int = 0
+    disk_allocated: int = 0
+    task_count: int = 0
+    stats: dict[str, Any] | None = None
+    last_seen: datetime | None = None
+    reason: str = ""
+    _last_cpu: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def for_worker(cls, address: str) -> Node:
+        """A node for a ``host:port`` given to ``--workers``."""
+        api = address if "://" in address else f"http://{address}"
+        return cls(name=address.split("://")[-1].rstrip("/"), api=api.rstrip("/"))
+
+    def observe(self, stats: dict[str, Any], seen: datetime) -> None:
+        """Take in one ``/stats`` answer (from a Python or a Go worker)."""
+        mem, disk = stats.get("MemStats") or {}, stats.get("DiskStats") or {}
+        self.memory = int(mem.get("mem_total", 0)) * KB
+        self.memory_used = max(0, self.memory - int(mem.get("mem_available", 0)) * KB)
+        self.disk = int(disk.get("all", 0))
+        self.disk_used = int(disk.get("used", 0))
+        self.cores = float(stats.get("Cores") or self.cores or 1)
+        if "CpuPercent" in stats:
+            self.cpu_load = float(stats["CpuPercent"]) / 100
+        elif self._last_cpu and stats.get("CpuStats"):
+            self.cpu_load = busy_percent(self._last_cpu, stats["CpuStats"]) / 100
+        self._last_cpu = stats.get("CpuStats")
+        self.stats = stats
+        self.state, self.last_seen, self.reason = "up", seen, ""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "Name": self.name,
+            "Ip": "",
+            "Api": self.api,
+            "Memory": self.memory // KB,
+            "MemoryAllocated": self.memory_allocated // KB,
+            "Disk": self.disk,
+            "DiskAllocated": self.disk_allocated,
+            "Stats": self.stats,
+            "Role": "worker",
+            "TaskCount": self.task_count,
+            "State": self.state,
+            "Cores": self.cores,
+            "CpuAllocated": self.cpu_allocated,
+            "CpuPercent": round(self.cpu_load * 100, 2),
+            "MemoryUsed": self.memory_used // KB,
+            "DiskUsed": self.disk_used,
+            "LastSeen": format_time(self.last_seen),
+            "Reason": self.reason,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Node:
+        return cls(
+            name=data["Name"],
+            api=data["Api"],
+            state=data.get("State", "unknown"),
+            cores=float(data.get("Cores", 0)),
+            memory=int(data.get("Memory", 0)) * KB,
+            memory_used=int(data.get("MemoryUsed", 0)) * KB,
+            disk=int(data.get("Disk", 0)),
+            disk_used=int(data.get("DiskUsed", 0)),
+            cpu_load=float(data.get("CpuPercent", 0)) / 100,
+            cpu_allocated=float(data.get("CpuAllocated", 0)),
+            memory_allocated=int(data.get("MemoryAllocated", 0)) * KB,
+            disk_allocated=int(data.get("DiskAllocated", 0)),
+            task_count=int(data.get("TaskCount", 0)),
+            stats=data.get("Stats"),
+            last_seen=parse_time(data.get("LastSeen", "0001-01-01T00:00:00Z"), "LastSeen"),
+            reason=data.get("Reason", ""),
+        )
+
+
+@dataclass
+class NodeTable:
+    """Many nodes as parallel arrays (index ``i`` is one node). Units: cores, bytes."""
+
+    names: list[str]
+    up: np.ndarray
+    cores: np.ndarray
+    memory: np.ndarray
+    disk: np.ndarray
+    cpu_load: np.ndarray
+    memory_used: np.ndarray
+    disk_used: np.ndarray
+    cpu_allocated: np.ndarray
+    memory_allocated: np.ndarray
+    disk_allocated: np.ndarray
+    task_count: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        names: list[str],
+        cores: Any,
+        memory: Any,
+        disk: Any,
+        *,
+        up: Any = True,
+        cpu_load: Any = 0.0,
+        memory_used: Any = 0,
+        disk_used: Any = 0,
+    ) -> NodeTable:
+        """A table of empty nodes with the given capacities (scalars broadcast)."""
+        n = len(names)
+
+        def floats(v: Any) -> np.ndarray:
+            return np.broadcast_to(np.asarray(v, dtype=np.float64), (n,)).copy()
+
+        return cls(
+            names=list(names),
+            up=np.broadcast_to(np.asarray(up, dtype=bool), (n,)).copy(),
+            cores=floats(cores),
+            memory=floats(memory),
+            disk=floats(disk),
+            cpu_load=floats(cpu_load),
+            memory_used=floats(memory_used),
+            disk_used=floats(disk_used),
+            cpu_allocated=np.zeros(n),
+            memory_allocated=np.zeros(n),
+            disk_allocated=np.zeros(n),
+            task_count=np.zeros(n, dtype=np.int64),
+        )
+
+    @classmethod
+    def from_nodes(cls, nodes: list[Node]) -> NodeTable:
+        table = cls.build(
+            [n.name for n in nodes],
+            [n.cores for n in nodes],
+            [n.memory for n in nodes],
+            [n.disk for n in nodes],
+            up=[n.state == "up" for n in nodes],
+            cpu_load=[n.cpu_load for n in nodes],
+            memory_used=[n.memory_used for n in nodes],
+            disk_used=[n.disk_used for n in nodes],
+        )
+        table.cpu_allocated[:] = [n.cpu_allocated for n in nodes]
+        table.memory_allocated[:] = [n.memory_allocated for n in nodes]
+        table.disk_allocated[:] = [n.disk_allocated for n in nodes]
+        table.task_count[:] = [n.task_count for n in nodes]
+        return table
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def cpu_utilisation(self) -> np.ndarray:
+        """The larger of measured load and promised cores, as a share of capacity."""
+        promised = np.divide(
+            self.cpu_allocated, self.cores, out=np.zeros(len(self)), where=self.cores > 0
+        )
+        return np.maximum(self.cpu_load, promised)
+
+    def memory_in_use(self) -> np.ndarray:
+        """The larger of measured and promised memory, in bytes."""
+        return np.maximum(self.memory_used, self.memory_allocated)
+
+    def disk_in_use(self) -> np.ndarray:
+        return np.maximum(self.disk_used, self.disk_allocated)
+
+    def allocate(self, i: int, task: Demand) -> None:
+        self.cpu_allocated[i] += task.cpu
+        self.memory_allocated[i] += task.memory
+        self.disk_allocated[i] += task.disk
+        self.task_count[i] += 1
+
+    def release(self, i: int, task: Demand) -> None:
+        self.cpu_allocated[i] = max(0.0, self.cpu_allocated[i] - task.cpu)
+        self.memory_allocated[i] = max(0.0, self.memory_allocated[i] - task.memory)
+        self.disk_allocated[i] = max(0.0, self.disk_allocated[i] - task.disk)
+        self.task_count[i] = max(0, self.task_count[i] - 1)

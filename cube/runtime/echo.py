@@ -1,0 +1,191 @@
+"""The echo service: the program the process runtime runs for ``cube/echo`` and
+``cube/busybox``, so that tasks can run as plain local processes where there is no
+Docker daemon (on Binder, for example).
+
+- ``GET /`` answers 200 with a small JSON body naming the service and its process ID.
+- ``GET /health`` answers 200 ``OK``.
+- ``GET /healthfail`` answers 500 ``Internal server error``: a health check that always
+  fails, to watch Cube restart a task.
+- ``POST /`` with a JSON body such as ``{"Msg": "hello"}`` answers 200 with the same JSON,
+  or 400 with a JSON error when the body is not JSON.
+- Anything else is 404. With ``--no-healthfail`` (``cube/busybox``) ``/healthfail`` is 404
+  too, like the Docker test image whose httpd serves only ``/`` and ``/health``.
+
+The image tag ``cube/echo:bad-exit`` runs it with ``--crash-after 2``: the service exits
+with code 1 about two seconds after it starts serving, to show what Cube does when a task
+crashes.
+
+It listens on ``--host`` and ``--port`` (0 picks a free port). With ``--ready-fd`` it
+writes the port it got (or ``error: <why>``) as one line to that inherited pipe, so the
+runtime learns the moment it is listening without polling. With ``--exit-file`` it
+writes its exit code to that file as it exits, so a runtime that did not start it can
+still tell a crash from a clean stop. SIGTERM makes it exit promptly with code 0. Each
+request is logged as one line on stderr.
+
+It imports only the standard library and is run as a script in isolated mode, so it
+starts fast and does not depend on where Cube is installed. Try it by hand with
+``python -m cube.runtime.echo --port 7777``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socketserver import TCPServer
+from types import FrameType
+
+
+class _Stop(Exception):
+    """Raised by a signal handler to leave ``serve_forever`` with an exit code."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class EchoServer(ThreadingHTTPServer):
+    """The HTTP server, remembering whether ``/healthfail`` exists."""
+
+    def __init__(self, address: tuple[str, int], *, healthfail: bool) -> None:
+        self.healthfail = healthfail
+        super().__init__(address, EchoHandler)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the host, which can take
+        seconds and would delay the ready signal."""
+        TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    server: EchoServer
+    server_version = "cube-echo/1"
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            self._send(200, {"Service": "cube/echo", "Pid": os.getpid()})
+        elif self.path == "/health":
+            self._send(200, "OK")
+        elif self.path == "/healthfail" and self.server.healthfail:
+            self._send(500, "Internal server error")
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:
+        if self.path != "/":
+            self._not_found()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            message = json.loads(body)
+        except ValueError as exc:
+            self._send(400, {"Error": f"the body is not JSON: {exc}"})
+            return
+        self._send(200, message)
+
+    def _not_found(self) -> None:
+        self._send(404, "404 page not found")
+
+    do_PUT = do_PATCH = do_DELETE = _not_found
+
+    def _send(self, status: int, body: object) -> None:
+        """Text bodies go out as text/plain, anything else as JSON."""
+        if isinstance(body, str):
+            data, kind = f"{body}\n".encode(), "text/plain; charset=utf-8"
+        else:
+            data, kind = json.dumps(body).encode() + b"\n", "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _raise_stop(code: int) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stop(code)
+
+    return handler
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} is already in use on {host}: pick another host port in "
+            "PortBindings, or leave it empty to get any free port"
+        )
+    if exc.errno == errno.EACCES:
+        return f"port {port} on {host} needs privileges: use a port above 1023"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _report(fd: int | None, line: str) -> None:
+    """Tell the parent, through the inherited pipe, that we are ready (or why not)."""
+    if fd is not None:
+        os.write(fd, f"{line}\n".encode())
+        os.close(fd)
+
+
+def _write_exit_file(path: str, code: int) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{code}\n")
+    os.replace(tmp, path)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Listen, report the port, serve until SIGTERM (0) or the crash timer (1)."""
+    try:
+        server = EchoServer((args.host, args.port), healthfail=args.healthfail)
+    except OSError as exc:
+        why = _bind_error(args.host, args.port, exc)
+        print(why, file=sys.stderr)
+        _report(args.ready_fd, f"error: {why}")
+        return 2
+    host, port = server.server_address[:2]
+    try:
+        signal.signal(signal.SIGTERM, _raise_stop(0))
+        if args.crash_after:
+            signal.signal(signal.SIGALRM, _raise_stop(1))
+            signal.setitimer(signal.ITIMER_REAL, args.crash_after)
+        print(f"cube/echo: listening on {host}:{port} (pid {os.getpid()})", file=sys.stderr)
+        _report(args.ready_fd, str(port))
+        server.serve_forever()
+    except _Stop as stop:
+        print(f"cube/echo: exiting with code {stop.code}", file=sys.stderr)
+        return stop.code
+    finally:
+        server.server_close()
+    return 0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="cube.runtime.echo",
+        description="The HTTP echo service Cube's process runtime runs for cube/echo.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ready-fd", type=int, help="pipe to write the port to")
+    parser.add_argument("--exit-file", help="file to write the exit code to")
+    parser.add_argument("--no-healthfail", dest="healthfail", action="store_false")
+    parser.add_argument("--crash-after", type=float, default=0.0, metavar="SECONDS")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    code = serve(args)
+    if args.exit_file:
+        _write_exit_file(args.exit_file, code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

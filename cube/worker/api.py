@@ -1,0 +1,60 @@
+"""The worker's REST API: the book's routes, with honest status codes.
+
+==========================  ===================================================
+``GET    /tasks``            every task on this worker (``[]`` when none)
+``POST   /tasks``            a TaskEvent, or a bare task; 201 + the task
+``GET    /tasks/{id}``       the task, plus what the runtime says about it now
+``DELETE /tasks/{id}``       stop it (cancel it if not started); 204
+``GET    /tasks/{id}/logs``  the last lines its container or process printed
+``GET    /stats``            machine statistics (the Go Cube's shape)
+``GET    /health``           liveness; open even when a token is required
+==========================  ===================================================
+"""
+
+from __future__ import annotations
+
+import bottle
+
+from cube.http import json_app, query_int, read_json, send_json
+from cube.task import parse_submission, parse_uuid
+from cube.worker.worker import Worker
+
+
+def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
+    """Build the worker API around ``worker`` (no global routes: one app per worker)."""
+    app = json_app(f"cube worker {worker.name}", token)
+
+    @app.get("/health")
+    def health() -> dict[str, object]:
+        return {"Status": "ok", "Name": worker.name, "Runtime": worker.runtime.name}
+
+    @app.get("/tasks")
+    def list_tasks() -> str:
+        return send_json([t.to_wire() for t in worker.tasks()])
+
+    @app.post("/tasks")
+    def submit() -> str:
+        task = worker.submit(parse_submission(read_json()))
+        return send_json(task.to_wire(), 201)
+
+    @app.get("/tasks/<task_id>")
+    def get_task(task_id: str) -> str:
+        task = worker.get_task(str(parse_uuid(task_id)))
+        status = worker.inspect(str(task.id))
+        return send_json({**task.to_wire(), "Runtime": status.to_wire() if status else None})
+
+    @app.delete("/tasks/<task_id>")
+    def stop_task(task_id: str) -> None:
+        worker.stop_task(str(parse_uuid(task_id)))
+        bottle.response.status = 204
+
+    @app.get("/tasks/<task_id>/logs")
+    def logs(task_id: str) -> dict[str, object]:
+        task_uuid = str(parse_uuid(task_id))
+        return {"ID": task_uuid, "Logs": worker.logs(task_uuid, query_int("tail", 200))}
+
+    @app.get("/stats")
+    def stats() -> dict[str, object]:
+        return worker.stats()
+
+    return app

@@ -1,0 +1,139 @@
+"""Node statistics from psutil, in the JSON shape the Go Cube reads.
+
+The book read ``/proc`` through goprocinfo, so it only ran on Linux, and computed CPU
+usage from one snapshot (an average since boot). psutil works on Linux, macOS and
+Windows; the key names stay goprocinfo's (memory in kB, disk in bytes, CPU in jiffies)
+so a Go manager can schedule onto a Python worker. We add ``CpuPercent``: usage over the
+interval since the previous sample, which is what a scheduler wants to know.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psutil
+
+USER_HZ = 100  # jiffies per second in /proc/stat on Linux
+
+
+class StatsCollector:
+    """Samples the machine; CPU percent is measured between consecutive samples."""
+
+    def __init__(self, disk_path: str = "/") -> None:
+        self.disk_path = disk_path
+        self._lock = threading.Lock()
+        self._last_times = psutil.cpu_times()
+        self._last_at = time.monotonic()
+        self._percent = psutil.cpu_percent(interval=None)
+
+    def cpu_percent(self, min_interval: float = 0.2) -> float:
+        """Busy share of all CPUs, 0-100, since the previous call (at least
+        ``min_interval`` seconds back; a quicker call returns the last figure)."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_at >= min_interval:
+                times = psutil.cpu_times()
+                self._percent = busy_percent(self._last_times._asdict(), times._asdict())
+                self._last_times, self._last_at = times, now
+            return self._percent
+
+    def sample(self, task_count: int) -> dict[str, Any]:
+        """One ``/stats`` document."""
+        return {
+            "MemStats": mem_stats(),
+            "DiskStats": disk_stats(self.disk_path),
+            "CpuStats": cpu_stats(psutil.cpu_times()),
+            "LoadStats": load_stats(),
+            "TaskCount": task_count,
+            "CpuPercent": round(self.cpu_percent(), 2),
+            "Cores": psutil.cpu_count() or 1,
+        }
+
+
+def busy_percent(before: Mapping[str, Any], after: Mapping[str, Any]) -> float:
+    """CPU busy share, 0-100, between two snapshots of /proc/stat-style counters
+    (``psutil.cpu_times()._asdict()``, or the ``CpuStats`` a Go worker reports). Idle
+    and iowait count as idle, as in the book's formula; guest time is already in user."""
+
+    def split(t: Mapping[str, Any]) -> tuple[float, float]:
+        idle = float(t.get("idle", 0)) + float(t.get("iowait", 0))
+        busy = sum(
+            float(t.get(k, 0)) for k in ("user", "nice", "system", "irq", "softirq", "steal")
+        )
+        return idle, idle + busy
+
+    idle0, total0 = split(before)
+    idle1, total1 = split(after)
+    total = total1 - total0
+    if total <= 0:
+        return 0.0
+    return max(0.0, min(100.0, 100.0 * (total - (idle1 - idle0)) / total))
+
+
+def mem_stats() -> dict[str, int]:
+    vm = psutil.virtual_memory()
+    swap = psutil.swap_memory()
+    kb = 1024
+    return {
+        "mem_total": vm.total // kb,
+        "mem_free": vm.free // kb,
+        "mem_available": vm.available // kb,
+        "buffers": getattr(vm, "buffers", 0) // kb,
+        "cached": getattr(vm, "cached", 0) // kb,
+        "active": getattr(vm, "active", 0) // kb,
+        "inactive": getattr(vm, "inactive", 0) // kb,
+        "shmem": getattr(vm, "shared", 0) // kb,
+        "swap_total": swap.total // kb,
+        "swap_free": swap.free // kb,
+    }
+
+
+def disk_stats(path: str) -> dict[str, int]:
+    usage = psutil.disk_usage(path)
+    try:
+        free_inodes = os.statvfs(path).f_ffree
+    except (AttributeError, OSError):  # Windows has no inodes
+        free_inodes = 0
+    return {"all": usage.total, "used": usage.used, "free": usage.free, "freeInodes": free_inodes}
+
+
+def cpu_stats(times: Any) -> dict[str, Any]:
+    def jiffies(name: str) -> int:
+        return int(getattr(times, name, 0.0) * USER_HZ)
+
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest")
+    out: dict[str, Any] = {"id": "cpu"}
+    out.update({name: jiffies(name) for name in names})
+    out["guest_nice"] = jiffies("guest_nice")
+    return out
+
+
+def load_stats() -> dict[str, Any]:
+    one, five, fifteen = psutil.getloadavg()
+    return {
+        "last1min": round(one, 2),
+        "last5min": round(five, 2),
+        "last15min": round(fifteen, 2),
+        **process_counts(),
+    }
+
+
+def process_counts() -> dict[str, int]:
+    """Running/total processes and the last pid: one read of /proc/loadavg on Linux,
+    a scan of the process table elsewhere."""
+    try:
+        with open("/proc/loadavg") as f:
+            fields = f.read().split()
+        running, total = fields[3].split("/")
+        return {
+            "process_running": int(running),
+            "process_total": int(total),
+            "last_pid": int(fields[4]),
+        }
+    except (OSError, IndexError, ValueError):
+        pids = psutil.pids()
+        return {"process_running": 0, "process_total": len(pids), "last_pid": max(pids, default=0)}

@@ -1,0 +1,85 @@
+"""A worker as a real process: SIGKILL it with tasks running, restart, nothing is lost."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from helpers import cube_process, eventually, free_port, kill, wait_healthy
+
+from cube.client import WorkerClient
+from cube.runtime import choose
+from cube.task import State, Task
+
+IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
+
+
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def kind(request):
+    return request.param
+
+
+def start_worker(tmp_path, kind, port, name):
+    args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
+    args += ["--data-dir", str(tmp_path), "--reconcile-interval", "0.3"]
+    proc = cube_process(*args, log=tmp_path / f"{name}.log")
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(url, proc)
+    return proc, url
+
+
+def test_sigkill_then_restart_readopts_with_same_ids(tmp_path, kind):
+    port, name = free_port(), f"w-{tmp_path.name[-12:]}"
+    proc, url = start_worker(tmp_path, kind, port, name)
+    client = WorkerClient(url)
+    try:
+        ids = [client.submit(Task(f"t{i}", IMAGES[kind])).id for i in range(3)]
+
+        def all_running() -> list[Task]:
+            tasks = client.tasks()
+            return all(t.state is State.Running for t in tasks) and tasks
+
+        before = eventually(all_running, what="three Running tasks")
+        containers = {t.id: t.container_id for t in before}
+
+        assert kill(proc) == -signal.SIGKILL
+        proc, url = start_worker(tmp_path, kind, port, name)
+        after = {t.id: t for t in WorkerClient(url).tasks()}
+        assert set(after) == set(ids)
+        for task_id in ids:
+            assert after[task_id].state is State.Running
+            assert after[task_id].container_id == containers[task_id]
+            assert after[task_id].restart_count == 0
+        runtime = choose(kind, owner=name, state_dir=tmp_path / name / "processes")
+        assert sorted(m.status.container_id for m in runtime.list_managed()) == sorted(
+            containers.values()
+        )
+
+        assert kill(proc, signal.SIGTERM) == 0  # a clean stop...
+        proc, url = start_worker(tmp_path, kind, port, name)
+        assert {t.container_id for t in WorkerClient(url).tasks()} == set(containers.values())
+    finally:
+        for task in client.tasks():
+            client.stop(task.id)
+        eventually(lambda: all(t.state is State.Completed for t in client.tasks()))
+        kill(proc, signal.SIGTERM)
+
+
+def test_a_second_worker_with_the_same_name_is_refused(tmp_path):
+    port, name = free_port(), "twin"
+    proc, _ = start_worker(tmp_path, "process", port, name)
+    try:
+        twin = cube_process(
+            "worker",
+            "--port",
+            str(free_port()),
+            "--name",
+            name,
+            "--data-dir",
+            str(tmp_path),
+            log=tmp_path / "twin.log",
+        )
+        assert twin.wait(timeout=30) == 1
+        assert "is in use by pid" in (tmp_path / "twin.log").read_text()
+    finally:
+        kill(proc, signal.SIGTERM)
