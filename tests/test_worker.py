@@ -100,7 +100,7 @@ def test_post_list_inspect_stop(served, kind):
 
 
 def test_go_manager_post_is_accepted_verbatim(served, kind):
-    worker, client, url = served
+    _, client, url = served
     body = json.loads((FIXTURES / "gocube/manager_to_worker_post_tasks.json").read_text())
     body["Task"]["Image"] = IMAGES[kind]
     response = requests.post(f"{url}/tasks", data=json.dumps(body))

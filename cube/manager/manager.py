@@ -170,7 +170,8 @@ class Manager:
         with self._lock:
             task = self.get_task(task_id)
             check_transition(task.state, State.Completed)
-            self._record(event or TaskEvent(task=task, state=State.Completed))
+            event = event or TaskEvent(task=task, state=State.Completed)
+            self._record(event)
             if task.state is State.Pending or not task.worker:
                 self._drop_queued(task_id)
                 return self._save(
@@ -203,10 +204,6 @@ class Manager:
             events = [e for e in events if str(e.task.id) == task_id]
         events.sort(key=lambda e: e.timestamp or utcnow(), reverse=True)
         return events[:limit] if limit else events
-
-    def list_nodes(self) -> list[Node]:
-        with self._lock:
-            return list(self.nodes.values())
 
     def logs(self, task_id: str, tail: int = 200) -> str:
         task = self.get_task(task_id)
@@ -476,13 +473,11 @@ class Manager:
             self._copy(task, remote)
 
     def _copy(self, task: Task, remote: Task) -> None:
-        same = (
-            remote.state == task.state
-            and remote.container_id == task.container_id
-            and remote.host_ports == task.host_ports
-            and remote.reason == task.reason
-        )
-        if same:
+        if (remote.state, remote.container_id, remote.host_ports) == (
+            task.state,
+            task.container_id,
+            task.host_ports,
+        ):
             return
         if remote.state != task.state and not can_transition(task.state, remote.state):
             log.debug("ignoring %s -> %s for %s", task.state.name, remote.state.name, task.id)
@@ -494,7 +489,7 @@ class Manager:
                 host_ports=remote.host_ports,
                 start_time=remote.start_time,
                 finish_time=remote.finish_time,
-                reason=remote.reason,
+                reason=remote.reason if remote.state != task.state else task.reason,
             )
         )
         if remote.state != task.state:
@@ -619,21 +614,24 @@ class Manager:
     # --------------------------------------------------------------------- helpers
 
     def _node_table(self) -> NodeTable:
-        """The nodes with what is promised to tasks placed on them, for a decision."""
+        """The nodes, with what is promised to tasks placed on them, for a decision."""
+        return NodeTable.from_nodes(self.list_nodes())
+
+    def list_nodes(self) -> list[Node]:
+        """The workers, with the cores, memory and disk promised to their live tasks."""
         with self._lock:
             nodes = list(self.nodes.values())
             for node in nodes:
                 node.cpu_allocated, node.memory_allocated, node.disk_allocated = 0.0, 0, 0
                 node.task_count = 0
-            by_name = {n.name: n for n in nodes}
             for task in self.tasks.values():
-                node = by_name.get(task.worker)
+                node = self.nodes.get(task.worker)
                 if node is not None and task.state in LIVE:
                     node.cpu_allocated += task.cpu
                     node.memory_allocated += task.memory
                     node.disk_allocated += task.disk
                     node.task_count += 1
-            return NodeTable.from_nodes(nodes)
+            return nodes
 
     def _reschedule(self, task: Task, why: str) -> None:
         """Move a task off its worker: it will be placed again (restart count +1)."""

@@ -1,0 +1,184 @@
+"""The manager with three real workers over real HTTP: placement, stop, health, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from helpers import eventually
+from test_worker import IMAGES, build_worker, cleanup
+
+from cube.client import Conflict, ManagerClient, NotFound
+from cube.http import Server
+from cube.manager import Manager
+from cube.manager.api import make_app as manager_app
+from cube.manager.health import RestartPolicy
+from cube.task import State
+from cube.worker.api import make_app as worker_app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class Cluster:
+    """Three in-process workers and a manager, each behind a real HTTP server."""
+
+    def __init__(self, tmp_path: Path, kind: str, scheduler: str = "roundrobin", **options):
+        self.workers = [build_worker(tmp_path, kind, name=f"w{i}").start() for i in range(3)]
+        self.servers = [Server(worker_app(w)).start() for w in self.workers]
+        self.addresses = [s.url.removeprefix("http://") for s in self.servers]
+        options = {"update_interval": 0.2, "health_interval": 0.3, "node_ttl": 1.5, **options}
+        self.manager = Manager(self.addresses, scheduler, **options).start()
+        self.server = Server(manager_app(self.manager)).start()
+        self.url = self.server.url
+        self.client = ManagerClient(self.url)
+        eventually(lambda: all(n.state == "up" for n in self.manager.list_nodes()), what="nodes up")
+
+    def running(self, task_id, timeout: float = 10):
+        return self.manager.wait_for(str(task_id), State.Running, timeout=timeout)
+
+    def close(self) -> None:
+        self.server.stop()
+        self.manager.close()
+        for server in self.servers:
+            server.stop()
+        for worker in self.workers:
+            cleanup(worker)
+
+
+@pytest.fixture(params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def kind(request):
+    return request.param
+
+
+@pytest.fixture
+def cluster(tmp_path, kind):
+    c = Cluster(tmp_path, kind)
+    yield c
+    c.close()
+
+
+def test_round_robin_places_in_turn_and_tasks_run(cluster, kind):
+    tasks = [cluster.client.submit({"Name": f"t{i}", "Image": IMAGES[kind]}) for i in range(4)]
+    assert all(t.state is State.Pending for t in tasks)
+    placed = [cluster.running(t.id).worker for t in tasks]
+    assert placed == [*cluster.addresses, cluster.addresses[0]]
+    nodes = {n["Name"]: n for n in cluster.client.nodes()}
+    assert [nodes[a]["TaskCount"] for a in cluster.addresses] == [2, 1, 1]
+    assert all(n["State"] == "up" and n["Memory"] > 0 for n in nodes.values())
+
+
+def test_stop_reaches_the_worker_that_runs_it(cluster, kind):
+    """The book sent stops to whichever worker the scheduler chose next (its 10.6 bug)."""
+    first = cluster.running(cluster.client.submit({"Name": "a", "Image": IMAGES[kind]}).id)
+    second = cluster.running(cluster.client.submit({"Name": "b", "Image": IMAGES[kind]}).id)
+    cluster.client.stop(second.id)
+    done = cluster.manager.wait_for(str(second.id), State.Completed, timeout=10)
+    assert done.worker == second.worker != first.worker
+    where = cluster.workers[cluster.addresses.index(second.worker)]
+    assert where.get_task(str(second.id)).state is State.Completed
+    assert cluster.client.task(first.id).state is State.Running
+    with pytest.raises(Conflict, match="cannot go from Completed"):
+        cluster.client.stop(second.id)
+
+
+def test_cancel_a_task_that_fits_nowhere(cluster, kind):
+    huge = cluster.client.submit({"Name": "huge", "Image": IMAGES[kind], "Memory": 1 << 50})
+    waiting = eventually(lambda: "has room" in (t := cluster.client.task(huge.id)).reason and t)
+    assert waiting.state is State.Pending
+    assert "memory" in waiting.reason
+    cluster.client.stop(huge.id)
+    done = cluster.client.task(huge.id)
+    assert done.state is State.Completed and done.reason == "cancelled before it was placed"
+
+
+def test_book_task_files_and_curl_shapes_work(cluster, kind):
+    raw = json.loads((FIXTURES / "book/task1.json").read_text())
+    raw["Task"]["Image"] = IMAGES[kind]
+    raw["Task"].pop("PortBindings")
+    response = requests.post(
+        f"{cluster.url}/tasks",
+        data=json.dumps(raw),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},  # what `curl -d` sends
+    )
+    assert response.status_code == 201
+    assert response.json()["ID"] == raw["Task"]["ID"]
+    cluster.running(raw["Task"]["ID"])
+    assert requests.get(f"{cluster.url}/tasks").json()[0]["State"] == State.Running
+    assert requests.delete(f"{cluster.url}/tasks/{raw['Task']['ID']}").status_code == 204
+    # posting the same event again is a retry, not a second task
+    again = requests.post(f"{cluster.url}/tasks", data=json.dumps(raw))
+    assert again.status_code == 201 and len(cluster.client.tasks()) == 1
+    raw["ID"] = "0b6f7cd1-8ab6-4f5a-9b7e-5a4c2e1d0f00"
+    clash = requests.post(f"{cluster.url}/tasks", data=json.dumps(raw))
+    assert clash.status_code == 409 and "already exists" in clash.json()["Message"]
+
+
+def test_errors(cluster, kind):
+    url = cluster.url
+    assert requests.get(f"{url}/tasks/nope").status_code == 400
+    assert requests.delete(f"{url}/tasks/nope").status_code == 400
+    missing = "7f1b5e36-0000-4000-8000-000000000000"
+    assert requests.delete(f"{url}/tasks/{missing}").status_code == 404
+    with pytest.raises(NotFound):
+        cluster.client.task(missing)
+    bad = requests.post(f"{url}/tasks", json={"Name": "x", "Image": IMAGES[kind], "Cpu": "lots"})
+    assert bad.status_code == 400 and bad.json()["Message"].startswith("Task.Cpu")
+    assert requests.get(f"{url}/events?limit=x").status_code == 400
+    assert cluster.client.tasks() == []
+
+
+def test_events_are_newest_first(cluster, kind):
+    task = cluster.client.submit({"Name": "ev", "Image": IMAGES[kind]})
+    cluster.running(task.id)
+    cluster.client.stop(task.id)
+    events = cluster.client.events()
+    assert [e.state for e in events] == [State.Completed, State.Running]
+    assert all(e.task.id == task.id for e in events)
+
+
+def test_health_check_failures_restart_with_backoff_until_the_limit(tmp_path, kind):
+    """cube/echo answers 500 on /healthfail; cube/busybox has no /healthfail (404)."""
+    c = Cluster(tmp_path, kind, restart=RestartPolicy(limit=2, base=0.2))
+    try:
+        task = c.client.submit(
+            {"Name": "sick", "Image": IMAGES[kind], "HealthCheck": "/healthfail"}
+        )
+        first = c.running(task.id)
+        failed = c.manager.wait_for(str(task.id), State.Failed, timeout=30)
+        assert failed.restart_count == 2
+        assert failed.reason.startswith("gave up after 2 restarts; last problem: health check")
+        restarts = [e for e in c.client.events() if e.state is State.Running]
+        assert [e.task.restart_count for e in restarts] == [2, 1, 0]
+        where = c.workers[c.addresses.index(failed.worker)]
+        eventually(lambda: where.get_task(str(task.id)).state is State.Completed)
+        assert where.get_task(str(task.id)).container_id != first.container_id
+        assert c.client.task(task.id).state is State.Failed  # and it stays so
+    finally:
+        c.close()
+
+
+def test_a_crashed_task_is_restarted(tmp_path):
+    c = Cluster(tmp_path, "process", restart=RestartPolicy(limit=1, base=0.2))
+    try:
+        task = c.client.submit({"Name": "crashy", "Image": "cube/echo:bad-exit"})
+        c.running(task.id)
+        eventually(lambda: c.client.task(task.id).restart_count == 1, timeout=15)
+        final = c.manager.wait_for(str(task.id), State.Failed, timeout=15)
+        assert final.restart_count == 1 and "exited with code 1" in final.reason
+    finally:
+        c.close()
+
+
+def test_healthy_tasks_are_left_alone(tmp_path):
+    c = Cluster(tmp_path, "process")
+    try:
+        task = c.client.submit({"Name": "fine", "Image": "cube/echo", "HealthCheck": "/health"})
+        running = c.running(task.id)
+        c.manager.check_health()
+        c.manager.check_health()
+        assert c.client.task(task.id).container_id == running.container_id
+        assert c.client.task(task.id).restart_count == 0
+    finally:
+        c.close()
