@@ -76,3 +76,9 @@ def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
     if proc.poll() is None:
         os.kill(proc.pid, sig)
     return proc.wait(timeout=15)
+
+
+def all_in_state(client, state) -> list:
+    """The client's tasks when every one of them is in ``state`` (else an empty list)."""
+    tasks = client.tasks()
+    return tasks if tasks and all(t.state is state for t in tasks) else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from helpers import cube_process, eventually, free_port, kill, wait_healthy
+from helpers import all_in_state, cube_process, eventually, free_port, kill, wait_healthy
 
 from cube.client import WorkerClient
 from cube.runtime import choose
@@ -35,11 +35,7 @@ def test_sigkill_then_restart_readopts_with_same_ids(tmp_path, kind):
     try:
         ids = [client.submit(Task(f"t{i}", IMAGES[kind])).id for i in range(3)]
 
-        def all_running() -> list[Task]:
-            tasks = client.tasks()
-            return all(t.state is State.Running for t in tasks) and tasks
-
-        before = eventually(all_running, what="three Running tasks")
+        before = eventually(lambda: all_in_state(client, State.Running), what="3 Running")
         containers = {t.id: t.container_id for t in before}
 
         assert kill(proc) == -signal.SIGKILL
