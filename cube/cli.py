@@ -72,6 +72,12 @@ def cli() -> None:
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (env CUBE_TOKEN).",
 )
+@click.option(
+    "--stop-tasks-on-exit",
+    is_flag=True,
+    help="On SIGTERM, stop this worker's tasks and start them again when it restarts "
+    "(default: leave them running, to be re-adopted).",
+)
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def worker(
     host: str,
@@ -82,6 +88,7 @@ def worker(
     dbtype: str,
     reconcile_interval: float,
     token: str | None,
+    stop_tasks_on_exit: bool,
     log_level: str,
 ) -> None:
     """Run a worker: it runs tasks and answers the manager.
@@ -104,7 +111,7 @@ def worker(
     logging.getLogger("cube").info(
         "worker %s (runtime %s, state in %s)", name, node.runtime.name, data_dir / name
     )
-    serve_until_stopped(server, node.close)
+    serve_until_stopped(server, lambda: node.close(suspend_tasks=stop_tasks_on_exit))
 
 
 @cli.command()

@@ -53,6 +53,7 @@ from cube.task import (
 log = logging.getLogger(__name__)
 
 LIVE = (State.Scheduled, State.Running)
+FAST_POLL = 0.1  # seconds between polls while a task is on its way to a worker
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Manager:
         self._unplaced: set[str] = set()  # queue keys waiting for capacity
         self._capacity_changed = False
         self._next_probe = 0.0
+        self._update_due = 0.0
         self._started = utcnow()
         self.nodes: dict[str, Node] = {}
         self._clients: dict[str, WorkerClient] = {}
@@ -365,6 +367,7 @@ class Manager:
             failed = self._mark_failed(task, f"worker {task.worker} refused it: {exc.message}")
             self._plan_restart(failed, failed.reason)
         self._done(key)
+        self._poll_soon()
         log.info("task %s (%s) sent to %s", task.id, task.name, task.worker)
 
     def _send_stop(self, key: str, task_id: str) -> None:
@@ -377,6 +380,7 @@ class Manager:
             if client is not None:
                 client.stop(task_id)
                 self._done(key)  # the worker stops it; the next poll reports Completed
+                self._poll_soon()
                 return
         except Unreachable as exc:
             if self.nodes[task.worker].state != "down":
@@ -397,8 +401,26 @@ class Manager:
     # --------------------------------------------------------------------- monitor
 
     def _monitor_loop(self) -> None:
-        while not self._sleep(self.update_interval):
+        """Poll at once, then every ``update_interval``; while a task is on its way to
+        a worker (or being stopped), poll every ``FAST_POLL`` s so the change shows
+        up quickly."""
+        while True:
+            with self._wake:
+                while not self._stopping and time.monotonic() < self._update_due:
+                    self._wake.wait(self._update_due - time.monotonic())
+                if self._stopping:
+                    return
+                in_flight = self.stores.stopping.count() > 0 or any(
+                    t.state is State.Scheduled and t.worker for t in self.tasks.values()
+                )
+                pause = FAST_POLL if in_flight else self.update_interval
+                self._update_due = time.monotonic() + pause
             self._guard(self.update)
+
+    def _poll_soon(self) -> None:
+        with self._wake:
+            self._update_due = min(self._update_due, time.monotonic() + FAST_POLL)
+            self._wake.notify_all()
 
     def update(self) -> None:
         """Poll every worker at once; copy what they report; handle silent workers.

@@ -117,22 +117,28 @@ def docker_available(timeout: float = 1.0) -> tuple[bool, str]:
     return True, f"Docker {version.get('Version', '?')} answered (API {version.get('ApiVersion')})"
 
 
+def resolve(kind: str) -> tuple[str, str]:
+    """Turn ``"auto"`` into ``"docker"`` or ``"process"``, saying why."""
+    if kind == "auto":
+        ok, why = docker_available()
+        return ("docker" if ok else "process"), why
+    if kind not in ("docker", "process"):
+        raise ValueError(f"unknown runtime {kind!r}: use 'auto', 'docker' or 'process'")
+    return kind, "asked for by name"
+
+
 def choose(kind: str = "auto", *, owner: str, state_dir: str | Path) -> Runtime:
     """Build a runtime: ``"docker"``, ``"process"`` or ``"auto"`` (Docker when a daemon
     answers within a second, else processes). Logs which one and why."""
-    if kind == "auto":
-        ok, why = docker_available()
-        kind = "docker" if ok else "process"
-        log.info("runtime: %s, because %s", kind, why)
+    kind, why = resolve(kind)
+    log.info("runtime: %s (%s)", kind, why)
     if kind == "docker":
         from cube.runtime.docker import DockerRuntime
 
         return DockerRuntime(owner=owner)
-    if kind == "process":
-        from cube.runtime.process import ProcessRuntime
+    from cube.runtime.process import ProcessRuntime
 
-        return ProcessRuntime(owner=owner, state_dir=Path(state_dir))
-    raise ValueError(f"unknown runtime {kind!r}: use 'auto', 'docker' or 'process'")
+    return ProcessRuntime(owner=owner, state_dir=Path(state_dir))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -179,17 +179,30 @@ class Worker:
         self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop the loop. Tasks keep running, to be re-adopted by the next start."""
+    def close(self, suspend_tasks: bool = False) -> None:
+        """Stop the loop. Tasks keep running, to be re-adopted by the next start, unless
+        ``suspend_tasks``: then their containers are stopped now and the tasks are queued
+        to start again when the worker does (``cube up`` uses this on Ctrl-C)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=True)
+        if suspend_tasks:
+            for task in self.store.list():
+                if task.state is State.Running:
+                    self._guard(self._suspend, task)
         for closable in (self.store, self.queue_store, self._lock):
             if closable is not None:
                 closable.close()
+
+    def _suspend(self, task: Task) -> None:
+        self.runtime.stop(task.container_id)
+        check_transition(task.state, State.Scheduled)
+        self._save(self._fresh(task).replace(reason="suspended: its worker was stopped"))
+        self._enqueue(TaskEvent(task=task, state=State.Running))
+        log.info("%s: task %s (%s) suspended until the worker starts again", self.name, task.id, task.name)
 
     def step(self) -> None:
         """Apply every queued event now, in this thread, then reconcile once."""

@@ -1,0 +1,5 @@
+"""Notebook helpers: a local cluster of real processes, and widgets that drive it."""
+
+from cube.lab.cluster import LocalCluster
+
+__all__ = ["LocalCluster"]

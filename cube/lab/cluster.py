@@ -1,0 +1,266 @@
+"""A whole Cube cluster on one machine: a manager and N workers as real processes.
+
+Real processes, so that "restart the manager" is a real restart and "kill a worker" is a
+real SIGKILL: what a notebook shows is what happens on a real cluster. ``cube up`` is
+this class behind a command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from cube.client import ManagerClient, WorkerClient
+from cube.runtime import resolve
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class Component:
+    """One process of the cluster: the manager or a worker."""
+
+    name: str
+    port: int
+    args: list[str]
+    log: Path
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def state(self) -> str:
+        """running, paused (SIGSTOP), or stopped."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "stopped"
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                return "paused" if f.read().split()[2] == "T" else "running"
+        except OSError:
+            return "running"
+
+
+class LocalCluster:
+    """A manager and ``workers`` workers on this machine, each its own process.
+
+    >>> with LocalCluster(workers=3, runtime="process") as cluster:
+    ...     task = cluster.client.submit({"Name": "web", "Image": "cube/echo"})
+
+    ``runtime="auto"`` picks Docker when a daemon answers and local processes otherwise
+    (as on Binder); :attr:`runtime_reason` says why. Ports are free ones unless given.
+    State lives in ``data_dir`` (a temporary directory, removed by :meth:`stop`, when
+    none is given), so a restarted component finds its state again.
+    """
+
+    def __init__(
+        self,
+        workers: int = 3,
+        runtime: str = "auto",
+        scheduler: str = "epvm",
+        data_dir: str | Path | None = None,
+        *,
+        manager_port: int = 0,
+        worker_ports: list[int] | None = None,
+        token: str | None = None,
+        worker_token: str | None = None,
+        update_interval: float = 1.0,
+        health_interval: float = 5.0,
+        node_ttl: float = 5.0,
+        restart_limit: int = 3,
+        reconcile_interval: float = 1.0,
+        keep_tasks: bool = False,
+    ) -> None:
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cube-"))
+        self.runtime, self.runtime_reason = resolve(runtime)
+        self.scheduler = scheduler
+        self.token, self.worker_token = token, worker_token
+        self.keep_tasks = keep_tasks
+        ports = worker_ports or [0] * workers
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.workers: dict[str, Component] = {}
+        for i, port in enumerate(ports, start=1):
+            name, port = f"worker-{i}", port or _free_port()
+            args = ["worker", *_flags(port=port, name=name, runtime=self.runtime)]
+            args += _flags(data_dir=self.data_dir, reconcile_interval=reconcile_interval)
+            if not keep_tasks:
+                args.append("--stop-tasks-on-exit")
+            self.workers[name] = Component(name, port, args, logs / f"{name}.log")
+        port = manager_port or _free_port()
+        workers_flag = ",".join(w.address for w in self.workers.values())
+        args = ["manager", *_flags(port=port, scheduler=scheduler, workers=workers_flag)]
+        args += _flags(data_dir=self.data_dir, update_interval=update_interval)
+        args += _flags(health_interval=health_interval, node_ttl=node_ttl)
+        args += _flags(restart_limit=restart_limit)
+        self.manager = Component("manager", port, args, logs / "manager.log")
+        self.client = ManagerClient(self.manager.url, token=token, timeout=10)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> LocalCluster:
+        """Start every component that is not running and wait until each answers."""
+        for component in self.components():
+            if component.state == "stopped":
+                self._spawn(component)
+        for component in self.components():
+            self._wait(component)
+        return self
+
+    def stop(self) -> None:
+        """Stop the manager, then the workers (which stop their tasks unless
+        ``keep_tasks``). Removes the data directory if this cluster made it."""
+        for component in (self.manager, *self.workers.values()):
+            self._terminate(component)
+        self.client.close()
+        if self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def restart(self, name: str) -> None:
+        """Stop a component gracefully (SIGTERM) and start it again with the same
+        port and state; works on a killed or paused component too."""
+        component = self.component(name)
+        self._terminate(component)
+        self._spawn(component)
+        self._wait(component)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a component, as a crash would; :meth:`restart` brings it back."""
+        component = self.component(name)
+        if component.proc is not None and component.proc.poll() is None:
+            component.proc.kill()
+            component.proc.wait()
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process is alive but answers nothing (a hung machine)."""
+        self._signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self._signal(name, signal.SIGCONT)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --------------------------------------------------------------------- views
+
+    def components(self) -> list[Component]:
+        return [*self.workers.values(), self.manager]
+
+    def component(self, name: str) -> Component:
+        if name == "manager":
+            return self.manager
+        try:
+            return self.workers[name]
+        except KeyError:
+            known = ", ".join(["manager", *self.workers])
+            raise KeyError(f"no component {name!r}; the cluster has {known}") from None
+
+    def worker_client(self, name: str) -> WorkerClient:
+        return WorkerClient(self.component(name).url, token=self.worker_token)
+
+    def describe(self) -> str:
+        """Where everything listens, for people."""
+        lines = [f"runtime: {self.runtime} ({self.runtime_reason})", f"data:    {self.data_dir}"]
+        for c in (self.manager, *self.workers.values()):
+            extra = f"  scheduler {self.scheduler}" if c is self.manager else ""
+            lines.append(f"  {c.name:<10} {c.url:<24} {c.state}{extra}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"LocalCluster({len(self.workers)} workers, {self.runtime}, {self.manager.url})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _spawn(self, component: Component) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("CUBE_TOKEN", None)
+        env.pop("CUBE_WORKER_TOKEN", None)
+        if component is self.manager:
+            env.update(
+                {"CUBE_TOKEN": self.token or "", "CUBE_WORKER_TOKEN": self.worker_token or ""}
+            )
+        else:
+            env["CUBE_TOKEN"] = self.worker_token or ""
+        with component.log.open("ab") as out:
+            component.proc = subprocess.Popen(
+                [sys.executable, "-m", "cube", *component.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,  # Ctrl-C reaches `cube up`, which stops us in order
+            )
+
+    def _wait(self, component: Component) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if component.proc is None or component.proc.poll() is not None:
+                raise RuntimeError(f"{component.name} exited: {_tail(component.log)}")
+            try:
+                if requests.get(f"{component.url}/health", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(
+            f"{component.name} did not answer in {START_TIMEOUT:g}s: {_tail(component.log)}"
+        )
+
+    def _terminate(self, component: Component) -> None:
+        proc = component.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in 30 s; killing it", component.name)
+            proc.kill()
+            proc.wait()
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        proc = self.component(name).proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+
+
+def _flags(**options: object) -> list[str]:
+    """``port=5555, data_dir=x`` -> ``["--port", "5555", "--data-dir", "x"]``."""
+    return [part for k, v in options.items() for part in (f"--{k.replace('_', '-')}", str(v))]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
