@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 import cube
+from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
 from cube.http import Server, serve_until_stopped
 from cube.store import DirectoryLocked
+from cube.task import State, Task, utcnow
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CUBE_DATA_DIR", Path.home() / ".cube"))
 
@@ -111,7 +120,7 @@ def worker(
     logging.getLogger("cube").info(
         "worker %s (runtime %s, state in %s)", name, node.runtime.name, data_dir / name
     )
-    serve_until_stopped(server, lambda: node.close(suspend_tasks=stop_tasks_on_exit))
+    _serve(server, lambda: node.close(suspend_tasks=stop_tasks_on_exit))
 
 
 @cli.command()
@@ -225,7 +234,391 @@ def manager(
     logging.getLogger("cube").info(
         "manager (scheduler %s, workers %s, state in %s)", scheduler, ", ".join(addresses), data_dir
     )
-    serve_until_stopped(server, boss.close)
+    _serve(server, boss.close)
+
+
+def _serve(server: Server, on_stop: Callable[[], None]) -> None:
+    try:
+        serve_until_stopped(server, on_stop)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}"
+        ) from None
+
+
+# ------------------------------------------------------------------ talking to a cluster
+
+
+def manager_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--manager, --token and --json, shared by every command that asks the manager."""
+    for option in reversed(
+        [
+            click.option(
+                "-m",
+                "--manager",
+                envvar="CUBE_MANAGER",
+                default="localhost:5555",
+                help="The manager's host:port (env CUBE_MANAGER).",
+            ),
+            click.option(
+                "--token", envvar="CUBE_TOKEN", default=None, help="Bearer token (env CUBE_TOKEN)."
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print JSON for programs."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@contextlib.contextmanager
+def _talking_to(manager: str) -> Iterator[None]:
+    """Turn client errors into messages a person can act on (exit code 1)."""
+    try:
+        yield
+    except Unreachable:
+        raise click.ClickException(
+            f"cannot reach the manager at {manager}: is `cube manager` running on {manager}?"
+            " (set --manager or CUBE_MANAGER to point elsewhere)"
+        ) from None
+    except Unauthorized:
+        raise click.ClickException(
+            f"the manager at {manager} wants a token: pass --token or set CUBE_TOKEN"
+        ) from None
+    except CubeError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _client(manager: str, token: str | None) -> ManagerClient:
+    return ManagerClient(manager, token=token, timeout=10)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "-f", "--filename", type=click.Path(path_type=Path), help="The task file (as in the book)."
+)
+@click.option("--name", help="Run a task with this name (instead of a file).")
+@click.option("--image", help="...and this image, e.g. cube/echo or nginx:1.27.")
+@click.option("--health-check", default="", help="Path to probe, e.g. /health.")
+@click.option(
+    "--port", "ports", multiple=True, help="Container port to publish, e.g. 7777/tcp (repeatable)."
+)
+@click.option("--cpu", type=click.FloatRange(0), default=0.0, help="Cores to reserve.")
+@click.option("--memory", type=click.IntRange(0), default=0, help="Bytes of memory to reserve.")
+@click.option(
+    "--restart-policy",
+    type=click.Choice(["", "no", "always", "unless-stopped", "on-failure"]),
+    default="",
+)
+@manager_options
+def run(
+    file: Path | None,
+    filename: Path | None,
+    name: str | None,
+    image: str | None,
+    health_check: str,
+    ports: tuple[str, ...],
+    cpu: float,
+    memory: int,
+    restart_policy: str,
+    manager: str,
+    token: str | None,
+    as_json: bool,
+) -> None:
+    """Run a task: from a JSON file (a task event or a bare task) or from flags.
+
+    \b
+    Examples:
+      cube run task.json
+      cube run --filename task.json
+      cube run --name web --image cube/echo --health-check /health
+    """
+    path = file or filename
+    if path is None and not (name and image):
+        raise click.UsageError("give a task file, or both --name and --image")
+    if path is not None:
+        body = _read_task_file(path)
+    else:
+        body = {"Name": name, "Image": image, "HealthCheck": health_check, "Cpu": cpu}
+        body |= {"Memory": memory, "RestartPolicy": restart_policy}
+        body["ExposedPorts"] = {port: {} for port in ports}
+    with _talking_to(manager):
+        task = _client(manager, token).submit(body)
+    if as_json:
+        _echo_json(task.to_wire())
+    else:
+        click.echo(f"{task.id}  {task.name}  {task.state.name}: {task.reason}")
+
+
+def _read_task_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise click.ClickException(f"file {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
+
+
+@cli.command()
+@click.argument("task_id")
+@manager_options
+def stop(task_id: str, manager: str, token: str | None, as_json: bool) -> None:
+    """Stop a task (cancel it, if it has not started). A unique ID prefix will do.
+
+    \b
+    Example:
+      cube stop 21b23589
+    """
+    client = _client(manager, token)
+    with _talking_to(manager):
+        task = _find(client, task_id)
+        client.stop(task.id)
+    if as_json:
+        _echo_json({"ID": str(task.id), "Stopping": True})
+    else:
+        click.echo(f"Task {task.id} ({task.name}) is being stopped.")
+
+
+def _find(client: ManagerClient, prefix: str) -> Task:
+    matches = [t for t in client.tasks() if str(t.id).startswith(prefix.lower())]
+    if not matches:
+        raise click.ClickException(
+            f"no task has an ID starting with {prefix!r} (see `cube status`)"
+        )
+    if len(matches) > 1:
+        names = ", ".join(f"{t.id} ({t.name})" for t in matches[:5])
+        raise click.ClickException(
+            f"{prefix!r} matches {len(matches)} tasks: {names}; give more of the ID"
+        )
+    return matches[0]
+
+
+@cli.command()
+@click.option("--no-trunc", is_flag=True, help="Show whole IDs.")
+@manager_options
+def status(no_trunc: bool, manager: str, token: str | None, as_json: bool) -> None:
+    """List tasks: where they run and how they are doing.
+
+    \b
+    Example:
+      cube status --manager localhost:5555
+    """
+    with _talking_to(manager):
+        tasks = _client(manager, token).tasks()
+    if as_json:
+        _echo_json([t.to_wire() for t in tasks])
+        return
+    now = utcnow()
+    rows = [
+        [
+            str(t.id) if no_trunc else str(t.id)[:8],
+            t.name,
+            _ago(t.created, now),
+            t.state.name,
+            t.worker or "-",
+            t.image,
+            _ports(t) or "-",
+            str(t.restart_count),
+        ]
+        for t in tasks
+    ]
+    _table(["ID", "NAME", "CREATED", "STATE", "WORKER", "IMAGE", "PORTS", "RESTARTS"], rows)
+
+
+@cli.command()
+@manager_options
+def node(manager: str, token: str | None, as_json: bool) -> None:
+    """List workers: up or down, memory, disk, tasks and CPU.
+
+    \b
+    Example:
+      cube node
+    """
+    with _talking_to(manager):
+        nodes = _client(manager, token).nodes()
+    if as_json:
+        _echo_json(nodes)
+        return
+    rows = [
+        [
+            n["Name"],
+            n["State"],
+            f"{_size(n['MemoryUsed'] * 1024)} / {_size(n['Memory'] * 1024)}",
+            f"{_size(n['DiskUsed'])} / {_size(n['Disk'])}",
+            str(n["TaskCount"]),
+            f"{n['CpuPercent']:.0f}%",
+        ]
+        for n in nodes
+    ]
+    _table(["NAME", "STATE", "MEMORY (USED / TOTAL)", "DISK (USED / TOTAL)", "TASKS", "CPU"], rows)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--tail", type=click.IntRange(1, 100_000), default=200, help="How many lines.")
+@manager_options
+def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool) -> None:
+    """Print what a task's container or process wrote.
+
+    \b
+    Example:
+      cube logs 21b23589 --tail 20
+    """
+    client = _client(manager, token)
+    with _talking_to(manager):
+        task = _find(client, task_id)
+        text = client.logs(task.id, tail)
+    if as_json:
+        _echo_json({"ID": str(task.id), "Logs": text})
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1), default=50, help="How many, newest first.")
+@manager_options
+def events(limit: int, manager: str, token: str | None, as_json: bool) -> None:
+    """List task events (requests to run, stop, restart), newest first.
+
+    \b
+    Example:
+      cube events --limit 10
+    """
+    with _talking_to(manager):
+        history = _client(manager, token).events()[:limit]
+    if as_json:
+        _echo_json([e.to_wire() for e in history])
+        return
+    now = utcnow()
+    rows = [
+        [
+            _ago(e.timestamp, now),
+            str(e.task.id)[:8],
+            e.task.name,
+            "stop" if e.state is State.Completed else "run",
+            str(e.task.restart_count),
+        ]
+        for e in history
+    ]
+    _table(["WHEN", "TASK", "NAME", "ASKED", "RESTARTS"], rows)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
+    for line in [headers, *rows]:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _ago(moment: datetime | None, now: datetime) -> str:
+    """ "3 minutes ago" (the book's CREATED was always "less than a second ago")."""
+    if moment is None:
+        return "-"
+    seconds = int((now - moment).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' * (count != 1)} ago"
+    return "just now"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _ports(task: Task) -> str:
+    return ", ".join(
+        f"{b['HostIp'] or '*'}:{b['HostPort']}->{port}"
+        for port, bindings in sorted(task.host_ports.items())
+        for b in bindings[:1]
+        if b.get("HostPort")
+    )
+
+
+@cli.command()
+@click.option("-w", "--workers", type=click.IntRange(1, 64), default=3, help="How many workers.")
+@click.option(
+    "--runtime",
+    type=click.Choice(["auto", "docker", "process"]),
+    default="auto",
+    help="What runs tasks.",
+)
+@click.option(
+    "-s",
+    "--scheduler",
+    type=click.Choice(["roundrobin", "epvm", "greedy", "bestfit"]),
+    default="epvm",
+)
+@click.option(
+    "-d",
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_DATA_DIR / "cluster",
+    help="Where the cluster keeps its state; run again on the same one to resume.",
+)
+@click.option(
+    "-p",
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=5555,
+    help="The manager's port; workers take the next ones.",
+)
+@click.option(
+    "--keep-tasks",
+    is_flag=True,
+    help="On Ctrl-C, leave tasks running (to be re-adopted next time).",
+)
+def up(
+    workers: int, runtime: str, scheduler: str, data_dir: Path, port: int, keep_tasks: bool
+) -> None:
+    """Run a whole cluster here: a manager and WORKERS workers, as child processes.
+
+    Stays in the foreground; Ctrl-C stops everything (tasks too, unless --keep-tasks).
+    Run it again with the same --data-dir and the cluster comes back as it was.
+
+    \b
+    Example:
+      cube up --workers 3 --runtime process
+    """
+    from cube.lab import LocalCluster
+
+    cluster = LocalCluster(
+        workers,
+        runtime,
+        scheduler,
+        data_dir,
+        manager_port=port,
+        worker_ports=[port + 1 + i for i in range(workers)],
+        keep_tasks=keep_tasks,
+    )
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        cluster.start()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Cube is up.\n{cluster.describe()}")
+    click.echo(f"  logs       {data_dir / 'logs'}")
+    click.echo(f"\nTry:  cube run --name web --image cube/echo --manager {cluster.manager.address}")
+    click.echo(f"      cube status --manager {cluster.manager.address}")
+    click.echo("Press Ctrl-C to stop the cluster.")
+    stopping.wait()
+    click.echo("Stopping the manager and the workers...")
+    cluster.stop()
+    click.echo("Stopped." + (" Tasks were left running." if keep_tasks else ""))
 
 
 def main() -> None:

@@ -119,12 +119,17 @@ class LocalCluster:
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> LocalCluster:
-        """Start every component that is not running and wait until each answers."""
-        for component in self.components():
-            if component.state == "stopped":
-                self._spawn(component)
-        for component in self.components():
-            self._wait(component)
+        """Start every component that is not running and wait until each answers
+        (if one cannot start, the others are stopped again, and the error says why)."""
+        try:
+            for component in self.components():
+                if component.state == "stopped":
+                    self._spawn(component)
+            for component in self.components():
+                self._wait(component)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

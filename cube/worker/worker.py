@@ -417,7 +417,9 @@ class Worker:
             reason = "stopped on request" if task.state is State.Running else task.reason
         else:
             reason = "cancelled before it started" if task.state in RUN_STATES else task.reason
-        self._save(task.replace(state=State.Completed, finish_time=utcnow(), reason=reason))
+        self._save(
+            task.replace(state=State.Completed, finish_time=utcnow(), reason=reason, host_ports={})
+        )
         log.info("%s: task %s (%s) is Completed", self.name, task.id, task.name)
         return False
 
@@ -488,7 +490,9 @@ class Worker:
     def _fail(self, task: Task, reason: str) -> None:
         log.warning("%s: task %s (%s) Failed: %s", self.name, task.id, task.name, reason)
         check_transition(task.state, State.Failed)
-        self._save(task.replace(state=State.Failed, finish_time=utcnow(), reason=reason))
+        self._save(
+            task.replace(state=State.Failed, finish_time=utcnow(), reason=reason, host_ports={})
+        )
 
     def _save(self, task: Task) -> None:
         with self._cond:
