@@ -11,12 +11,13 @@ manager), and every failure is a typed exception carrying the server's message::
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 import requests
 
-from cube.task import Task, TaskEvent
+from cube.task import State, Task, TaskEvent
 
 
 class CubeError(Exception):
@@ -81,6 +82,21 @@ class Client:
 
     def stop(self, task_id: str | uuid.UUID) -> None:
         self._call("DELETE", f"/tasks/{task_id}")
+
+    def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
+        """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
+        in-process, :meth:`cube.manager.Manager.wait_for` wakes on the change itself)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(task_id)
+            if task.state in states:
+                return task
+            if time.monotonic() > deadline:
+                wanted = " or ".join(s.name for s in states)
+                raise TimeoutError(
+                    f"task {task_id} is {task.state.name}, not {wanted}, after {timeout}s"
+                )
+            time.sleep(0.05)
 
     def logs(self, task_id: str | uuid.UUID, tail: int = 200) -> str:
         return self._call("GET", f"/tasks/{task_id}/logs", params={"tail": tail})["Logs"]

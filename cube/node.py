@@ -217,3 +217,13 @@ class NodeTable:
         self.memory_allocated[i] = max(0.0, self.memory_allocated[i] - task.memory)
         self.disk_allocated[i] = max(0.0, self.disk_allocated[i] - task.disk)
         self.task_count[i] = max(0, self.task_count[i] - 1)
+
+
+def format_size(n: float) -> str:
+    """Bytes for people: ``format_size(3 << 30) == "3.0 GiB"``."""
+    n = max(float(n), 0.0)
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

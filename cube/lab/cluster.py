@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from cube.client import ManagerClient, WorkerClient
-from cube.runtime import resolve
+from cube.runtime import choose, resolve
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,17 @@ class LocalCluster:
 
     def resume(self, name: str) -> None:
         self._signal(name, signal.SIGCONT)
+
+    def crash_task(self, task_id: str) -> None:
+        """SIGKILL a task's container or process behind Cube's back, as a crash would:
+        the worker notices at its next inspection and the manager restarts it."""
+        task = self.client.task(task_id)
+        worker = next(c for c in self.workers.values() if c.address == task.worker)
+        runtime = choose(self.runtime, owner=worker.name, state_dir=self._state_dir(worker))
+        runtime.kill(task.container_id)
+
+    def _state_dir(self, worker: Component) -> Path:
+        return self.data_dir / worker.name / "processes"
 
     def __enter__(self) -> LocalCluster:
         return self.start()

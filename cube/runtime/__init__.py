@@ -92,6 +92,10 @@ class Runtime(Protocol):
     def stop(self, container_id: str) -> None:
         """Stop and remove; stopping something already gone is not an error."""
 
+    def kill(self, container_id: str) -> None:
+        """Crash it on purpose: SIGKILL, leaving the remains for inspect to report (for
+        demonstrations and chaos tests)."""
+
     def inspect(self, container_id: str) -> Status:
         """Report on one container or process (``state="missing"`` when gone)."""
 

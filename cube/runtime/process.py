@@ -127,6 +127,12 @@ class ProcessRuntime:
         for kind in ("json", "log", "exit"):
             self._path(container_id, kind).unlink(missing_ok=True)
 
+    def kill(self, container_id: str) -> None:
+        """SIGKILL the process and keep its record, as a crash would leave it."""
+        record = self._load(container_id) if _ID.fullmatch(container_id) else None
+        if record is not None and (proc := _same_process(record)) is not None:
+            proc.kill()
+
     def inspect(self, container_id: str) -> Status:
         record = self._load(container_id)
         if record is None:
