@@ -252,7 +252,7 @@ def test_echo_exits_with_0_on_sigterm():
     try:
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=2).ok
         service.terminate()
-        assert service.wait(timeout=3) == 0
+        assert service.wait(timeout=15) == 0
     finally:
         service.kill()
         service.wait()
