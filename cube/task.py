@@ -36,7 +36,9 @@ started can be stopped) and stopping a failed task (so it is not restarted)::
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -183,23 +185,29 @@ def _str(value: Any, where: str, *, limit: int = 256) -> str:
     return value
 
 
-def _int(value: Any, where: str) -> int:
+# Upper bounds keep arithmetic sane and reject typos like a memory size in bits.
+MAX_CPU = 1024.0  # cores
+MAX_BYTES = 1 << 50  # 1 PiB, for Memory and Disk
+MAX_COUNT = 1 << 31
+
+
+def _int(value: Any, where: str, limit: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(where, f"expected an integer, got {_kind(value)}")
     if isinstance(value, float) and not value.is_integer():
         raise ValidationError(where, f"expected an integer, got {value}")
     if value < 0:
         raise ValidationError(where, f"must not be negative, got {value}")
-    if value > 2**63 - 1:
-        raise ValidationError(where, "too large")
+    if value > limit:
+        raise ValidationError(where, f"must be at most {limit}, got {value}")
     return int(value)
 
 
 def _float(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(where, f"expected a number, got {_kind(value)}")
-    if not math.isfinite(value) or value < 0:
-        raise ValidationError(where, f"must be a finite number >= 0, got {value}")
+    if not math.isfinite(value) or not 0 <= value <= MAX_CPU:
+        raise ValidationError(where, f"must be a number from 0 to {MAX_CPU:g}, got {value}")
     return float(value)
 
 
@@ -227,7 +235,9 @@ def _is_registry(part: str) -> bool:
 
 
 def check_image(value: Any, where: str = "Image") -> str:
-    """An image reference Docker would accept, such as ``cube/echo`` or ``nginx:1.27``."""
+    """An image reference Docker would accept, such as ``cube/echo`` or ``nginx:1.27``,
+    and, when ``CUBE_ALLOWED_IMAGES`` is set (comma-separated patterns such as
+    ``cube/*,nginx:*``), one it allows."""
     image = _str(value, where)
     if not image:
         raise ValidationError(where, "an image is required, e.g. 'cube/echo'")
@@ -236,6 +246,11 @@ def check_image(value: Any, where: str = "Image") -> str:
     if not _PATH.match(path):
         raise ValidationError(
             where, f"{image!r} is not an image reference like 'name', 'name:tag' or 'repo/name:tag'"
+        )
+    allowed = os.environ.get("CUBE_ALLOWED_IMAGES", "").strip()
+    if allowed and not any(fnmatch.fnmatchcase(image, p.strip()) for p in allowed.split(",")):
+        raise ValidationError(
+            where, f"{image!r} is not allowed here (CUBE_ALLOWED_IMAGES={allowed})"
         )
     return image
 
@@ -419,8 +434,8 @@ class Task:
             state=_state(d.get("State", 0), at + "State"),
             image=check_image(d.get("Image", ""), at + "Image"),
             cpu=_float(d.get("Cpu", 0), at + "Cpu"),
-            memory=_int(d.get("Memory", 0), at + "Memory"),
-            disk=_int(d.get("Disk", 0), at + "Disk"),
+            memory=_int(d.get("Memory", 0), at + "Memory", MAX_BYTES),
+            disk=_int(d.get("Disk", 0), at + "Disk", MAX_BYTES),
             exposed_ports=_exposed_ports(d.get("ExposedPorts"), at + "ExposedPorts"),
             host_ports=_host_ports(d.get("HostPorts"), at + "HostPorts"),
             port_bindings=_port_bindings(d.get("PortBindings"), at + "PortBindings"),

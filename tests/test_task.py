@@ -205,7 +205,10 @@ BAD = [
     (spec(State=True), "Task.State", "expected a state number"),
     (spec(Memory=-1), "Task.Memory", "must not be negative"),
     (spec(Disk=-5), "Task.Disk", "must not be negative"),
-    (spec(Cpu=-0.5), "Task.Cpu", "finite number >= 0"),
+    (spec(Cpu=-0.5), "Task.Cpu", "a number from 0 to 1024"),
+    (spec(Cpu=float("inf")), "Task.Cpu", "a number from 0 to 1024"),
+    (spec(Memory=1 << 60), "Task.Memory", "must be at most"),
+    (spec(RestartCount=1 << 40), "Task.RestartCount", "must be at most"),
     (spec(Memory="1g"), "Task.Memory", "expected an integer"),
     (spec(Memory=1.5), "Task.Memory", "expected an integer"),
     (spec(RestartCount=False), "Task.RestartCount", "expected an integer"),
@@ -245,6 +248,14 @@ def test_bad_input_names_the_field_and_why(data, field, why):
 )
 def test_good_image_references(image):
     assert parse_submission(spec(Image=image)).task.image == image
+
+
+def test_image_allowlist(monkeypatch):
+    monkeypatch.setenv("CUBE_ALLOWED_IMAGES", "cube/*, nginx:1.*")
+    assert parse_submission(spec(Image="cube/echo")).task.image == "cube/echo"
+    assert parse_submission(spec(Image="nginx:1.27")).task.image == "nginx:1.27"
+    with pytest.raises(ValidationError, match="'redis' is not allowed here"):
+        parse_submission(spec(Image="redis"))
 
 
 def test_bare_port_means_tcp():
