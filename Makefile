@@ -26,7 +26,7 @@ lab: $(LAB)
 test: $(STAMP)
 	$(BIN)/ruff check cube tests bench
 	$(BIN)/ruff format --check cube tests bench
-	$(BIN)/python -m pytest tests $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -59,9 +59,11 @@ def fits(task: Demand, nodes: NodeTable) -> np.ndarray:
 
     "In use" is the larger of promised and measured, so one comparison per resource
     covers both rules; the simulator calls this for every decision on thousands of nodes."""
-    mask = nodes.up.copy()
     if task.cpu > 0:
-        mask &= nodes.cpu_allocated <= nodes.cores - (task.cpu - 1e-9)
+        mask = nodes.cpu_allocated <= nodes.cores - (task.cpu - 1e-9)
+        mask &= nodes.up
+    else:
+        mask = nodes.up.copy()
     if task.memory > 0:
         mask &= nodes.memory_in_use() <= nodes.memory - task.memory
     if task.disk > 0:
@@ -84,19 +86,20 @@ class _Powers:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.x.shape != x.shape:
             self.x, self.value = np.full(x.shape, np.nan), np.empty(x.shape)
-        stale = self.x != x
-        if stale.any():
+        stale = np.flatnonzero(self.x != x)
+        if len(stale):
             self.x[stale] = x[stale]
             self.value[stale] = np.exp(x[stale] * self.log_base)
         return self.value
 
 
-def _one_if_same(values: np.ndarray) -> np.ndarray | float:
-    """The single value when all nodes share it (a homogeneous cluster), else the array,
-    so a per-task exponential is taken once instead of once per node."""
+def _capacity(values: np.ndarray, floor: float) -> np.ndarray | float:
+    """Capacities, at least ``floor`` (no division by zero), as one number when all
+    nodes share it (a homogeneous cluster): then a per-task exponential is taken once
+    instead of once per node."""
     if len(values) and values.min() == values.max():
-        return float(values[0])
-    return values
+        return max(float(values[0]), floor)
+    return np.maximum(values, floor)
 
 
 class _FitFilter:
@@ -170,21 +173,19 @@ class Epvm(_FitFilter):
         self._jobs = np.empty(0)
 
     def score(self, task: Demand, nodes: NodeTable, candidates: np.ndarray) -> np.ndarray:
-        cores = np.maximum(nodes.cores, 1e-9)
-        memory = np.maximum(nodes.memory, 1.0)
-        du = (task.cpu if task.cpu > 0 else 1.0) / _one_if_same(cores)
-        dm = task.memory / _one_if_same(memory)
+        cores, memory = _capacity(nodes.cores, 1e-9), _capacity(nodes.memory, 1.0)
+        du = (task.cpu if task.cpu > 0 else 1.0) / cores
+        dm = task.memory / memory
         cost = self._memory(nodes.memory_in_use() / memory) * np.expm1(dm * math.log(LIEB))
         cost += self._cpu(nodes.cpu_utilisation()) * np.expm1(du * math.log(LIEB))
-        cost += 2 * self._job_cost(nodes.task_count)
+        cost += self._job_costs(nodes.task_count)
         return cost[candidates]
 
-    def _job_cost(self, n: np.ndarray) -> np.ndarray:
-        """``LIEB**((n+1)/MAX_JOBS) - LIEB**(n/MAX_JOBS)`` looked up by job count."""
-        most = int(n.max(initial=0)) + 1
-        if len(self._jobs) <= most:
-            k = np.arange(2 * most + 2)
-            self._jobs = LIEB ** ((k + 1) / MAX_JOBS) - LIEB ** (k / MAX_JOBS)
+    def _job_costs(self, n: np.ndarray) -> np.ndarray:
+        """``2 * (LIEB**((n+1)/MAX_JOBS) - LIEB**(n/MAX_JOBS))``, looked up by job count."""
+        if len(self._jobs) <= n.max(initial=0) + 1:
+            k = np.arange(2 * int(n.max(initial=0)) + 16)
+            self._jobs = 2 * (LIEB ** ((k + 1) / MAX_JOBS) - LIEB ** (k / MAX_JOBS))
         return self._jobs[n]
 
 
@@ -204,12 +205,13 @@ class BestFit(_FitFilter):
         self._memory = _Powers(10.0)
 
     def score(self, task: Demand, nodes: NodeTable, candidates: np.ndarray) -> np.ndarray:
-        cores = np.maximum(nodes.cores, 1e-9)
-        memory = np.maximum(nodes.memory, 1.0)
-        cpu = self._cpu(1 - nodes.cpu_utilisation()) * 10 ** (-task.cpu / _one_if_same(cores))
-        mem = self._memory(1 - nodes.memory_in_use() / memory)
-        mem = mem * 10 ** (-task.memory / _one_if_same(memory))
-        return (np.clip(cpu, 1, 10) + np.clip(mem, 1, 10))[candidates]
+        cores, memory = _capacity(nodes.cores, 1e-9), _capacity(nodes.memory, 1.0)
+        cpu = self._cpu(1 - nodes.cpu_utilisation()) * 10 ** (-task.cpu / cores)
+        mem = self._memory(1 - nodes.memory_in_use() / memory) * 10 ** (-task.memory / memory)
+        # free shares never exceed 1 (nothing is negative), so only the floor needs clipping
+        score = np.maximum(cpu, 1, out=cpu)
+        score += np.maximum(mem, 1, out=mem)
+        return score[candidates]
 
 
 SCHEDULERS: dict[str, type[_FitFilter]] = {

@@ -253,3 +253,39 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 def short_ids(text: str) -> str:
     """Shorten every UUID in ``text`` to its first 8 characters, as ``cube status`` does."""
     return _UUID.sub(lambda m: m.group(0)[:8], text)
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+
+def response(answer: Any, keys: Sequence[str] | None = None) -> None:
+    """Print an HTTP answer (a ``requests.Response``) as a person reads it: the request
+    line without host and port, the status, then the JSON body. With ``keys``, only those
+    fields of an object (or of each object in a list) are shown."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(answer.url)
+    target = url.path + (f"?{url.query}" if url.query else "")
+    print(f"{answer.request.method} {target} -> {answer.status_code} {answer.reason}")
+    if not answer.content:
+        print("(no body)")
+        return
+    data = answer.json()
+    if keys:
+
+        def pick(item: Any) -> Any:
+            return {k: item[k] for k in keys if k in item} if isinstance(item, dict) else item
+
+        data = [pick(d) for d in data] if isinstance(data, list) else pick(data)
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def who_has(cluster: LocalCluster, task_id: Any) -> dict[str, str]:
+    """Ask each worker directly whether it knows the task: its state there, by worker."""
+    found = {}
+    for name in cluster.workers:
+        with cluster.worker_client(name) as worker:
+            for task in worker.tasks():
+                if str(task.id) == str(task_id):
+                    found[name] = task.state.name
+    return found

@@ -112,7 +112,9 @@ class TaskTable(_Panel):
         )
         self.stop_buttons: dict[str, w.Button] = {}
         self.tasks: list[Task] = []
-        super().__init__("Tasks", [self.grid])
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.refresh_button.on_click(lambda _: self.refresh())
+        super().__init__("Tasks", [self.refresh_button, self.grid])
         self.refresh()
 
     def refresh(self) -> None:
