@@ -19,6 +19,7 @@ import click
 import cube
 from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
 from cube.http import Server, serve_until_stopped
+from cube.node import format_size
 from cube.store import DirectoryLocked
 from cube.task import State, Task, utcnow
 
@@ -449,8 +450,8 @@ def node(manager: str, token: str | None, as_json: bool) -> None:
         [
             n["Name"],
             n["State"],
-            f"{_size(n['MemoryUsed'] * 1024)} / {_size(n['Memory'] * 1024)}",
-            f"{_size(n['DiskUsed'])} / {_size(n['Disk'])}",
+            f"{format_size(n['MemoryUsed'] * 1024)} / {format_size(n['Memory'] * 1024)}",
+            f"{format_size(n['DiskUsed'])} / {format_size(n['Disk'])}",
             str(n["TaskCount"]),
             f"{n['CpuPercent']:.0f}%",
         ]
@@ -528,14 +529,6 @@ def _ago(moment: datetime | None, now: datetime) -> str:
             count = seconds // size
             return f"{count} {unit}{'s' * (count != 1)} ago"
     return "just now"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _ports(task: Task) -> str:

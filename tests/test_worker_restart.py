@@ -10,6 +10,7 @@ from helpers import all_in_state, cube_process, eventually, free_port, kill, wai
 from cube.client import WorkerClient
 from cube.runtime import choose
 from cube.task import State, Task
+from cube.worker.worker import runtime_state_dir
 
 IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 
@@ -46,7 +47,7 @@ def test_sigkill_then_restart_readopts_with_same_ids(tmp_path, kind):
             assert after[task_id].state is State.Running
             assert after[task_id].container_id == containers[task_id]
             assert after[task_id].restart_count == 0
-        runtime = choose(kind, owner=name, state_dir=tmp_path / name / "processes")
+        runtime = choose(kind, owner=name, state_dir=runtime_state_dir(tmp_path, name))
         assert sorted(m.status.container_id for m in runtime.list_managed()) == sorted(
             containers.values()
         )

@@ -23,6 +23,7 @@ import requests
 
 from cube.client import ManagerClient, WorkerClient
 from cube.runtime import choose, resolve
+from cube.worker.worker import runtime_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,8 @@ class LocalCluster:
         the worker notices at its next inspection and the manager restarts it."""
         task = self.client.task(task_id)
         worker = next(c for c in self.workers.values() if c.address == task.worker)
-        runtime = choose(self.runtime, owner=worker.name, state_dir=self._state_dir(worker))
-        runtime.kill(task.container_id)
-
-    def _state_dir(self, worker: Component) -> Path:
-        return self.data_dir / worker.name / "processes"
+        state_dir = runtime_state_dir(self.data_dir, worker.name)
+        choose(self.runtime, owner=worker.name, state_dir=state_dir).kill(task.container_id)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

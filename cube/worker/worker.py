@@ -524,6 +524,11 @@ class Worker:
             log.exception("%s: %s failed; carrying on", self.name, getattr(fn, "__name__", fn))
 
 
+def runtime_state_dir(data_dir: str | Path, name: str) -> Path:
+    """Where worker ``name``'s process runtime keeps its records."""
+    return Path(data_dir) / name / "processes"
+
+
 def open_worker(
     name: str,
     data_dir: str | Path,
@@ -538,7 +543,7 @@ def open_worker(
     return Worker(
         name,
         open_store(dbtype, home / "tasks", WireCodec(Task)),
-        choose(runtime, owner=name, state_dir=home / "processes"),
+        choose(runtime, owner=name, state_dir=runtime_state_dir(data_dir, name)),
         queue=open_store(dbtype, home / "queue", WireCodec(TaskEvent)),
         reconcile_interval=reconcile_interval,
         lock=lock,
