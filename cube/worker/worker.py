@@ -202,7 +202,12 @@ class Worker:
         check_transition(task.state, State.Scheduled)
         self._save(self._fresh(task).replace(reason="suspended: its worker was stopped"))
         self._enqueue(TaskEvent(task=task, state=State.Running))
-        log.info("%s: task %s (%s) suspended until the worker starts again", self.name, task.id, task.name)
+        log.info(
+            "%s: task %s (%s) suspended until the worker starts again",
+            self.name,
+            task.id,
+            task.name,
+        )
 
     def step(self) -> None:
         """Apply every queued event now, in this thread, then reconcile once."""
