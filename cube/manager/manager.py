@@ -471,7 +471,13 @@ class Manager:
             self.stores.nodes.put(node.name, node.to_wire())
             log.warning("worker %s is down (%s)", node.name, error)
             for task in list(self.tasks.values()):
-                if task.worker == node.name and task.state in LIVE:
+                if task.worker != node.name or task.state not in LIVE:
+                    continue
+                if str(task.id) in self.stores.stopping:
+                    # It was being stopped: done, as far as anyone can tell; a copy
+                    # that turns up when the worker returns is stopped as a stray.
+                    self._finish_stop(task, f"stopped on request (worker {node.name} is down)")
+                else:
                     self._reschedule(task, f"worker {node.name} is down")
 
     def _reconcile(self, node: Node, remote: Task) -> None:
