@@ -24,6 +24,8 @@ from cube.store import DirectoryLocked
 from cube.task import State, Task, utcnow
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CUBE_DATA_DIR", Path.home() / ".cube"))
+RUNTIMES = ["auto", "docker", "process"]
+SCHEDULERS = ["roundrobin", "epvm", "greedy", "bestfit"]
 
 
 def _logging(level: str) -> None:
@@ -40,11 +42,50 @@ def cli() -> None:
     """Cube: a small container orchestrator you can read, run and break."""
 
 
+def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Apply click options in the order they are listed (as in --help)."""
+
+    def apply(command: Any) -> Any:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+def serve_options(port: int) -> Callable[[Any], Any]:
+    """What `cube worker` and `cube manager` share: where to listen, where to keep
+    state, the token to require, and how much to log."""
+    return _compose(
+        click.option("-H", "--host", default="127.0.0.1", help="Address to listen on."),
+        click.option("-p", "--port", default=port, type=click.IntRange(0, 65535), help="Port."),
+        click.option(
+            "-d",
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            default=DEFAULT_DATA_DIR,
+            help="Where state is kept (env CUBE_DATA_DIR).",
+        ),
+        click.option(
+            "--dbtype",
+            type=click.Choice(["memory", "persistent"]),
+            default="persistent",
+            help="Keep state on disk (survives restarts) or in memory.",
+        ),
+        click.option(
+            "--token",
+            envvar="CUBE_TOKEN",
+            default=None,
+            help="Require 'Authorization: Bearer TOKEN' from clients (env CUBE_TOKEN).",
+        ),
+        click.option(
+            "--log-level", type=click.Choice(["debug", "info", "warning"]), default="info"
+        ),
+    )
+
+
 @cli.command()
-@click.option("-H", "--host", default="127.0.0.1", help="Address to listen on.")
-@click.option(
-    "-p", "--port", default=5556, type=click.IntRange(0, 65535), help="Port to listen on."
-)
+@serve_options(port=5556)
 @click.option(
     "-n",
     "--name",
@@ -53,22 +94,9 @@ def cli() -> None:
 )
 @click.option(
     "--runtime",
-    type=click.Choice(["auto", "docker", "process"]),
+    type=click.Choice(RUNTIMES),
     default="auto",
     help="What runs tasks: Docker containers, local processes, or Docker when a daemon answers.",
-)
-@click.option(
-    "-d",
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    help="Where state is kept (env CUBE_DATA_DIR).",
-)
-@click.option(
-    "--dbtype",
-    type=click.Choice(["memory", "persistent"]),
-    default="persistent",
-    help="Keep state on disk (survives restarts) or in memory.",
 )
 @click.option(
     "--reconcile-interval",
@@ -77,18 +105,11 @@ def cli() -> None:
     help="Seconds between inspections of running tasks.",
 )
 @click.option(
-    "--token",
-    envvar="CUBE_TOKEN",
-    default=None,
-    help="Require 'Authorization: Bearer TOKEN' (env CUBE_TOKEN).",
-)
-@click.option(
     "--stop-tasks-on-exit",
     is_flag=True,
     help="On SIGTERM, stop this worker's tasks and start them again when it restarts "
     "(default: leave them running, to be re-adopted).",
 )
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def worker(
     host: str,
     port: int,
@@ -125,32 +146,16 @@ def worker(
 
 
 @cli.command()
-@click.option("-H", "--host", default="127.0.0.1", help="Address to listen on.")
-@click.option(
-    "-p", "--port", default=5555, type=click.IntRange(0, 65535), help="Port to listen on."
-)
+@serve_options(port=5555)
 @click.option(
     "-w", "--workers", default="127.0.0.1:5556", help="Workers as host:port, comma-separated."
 )
 @click.option(
     "-s",
     "--scheduler",
-    type=click.Choice(["roundrobin", "epvm", "greedy", "bestfit"]),
+    type=click.Choice(SCHEDULERS),
     default="epvm",
     help="How tasks are placed.",
-)
-@click.option(
-    "-d",
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULT_DATA_DIR,
-    help="Where state is kept (env CUBE_DATA_DIR).",
-)
-@click.option(
-    "--dbtype",
-    type=click.Choice(["memory", "persistent"]),
-    default="persistent",
-    help="Keep state on disk (survives restarts) or in memory.",
 )
 @click.option(
     "--update-interval",
@@ -177,18 +182,11 @@ def worker(
     help="Restarts of a failing task before it stays Failed.",
 )
 @click.option(
-    "--token",
-    envvar="CUBE_TOKEN",
-    default=None,
-    help="Require 'Authorization: Bearer TOKEN' from clients (env CUBE_TOKEN).",
-)
-@click.option(
     "--worker-token",
     envvar="CUBE_WORKER_TOKEN",
     default=None,
     help="Token to send to workers (env CUBE_WORKER_TOKEN).",
 )
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info")
 def manager(
     host: str,
     port: int,
@@ -250,25 +248,20 @@ def _serve(server: Server, on_stop: Callable[[], None]) -> None:
 # ------------------------------------------------------------------ talking to a cluster
 
 
-def manager_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--manager, --token and --json, shared by every command that asks the manager."""
-    for option in reversed(
-        [
-            click.option(
-                "-m",
-                "--manager",
-                envvar="CUBE_MANAGER",
-                default="localhost:5555",
-                help="The manager's host:port (env CUBE_MANAGER).",
-            ),
-            click.option(
-                "--token", envvar="CUBE_TOKEN", default=None, help="Bearer token (env CUBE_TOKEN)."
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Print JSON for programs."),
-        ]
-    ):
-        command = option(command)
-    return command
+manager_options = _compose(
+    click.option(
+        "-m",
+        "--manager",
+        envvar="CUBE_MANAGER",
+        default="localhost:5555",
+        help="The manager's host:port (env CUBE_MANAGER).",
+    ),
+    click.option(
+        "--token", envvar="CUBE_TOKEN", default=None, help="Bearer token (env CUBE_TOKEN)."
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print JSON for programs."),
+)
+"""--manager, --token and --json, shared by every command that asks the manager."""
 
 
 @contextlib.contextmanager
@@ -544,14 +537,14 @@ def _ports(task: Task) -> str:
 @click.option("-w", "--workers", type=click.IntRange(1, 64), default=3, help="How many workers.")
 @click.option(
     "--runtime",
-    type=click.Choice(["auto", "docker", "process"]),
+    type=click.Choice(RUNTIMES),
     default="auto",
     help="What runs tasks.",
 )
 @click.option(
     "-s",
     "--scheduler",
-    type=click.Choice(["roundrobin", "epvm", "greedy", "bestfit"]),
+    type=click.Choice(SCHEDULERS),
     default="epvm",
 )
 @click.option(

@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from cube.task import State, Task, TaskEvent
+from cube.task import State, Task, TaskEvent, wait_for_state
 
 
 class CubeError(Exception):
@@ -86,17 +86,9 @@ class Client:
     def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
         """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
         in-process, :meth:`cube.manager.Manager.wait_for` wakes on the change itself)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            task = self.task(task_id)
-            if task.state in states:
-                return task
-            if time.monotonic() > deadline:
-                wanted = " or ".join(s.name for s in states)
-                raise TimeoutError(
-                    f"task {task_id} is {task.state.name}, not {wanted}, after {timeout}s"
-                )
-            time.sleep(0.05)
+        return wait_for_state(
+            lambda: self.task(task_id), states, timeout, lambda left: time.sleep(min(0.05, left))
+        )
 
     def logs(self, task_id: str | uuid.UUID, tail: int = 200) -> str:
         return self._call("GET", f"/tasks/{task_id}/logs", params={"tail": tail})["Logs"]

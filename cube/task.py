@@ -40,8 +40,9 @@ import fnmatch
 import math
 import os
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -510,6 +511,29 @@ def parse_submission(data: Any) -> TaskEvent:
     if event.timestamp is None:
         event.timestamp = utcnow()
     return event
+
+
+def wait_for_state(
+    get: Callable[[], Task],
+    states: tuple[State, ...],
+    timeout: float,
+    pause: Callable[[float], Any],
+) -> Task:
+    """Call ``get`` until the task is in one of ``states``; in between, ``pause(left)``:
+    a condition variable's ``wait`` (woken by each change) in-process, a short sleep
+    over an API. Raises TimeoutError naming the state it got stuck in."""
+    deadline = time.monotonic() + timeout
+    while True:
+        task = get()
+        if task.state in states:
+            return task
+        left = deadline - time.monotonic()
+        if left <= 0:
+            wanted = " or ".join(s.name for s in states)
+            raise TimeoutError(
+                f"task {task.id} is {task.state.name}, not {wanted}, after {timeout}s"
+            )
+        pause(left)
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:

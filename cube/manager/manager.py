@@ -48,6 +48,7 @@ from cube.task import (
     can_transition,
     check_transition,
     utcnow,
+    wait_for_state,
 )
 
 log = logging.getLogger(__name__)
@@ -214,17 +215,9 @@ class Manager:
         return self._clients[task.worker].logs(task_id, tail)
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
-        """Block until the task reaches one of ``states`` (woken on each change)."""
-        deadline = time.monotonic() + timeout
+        """Block until the task reaches one of ``states`` (woken by each change)."""
         with self._wake:
-            while True:
-                task = self.get_task(task_id)
-                if task.state in states:
-                    return task
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"task {task_id} is {task.state.name} after {timeout}s")
-                self._wake.wait(left)
+            return wait_for_state(lambda: self.get_task(task_id), states, timeout, self._wake.wait)
 
     # ------------------------------------------------------------------- lifecycle
 

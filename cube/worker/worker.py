@@ -40,6 +40,7 @@ from cube.task import (
     ValidationError,
     check_transition,
     utcnow,
+    wait_for_state,
 )
 from cube.worker.stats import StatsCollector
 
@@ -159,16 +160,8 @@ class Worker:
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
         """Block until the task reaches one of ``states`` (woken by each change)."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while True:
-                task = self.get_task(task_id)
-                if task.state in states:
-                    return task
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"task {task_id} is {task.state.name} after {timeout}s")
-                self._cond.wait(left)
+            return wait_for_state(lambda: self.get_task(task_id), states, timeout, self._cond.wait)
 
     # ------------------------------------------------------------------- lifecycle
 
