@@ -316,3 +316,13 @@ def test_concurrent_starts_from_threads(runtime):
         t.join()
     assert len(set(results)) == 4
     assert sorted(m.status.container_id for m in runtime.list_managed()) == sorted(results)
+
+
+@pytest.mark.docker
+def test_kill_leaves_an_exited_container(runtime):
+    started = runtime.start(Task("crash", IMAGE))
+    runtime.kill(started.container_id)
+    status = runtime.inspect(started.container_id)
+    assert status.state == "exited" and status.running is False
+    runtime.kill(started.container_id)  # killing it again is not an error
+    runtime.stop(started.container_id)

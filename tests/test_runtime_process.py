@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from helpers import free_port
 
 from cube.runtime import RuntimeFailure, Started, UnknownImage
 from cube.runtime.process import ProcessRuntime
@@ -46,12 +47,6 @@ def url(started: Started, path: str = "/") -> str:
 
 def pid_of(started: Started) -> int:
     return requests.get(url(started), timeout=2).json()["Pid"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def gone(pid: int) -> bool:
@@ -263,3 +258,14 @@ def test_an_address_it_cannot_listen_on_is_a_clear_failure(state_dir):
     with pytest.raises(RuntimeFailure, match=re.escape("cannot listen on 192.0.2.1:0")):
         runtime.start(Task("web", "cube/echo"))
     assert list(state_dir.iterdir()) == []
+
+
+def test_kill_leaves_a_record_that_says_so(runtime):
+    started = runtime.start(Task("crash", "cube/echo"))
+    pid = pid_of(started)
+    runtime.kill(started.container_id)
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    status = runtime.inspect(started.container_id)
+    assert status.state == "exited" and status.reason == "process was killed by SIGKILL"
+    runtime.kill(started.container_id)  # killing it again is not an error
+    runtime.stop(started.container_id)

@@ -120,6 +120,17 @@ class DockerRuntime:
                     f"Docker could not stop container {container_id[:12]}: {_reason(exc)}"
                 ) from None
 
+    def kill(self, container_id: str) -> None:
+        """SIGKILL the container and leave it, exited, as a crash would."""
+        with self._connected() as client:
+            try:
+                client.containers.get(container_id).kill()
+            except (NotFound, NullResource):
+                return
+            except APIError as exc:
+                if exc.status_code != 409:  # 409: it is not running any more
+                    raise RuntimeFailure(f"Docker refused: {_reason(exc)}") from None
+
     def inspect(self, container_id: str) -> Status:
         with self._connected() as client:
             try:

@@ -8,6 +8,7 @@
 ``GET    /tasks/{id}/logs``  the last lines its container or process printed
 ``GET    /stats``            machine statistics (the Go Cube's shape)
 ``GET    /health``           liveness; open even when a token is required
+``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import bottle
 
 from cube.http import json_app, query_int, read_json, send_json
+from cube.openapi import serve_document, worker_document
 from cube.task import parse_submission, parse_uuid
 from cube.worker.worker import Worker
 
@@ -57,4 +59,5 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     def stats() -> dict[str, object]:
         return worker.stats()
 
+    serve_document(app, worker_document())
     return app

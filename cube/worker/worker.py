@@ -145,8 +145,14 @@ class Worker:
             return Status(task.container_id, running=False, state="unknown", reason=str(exc))
 
     def logs(self, task_id: str, tail: int = 200) -> str:
+        """What the task printed; a note instead when its container is gone."""
         task = self.get_task(task_id)
-        return self.runtime.logs(task.container_id, tail) if task.container_id else ""
+        if not task.container_id:
+            return ""
+        try:
+            return self.runtime.logs(task.container_id, tail)
+        except RuntimeFailure as exc:
+            return f"(no output: {exc})\n"
 
     def stats(self) -> dict[str, Any]:
         return self._stats.sample(task_count=self.running_count())
