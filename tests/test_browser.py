@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_healthy
+import requests
+from helpers import eventually, free_port
 
 NOTEBOOK = "05-worker-api.ipynb"
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
@@ -46,16 +47,32 @@ def lab(tmp_path):
     root = tmp_path / "notebooks"
     shutil.copytree(NOTEBOOKS, root)
     port, token = free_port(), secrets.token_hex(8)
+    # Render every cell (JupyterLab 4 otherwise renders only the cells in view).
+    settings = tmp_path / "settings/@jupyterlab/notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
+    news = tmp_path / "settings/@jupyterlab/apputils-extension"
+    news.mkdir(parents=True)
+    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
          f"--ServerApp.token={token}", "--allow-root", f"--ServerApp.root_dir={root}",
          "--ServerApp.open_browser=False"],
         stdout=(tmp_path / "lab.log").open("wb"), stderr=subprocess.STDOUT,
-        env={**os.environ, "CUBE_RUNTIME": "process"},
+        env={
+            **os.environ,
+            "CUBE_RUNTIME": "process",
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        },
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url + "/api/status?token=" + token, proc, timeout=60)
+        eventually(
+            lambda: requests.get(f"{url}/api/status?token={token}", timeout=2).ok,
+            timeout=60,
+            what="JupyterLab to answer",
+        )
         yield url, token
     finally:
         proc.terminate()
@@ -75,24 +92,37 @@ def test_chapter_5_in_jupyterlab(lab, chromium, tmp_path):
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
         )
 
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_text("Run All Cells", exact=True).click()
+        # Run everything above "Clean up", as a learner would before playing.
+        page.locator(".jp-MarkdownCell:has(h2:text-is('Clean up'))").click()
+        _menu(page, "Run All Above Selected Cell")
         submit = page.locator(".widget-button", has_text=re.compile(r"^\s*Submit\s*$")).first
         submit.wait_for(timeout=120_000)
-        submit.scroll_into_view_if_needed()
+        name = page.locator(".widget-text:has(label:text-is('Name')) input").first
+        name.fill("from-the-browser")
         submit.click()
 
         table = page.locator(".widget-gridbox").first
         refresh = page.locator(".widget-button", has_text="Refresh").first
-        _click_until(refresh, lambda: "Running" in table.inner_text())
+        mine = table.locator(".widget-html", has_text="from-the-browser")
+        state = mine.locator("xpath=following-sibling::*[1]")
+        _click_until(refresh, lambda: mine.count() == 1 and state.inner_text() == "Running")
         page.screenshot(path=str(tmp_path / "running.png"), full_page=True)
 
-        table.locator(".widget-button", has_text="Stop").first.click()
-        _click_until(refresh, lambda: "Completed" in table.inner_text())
-        expect(table).to_contain_text("Completed")
+        mine.locator("xpath=following-sibling::*[6]").click()  # its Stop button
+        _click_until(refresh, lambda: state.inner_text() == "Completed")
         page.screenshot(path=str(tmp_path / "completed.png"), full_page=True)
+
+        _menu(page, "Run Selected Cell and All Below")
+        expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
+            "nothing this notebook started is still running", timeout=60_000
+        )
         browser.close()
     assert (tmp_path / "completed.png").stat().st_size > 10_000
+
+
+def _menu(page, item: str) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_text(item, exact=True).click()
 
 
 def _click_until(button, condition, attempts: int = 60) -> None:
