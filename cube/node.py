@@ -193,10 +193,11 @@ class NodeTable:
         return len(self.names)
 
     def cpu_utilisation(self) -> np.ndarray:
-        """The larger of measured load and promised cores, as a share of capacity."""
-        promised = np.divide(
-            self.cpu_allocated, self.cores, out=np.zeros(len(self)), where=self.cores > 0
-        )
+        """The larger of measured load and promised cores, as a share of capacity.
+
+        A node without cores counts as idle: dividing by infinity gives 0, and is several
+        times faster than a masked division on the tables the simulator scores."""
+        promised = self.cpu_allocated / np.where(self.cores > 0, self.cores, np.inf)
         return np.maximum(self.cpu_load, promised)
 
     def memory_in_use(self) -> np.ndarray:
@@ -222,8 +223,8 @@ class NodeTable:
 def format_size(n: float) -> str:
     """Bytes for people: ``format_size(3 << 30) == "3.0 GiB"``."""
     n = max(float(n), 0.0)
-    for unit in ("B", "KiB", "MiB"):
+    for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    return f"{n:.1f} TiB"

@@ -28,6 +28,7 @@ from cube.worker.worker import runtime_state_dir
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
+DEMO_IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 
 
 @dataclass
@@ -191,6 +192,11 @@ class LocalCluster:
         except KeyError:
             known = ", ".join(["manager", *self.workers])
             raise KeyError(f"no component {name!r}; the cluster has {known}") from None
+
+    @property
+    def image(self) -> str:
+        """An image this cluster's runtime can run, for demonstrations."""
+        return DEMO_IMAGES[self.runtime]
 
     def worker_client(self, name: str) -> WorkerClient:
         return WorkerClient(self.component(name).url, token=self.worker_token)

@@ -70,10 +70,16 @@ class _Panel(w.VBox):
 class TaskForm(_Panel):
     """Fill in a task and submit it (to a manager or directly to a worker)."""
 
-    def __init__(self, client: Client, on_submit: Callable[[Task], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        on_submit: Callable[[Task], None] | None = None,
+        image: str = "cube/echo",
+    ) -> None:
         self.client, self.on_submit = client, on_submit
         self.name = w.Text(value="web", description="Name")
-        self.image = w.Combobox(value="cube/echo", options=IMAGES, description="Image")
+        options = IMAGES if image in IMAGES else [image, *IMAGES]
+        self.image = w.Combobox(value=image, options=options, description="Image")
         self.health_check = w.Text(value="/health", description="Health check")
         self.cpu = w.BoundedFloatText(value=0, min=0, max=64, step=0.25, description="CPU cores")
         self.memory = w.BoundedIntText(value=0, min=0, max=1 << 20, description="Memory MiB")
@@ -270,7 +276,7 @@ class Dashboard(w.VBox):
         client = cluster.client
         self.interval = interval
         self.tasks = TaskTable(client)
-        self.form = TaskForm(client, on_submit=lambda _: self.refresh())
+        self.form = TaskForm(client, on_submit=lambda _: self.refresh(), image=cluster.image)
         self.nodes = NodePanel(client)
         self.events = EventLog(client)
         self.controls = ComponentControls(cluster, on_change=self.refresh)

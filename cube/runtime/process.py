@@ -128,10 +128,18 @@ class ProcessRuntime:
             self._path(container_id, kind).unlink(missing_ok=True)
 
     def kill(self, container_id: str) -> None:
-        """SIGKILL the process and keep its record, as a crash would leave it."""
+        """SIGKILL the process and keep its record, as a crash would leave it. Returns
+        once it is dead (our own child is reaped here, so its exit status is kept)."""
         record = self._load(container_id) if _ID.fullmatch(container_id) else None
-        if record is not None and (proc := _same_process(record)) is not None:
-            proc.kill()
+        if record is None or (proc := _same_process(record)) is None:
+            return
+        with _children_lock:
+            child = _children.get(container_id)
+        proc.kill()
+        if child is not None:
+            child.wait(timeout=STOP_TIMEOUT)
+        else:
+            proc.wait(timeout=STOP_TIMEOUT)
 
     def inspect(self, container_id: str) -> Status:
         record = self._load(container_id)
