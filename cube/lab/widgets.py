@@ -136,8 +136,7 @@ class TaskTable(_Panel):
             cells += [w.HTML(html.escape(v)) for v in self._texts(task)[2:]]
             cells.append(self._stop_button(task))
         self.grid.children = cells
-        if not tasks:
-            self.say("no tasks yet")
+        self.message.value = "" if tasks else "no tasks yet"
 
     def row(self, name: str) -> Task | None:
         """The task called ``name`` as last shown (for checks in notebooks and tests)."""
