@@ -212,7 +212,10 @@ class Manager:
         task = self.get_task(task_id)
         if not task.worker or task.worker not in self._clients:
             return ""
-        return self._clients[task.worker].logs(task_id, tail)
+        try:
+            return self._clients[task.worker].logs(task_id, tail)
+        except NotFound:
+            return ""  # its worker never had it (it refused the task): there is no output
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
         """Block until the task reaches one of ``states`` (woken by each change)."""
@@ -684,6 +687,7 @@ class Manager:
                 state=State.Completed,
                 finish_time=(remote.finish_time if remote else None) or utcnow(),
                 reason=reason,
+                host_ports={},
             )
             self._save(done)
             with contextlib.suppress(KeyError):
