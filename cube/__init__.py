@@ -6,9 +6,15 @@ place it and sends it to a worker (``cube.worker``), which starts it on a runtim
 (``cube.runtime``: Docker containers or local processes).
 """
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("cube")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+def __getattr__(name: str) -> str:
+    # The version is looked up on first use: importlib.metadata is slow to import, and
+    # `cube status` should start quickly.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("cube")
+        except PackageNotFoundError:  # a source tree that was never installed
+            return "0.0.0"
+    raise AttributeError(f"module 'cube' has no attribute {name!r}")

@@ -12,16 +12,18 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-import cube
 from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
-from cube.http import Server, serve_until_stopped
-from cube.node import format_size
-from cube.store import DirectoryLocked
 from cube.task import State, Task, utcnow
+
+if TYPE_CHECKING:
+    from cube.http import Server
+
+# The server side (bottle, cheroot, diskcache, numpy, docker) is imported inside the
+# commands that serve, so `cube status` and friends start quickly.
 
 DEFAULT_DATA_DIR = Path(os.environ.get("CUBE_DATA_DIR", Path.home() / ".cube"))
 RUNTIMES = ["auto", "docker", "process"]
@@ -37,7 +39,7 @@ def _logging(level: str) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.version_option(cube.__version__, prog_name="cube")
+@click.version_option(package_name="cube", prog_name="cube")
 def cli() -> None:
     """Cube: a small container orchestrator you can read, run and break."""
 
@@ -128,6 +130,8 @@ def worker(
     Example:
       cube worker --port 5556 --name worker-1 --runtime process
     """
+    from cube.http import Server
+    from cube.store import DirectoryLocked
     from cube.worker import open_worker
     from cube.worker.api import make_app
 
@@ -208,9 +212,11 @@ def manager(
     Example:
       cube manager --workers 127.0.0.1:5556,127.0.0.1:5557 --scheduler epvm
     """
+    from cube.http import Server
     from cube.manager import open_manager
     from cube.manager.api import make_app
     from cube.manager.health import RestartPolicy
+    from cube.store import DirectoryLocked
 
     _logging(log_level)
     addresses = [w.strip() for w in workers.split(",") if w.strip()]
@@ -237,6 +243,8 @@ def manager(
 
 
 def _serve(server: Server, on_stop: Callable[[], None]) -> None:
+    from cube.http import serve_until_stopped
+
     try:
         serve_until_stopped(server, on_stop)
     except OSError as exc:
@@ -434,6 +442,8 @@ def node(manager: str, token: str | None, as_json: bool) -> None:
     Example:
       cube node
     """
+    from cube.node import format_size
+
     with _talking_to(manager):
         nodes = _client(manager, token).nodes()
     if as_json:

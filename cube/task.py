@@ -77,8 +77,9 @@ class TransitionError(ValueError):
     http_status = 409
 
     def __init__(self, src: State, dst: State) -> None:
-        allowed = ", ".join(s.name for s in sorted(TRANSITIONS[src])) or "nothing (terminal)"
-        super().__init__(f"cannot go from {src.name} to {dst.name}: {src.name} may go to {allowed}")
+        allowed = ", ".join(s.name for s in sorted(TRANSITIONS[src]))
+        why = f"{src.name} may go to {allowed}" if allowed else f"{src.name} is final"
+        super().__init__(f"cannot go from {src.name} to {dst.name}: {why}")
         self.src, self.dst = src, dst
 
 

@@ -73,7 +73,7 @@ def test_every_pair_of_states(src, dst):
 def test_completed_is_terminal_and_nothing_returns_to_pending():
     assert TRANSITIONS[State.Completed] == frozenset()
     assert all(State.Pending not in targets for targets in TRANSITIONS.values())
-    with pytest.raises(TransitionError, match="terminal"):
+    with pytest.raises(TransitionError, match="Completed is final"):
         check_transition(State.Completed, State.Running)
 
 

@@ -7,6 +7,7 @@ this class behind a command line.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -123,6 +124,7 @@ class LocalCluster:
     def start(self) -> LocalCluster:
         """Start every component that is not running and wait until each answers
         (if one cannot start, the others are stopped again, and the error says why)."""
+        atexit.register(self.stop)  # a kernel that exits without stop() leaves nothing
         try:
             for component in self.components():
                 if component.state == "stopped":
@@ -137,7 +139,12 @@ class LocalCluster:
     def stop(self) -> None:
         """Stop the manager, then the workers (which stop their tasks unless
         ``keep_tasks``). Removes the data directory if this cluster made it."""
-        for component in (self.manager, *self.workers.values()):
+        atexit.unregister(self.stop)
+        self._terminate(self.manager)
+        workers = list(self.workers.values())
+        for component in workers:
+            self._signal_stop(component)
+        for component in workers:
             self._terminate(component)
         self.client.close()
         if self._own_dir:
@@ -249,12 +256,18 @@ class LocalCluster:
             f"{component.name} did not answer in {START_TIMEOUT:g}s: {_tail(component.log)}"
         )
 
+    @staticmethod
+    def _signal_stop(component: Component) -> None:
+        proc = component.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
+            proc.terminate()
+
     def _terminate(self, component: Component) -> None:
         proc = component.proc
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
-        proc.terminate()
+        self._signal_stop(component)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

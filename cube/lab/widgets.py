@@ -136,7 +136,10 @@ class TaskTable(_Panel):
             cells += [w.HTML(html.escape(v)) for v in self._texts(task)[2:]]
             cells.append(self._stop_button(task))
         self.grid.children = cells
-        self.message.value = "" if tasks else "no tasks yet"
+        if not tasks:
+            self.say("no tasks yet")
+        elif "no tasks yet" in self.message.value:
+            self.message.value = ""
 
     def row(self, name: str) -> Task | None:
         """The task called ``name`` as last shown (for checks in notebooks and tests)."""

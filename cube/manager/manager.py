@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -122,6 +122,7 @@ class Manager:
         self._capacity_changed = False
         self._next_probe = 0.0
         self._update_due = 0.0
+        self._polled = False
         self._started = utcnow()
         self.nodes: dict[str, Node] = {}
         self._clients: dict[str, WorkerClient] = {}
@@ -290,6 +291,8 @@ class Manager:
             self._guard(self.dispatch)
 
     def _due(self) -> bool:
+        if not self._polled:
+            return False  # place nothing before knowing which workers are up
         now = time.monotonic()
         if self._capacity_changed and self._unplaced:
             return True
@@ -421,10 +424,11 @@ class Manager:
     def update(self) -> None:
         """Poll every worker at once; copy what they report; handle silent workers.
         Tasks waiting for room are tried again after each round, since usage moved."""
-        polls = {name: self._pool.submit(self._poll, name) for name in self.nodes}
-        for name, future in polls.items():
-            self._guard(self._absorb, name, *future.result())
+        polls = {self._pool.submit(self._poll, name): name for name in self.nodes}
+        for future in as_completed(polls):  # a hung worker holds up no one else
+            self._guard(self._absorb, polls[future], *future.result())
         with self._wake:
+            self._polled = True
             if self._unplaced:
                 self._capacity_changed = True
                 self._wake.notify_all()
