@@ -6,8 +6,8 @@ you can see how they pack, strand and queue before trusting them with a real clu
 
     from cube import sim
 
-    cluster = sim.nodes(1000, {sim.STANDARD: 3, sim.HIGHMEM: 1})
-    work = sim.Workload.generate(20_000, cluster, load=0.9, seed=1)
+    cluster = sim.nodes(300, {sim.STANDARD: 3, sim.HIGHMEM: 1})
+    work = sim.Workload.generate(50_000, cluster, load=1.1, seed=1)
     table = sim.compare(["bestfit", "epvm", "greedy", "roundrobin"], work, cluster)
     table                      # a table in Jupyter; table.to_markdown() elsewhere
     table.plot_utilisation(); table.plot_waits(); table.plot_heatmaps()

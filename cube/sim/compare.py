@@ -66,7 +66,9 @@ class Comparison:
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{html.escape(heading)}</th>" for _, heading, _ in SHOWN)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(fmt(row[k]))}</td>" for k, _, fmt in SHOWN) + "</tr>"
+            "<tr>"
+            + "".join(f"<td>{html.escape(fmt(row[k]))}</td>" for k, _, fmt in SHOWN)
+            + "</tr>"
             for row in self.rows()
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import copy
 import heapq
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,11 +61,12 @@ def simulate(
 ) -> Result:
     """Run ``workload`` on a copy of ``nodes`` with ``scheduler`` (an object or a name).
 
-    The timeline is sampled about ``samples`` times over the workload's span (more if
-    queueing stretches the run). ``progress`` shows a tqdm bar (default: for runs of
-    20,000 tasks or more, when tqdm is installed). ``check`` verifies after every
-    placement that the node is up and within capacity. The same inputs give the same
-    result, bar the wall-clock metrics listed in :data:`cube.sim.metrics.WALL_CLOCK`."""
+    The timeline is sampled about ``samples`` times over the workload's span (up to
+    twice that if queueing or failures stretch the run). ``progress`` shows a tqdm bar
+    (default: for runs of 20,000 tasks or more, when tqdm is installed). ``check``
+    verifies after every placement that the node is up and within capacity. The same
+    inputs give the same result, bar the wall-clock metrics in
+    :data:`cube.sim.metrics.WALL_CLOCK`."""
     if isinstance(scheduler, str):
         scheduler = make(scheduler)
     # a private table, so a run never changes the caller's (or the next run's) nodes
@@ -93,11 +96,12 @@ class _Engine:
             )
         ]
         self.duration = workload.duration.tolist()
-        self.possible = _fits_some_node(workload, nodes)
+        self.possible = _fits_some_node(workload, nodes).tolist()
         self.node_of = [-1] * n
         self.attempt = [0] * n
         self.started = [0.0] * n
-        self.wait = np.full(n, np.nan)
+        self.arrival = workload.arrival.tolist()
+        self.wait = [math.nan] * n
         self.running_on: list[set[int]] = [set() for _ in range(len(nodes))]
         self.queue = WaitQueue()
         self.events: list[tuple[float, int, int, int, int]] = []
@@ -115,12 +119,13 @@ class _Engine:
             nodes,
             start=self.now,
             interval=span / max(samples, 1) if span > 0 else 1.0,
+            limit=2 * samples,
             typical_cpu=float(np.median(workload.cpu)) if n else 0.0,
             typical_memory=float(np.median(workload.memory)) if n else 0.0,
         )
 
     def run(self, bar: _Bar) -> None:
-        arrivals, n, events = self.workload.arrival.tolist(), len(self.workload), self.events
+        arrivals, n, events = self.arrival, len(self.workload), self.events
         while True:
             if self.freed and not (events and events[0][0] == self.now and events[0][1] <= RECOVER):
                 self._retry()
@@ -152,28 +157,28 @@ class _Engine:
     def _arrive(self, i: int) -> None:
         if not self.possible[i]:
             self.rejected += 1
-        elif not self._place(i):
+        elif self._place(i) is None:
             task = self.tasks[i]
             self.queue.push(i, task.cpu, task.memory, task.disk)
 
-    def _place(self, i: int) -> bool:
-        """Ask the scheduler; start the task where it says. False if it fits nowhere."""
+    def _place(self, i: int) -> int | None:
+        """Ask the scheduler; start the task where it says. The node, or None."""
         task, nodes, scheduler = self.tasks[i], self.nodes, self.scheduler
         self.decisions += 1
         candidates = scheduler.select_candidates(task, nodes)
         if len(candidates) == 0:
-            return False
+            return None
         node = scheduler.pick(scheduler.score(task, nodes, candidates), candidates)
         nodes.allocate(node, task)
         if self.check:
             self._check(node)
         self.running_on[node].add(i)
         self.node_of[i], self.started[i] = node, self.now
-        if np.isnan(self.wait[i]):
-            self.wait[i] = self.now - self.workload.arrival[i]
+        if math.isnan(self.wait[i]):  # first start
+            self.wait[i] = self.now - self.arrival[i]
         self.running += 1
         self._push(self.now + self.duration[i], FINISH, i, self.attempt[i])
-        return True
+        return node
 
     def _finish(self, i: int, attempt: int) -> None:
         if attempt != self.attempt[i]:
@@ -190,30 +195,37 @@ class _Engine:
 
     def _retry(self) -> None:
         """Place waiting tasks, oldest first, into what the freed nodes have room for."""
-        freed = np.array(sorted(j for j in self.freed if self.nodes.up[j]), dtype=np.int64)
+        up = [j for j in self.freed if self.nodes.up[j]] if len(self.queue) else []
         self.freed.clear()
-        if not len(freed) or not len(self.queue):
+        if not up:
             return
-        room = self._room(freed)
-        todo = self.queue.fitting(*room.max(axis=1))
-        while len(todo):
-            position, todo = todo[0], todo[1:]
-            demand = self.queue.demand[:, position]
-            if not (room >= demand[:, None]).all(axis=0).any():
+        freed = sorted(up)
+        column = {node: k for k, node in enumerate(freed)}
+        rooms = [self._room(node) for node in freed]
+        most = _most(rooms)
+        todo = self.queue.fitting(*most)  # the rest of the queue cannot fit: never looked at
+        for position, (cpu, memory, disk) in zip(
+            todo.tolist(), self.queue.demand[:, todo].T.tolist(), strict=True
+        ):
+            if cpu > most[0] or memory > most[1] or disk > most[2]:
+                continue  # the freed room has shrunk since the queue was filtered
+            if not any(cpu <= c and memory <= m and disk <= d for c, m, d in rooms):
                 continue
-            if self._place(int(self.queue.task[position])):
+            node = self._place(int(self.queue.task[position]))
+            if node is not None:
                 self.queue.remove(position)
-                room = self._room(freed)
-                most = room.max(axis=1)
-                todo = todo[(self.queue.demand[:, todo] <= most[:, None]).all(axis=0)]
+                if node in column:
+                    rooms[column[node]] = self._room(node)
+                    most = _most(rooms)
 
-    def _room(self, nodes: np.ndarray) -> np.ndarray:
-        """Free cores, memory and disk (rows) on ``nodes``, as the schedulers count it."""
+    def _room(self, node: int) -> tuple[float, float, float]:
+        """Free cores, memory and disk on ``node``, as the schedulers count them."""
         t = self.nodes
-        cpu = t.cores[nodes] - t.cpu_allocated[nodes] + SLACK
-        memory = t.memory[nodes] - np.maximum(t.memory_allocated[nodes], t.memory_used[nodes])
-        disk = t.disk[nodes] - np.maximum(t.disk_allocated[nodes], t.disk_used[nodes])
-        return np.maximum(np.stack([cpu, memory, disk]), 0)
+        return (
+            max(t.cores[node] - t.cpu_allocated[node] + SLACK, 0.0),
+            max(t.memory[node] - max(t.memory_allocated[node], t.memory_used[node]), 0.0),
+            max(t.disk[node] - max(t.disk_allocated[node], t.disk_used[node]), 0.0),
+        )
 
     def _fail(self, node: int) -> None:
         if self._drained() or not self.nodes.up[node]:
@@ -229,7 +241,7 @@ class _Engine:
         if self.random:
             self._push(self.now + self.rng.exponential(self.random.mttr), RECOVER, node)
         for i in lost:
-            if not self._place(i):
+            if self._place(i) is None:
                 task = self.tasks[i]
                 self.queue.push(i, task.cpu, task.memory, task.disk)
 
@@ -280,13 +292,15 @@ class _Engine:
     def result(self, wall: float) -> Result:
         log = np.array(self.log, dtype=PLACEMENT)
         done = log[log["done"]]
-        start = float(self.workload.arrival[0]) if len(self.workload) else 0.0
+        w, timeline, waiting = self.workload, self.recorder.timeline(), self.queue.tasks()
+        start = float(w.arrival[0]) if len(w) else 0.0
         makespan = float(done["end"].max()) - start if len(done) else 0.0
-        busy = log["end"] - log["start"]
-        placed = self.wait[~np.isnan(self.wait)]
-        timeline = self.recorder.timeline()
-        waiting = self.queue.tasks()
-        w = self.workload
+        # averages cover the arrival window, where the load knob applies (see metrics)
+        end = float(w.arrival[-1]) if len(w) and w.arrival[-1] > start else start + makespan
+        busy = np.clip(log["end"], start, end) - np.clip(log["start"], start, end)
+        window = (timeline.time >= start) & (timeline.time <= end)
+        wait = np.array(self.wait)
+        placed = wait[~np.isnan(wait)]
         metrics = {
             "tasks": len(w),
             "finished": len(done),
@@ -294,10 +308,12 @@ class _Engine:
             "rejected": self.rejected,
             "requeued": self.requeued,
             "decisions": self.decisions,
-            "cpu_utilisation": _share(w.cpu[log["task"]] @ busy, self.nodes.cores, makespan),
-            "memory_utilisation": _share(w.memory[log["task"]] @ busy, self.nodes.memory, makespan),
-            "stranded_cpu": float(timeline.stranded_cpu.mean()),
-            "stranded_memory": float(timeline.stranded_memory.mean()),
+            "cpu_utilisation": _share(w.cpu[log["task"]] @ busy, self.nodes.cores, end - start),
+            "memory_utilisation": _share(
+                w.memory[log["task"]] @ busy, self.nodes.memory, end - start
+            ),
+            "stranded_cpu": _mean(timeline.stranded_cpu[window]),
+            "stranded_memory": _mean(timeline.stranded_memory[window]),
             "wait_p50": percentile(placed, 50),
             "wait_p99": percentile(placed, 99),
             "makespan": makespan,
@@ -309,7 +325,7 @@ class _Engine:
             metrics=metrics,
             timeline=timeline,
             placements=log,
-            wait=self.wait,
+            wait=wait,
             waiting=np.array(waiting, dtype=np.int64),
             node_names=list(self.nodes.names),
         )
@@ -321,6 +337,15 @@ def _share(work: float, capacity: np.ndarray, span: float) -> float:
     return float(work) / total if total > 0 else 0.0
 
 
+def _most(rooms: list[tuple[float, float, float]]) -> tuple[float, ...]:
+    """The most free of each resource on any one of the nodes."""
+    return rooms[0] if len(rooms) == 1 else tuple(map(max, zip(*rooms, strict=True)))
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else 0.0
+
+
 def _fits_some_node(workload: Workload, nodes: NodeTable) -> np.ndarray:
     """Per task: is some node big enough, empty? Checked once per distinct node size."""
     sizes = np.unique(np.stack([nodes.cores + 1e-9, nodes.memory, nodes.disk], axis=1), axis=0)
@@ -330,12 +355,10 @@ def _fits_some_node(workload: Workload, nodes: NodeTable) -> np.ndarray:
     return ok
 
 
-
-
 class _Bar:
     """A tqdm bar ticked in batches (a tick per task would cost more than the scheduler)."""
 
-    def __init__(self, bar: object | None) -> None:
+    def __init__(self, bar: Any) -> None:
         self.bar, self.pending = bar, 0
 
     def tick(self) -> None:

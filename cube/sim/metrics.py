@@ -2,7 +2,17 @@
 
 Shares are of the whole cluster's capacity (a node that is down still counts, as lost
 capacity), using what is *promised* to running tasks, since that is what the schedulers
-pack against.
+pack against. Total utilisation and stranding are averages over the *arrival window*,
+from the first arrival to the last: that is where the load knob applies, while the
+ramp-down after it (the long tail of durations finishing) says little about scheduling.
+
+Totals (``Result.metrics``): ``tasks``; ``finished``; ``unplaced`` (still waiting at
+the end: they fit no node that was up); ``rejected`` (bigger than every node, never
+tried); ``requeued`` (runs cut short by node failures); ``decisions`` (scheduler
+calls, failed ones included); ``cpu_utilisation``, ``memory_utilisation``,
+``stranded_cpu``, ``stranded_memory`` (shares, 0..1); ``wait_p50``, ``wait_p99``
+(seconds from arrival to first start, placed tasks only); ``makespan`` (first arrival
+to last finish, seconds); ``wall_seconds`` and ``decisions_per_second`` (wall clock).
 
 **Stranded** resources are free but unusable by a typical task because the node has
 run out of the other resource: stranded CPU is the free cores on up nodes whose free
@@ -26,7 +36,7 @@ WALL_CLOCK = ("wall_seconds", "decisions_per_second")
 
 @dataclass(frozen=True, eq=False)
 class Timeline:
-    """The cluster sampled every ``interval`` seconds (row ``k`` is time ``time[k]``)."""
+    """The cluster sampled on a fixed time grid (row ``k`` is the state at ``time[k]``)."""
 
     time: np.ndarray
     cpu: np.ndarray  # share of all cores promised to running tasks
@@ -41,11 +51,16 @@ class Timeline:
 
 @dataclass
 class Recorder:
-    """Takes samples on the grid ``start, start + interval, ...`` as the clock passes it."""
+    """Takes samples on the grid ``start, start + interval, ...`` as the clock passes it.
+
+    A run that goes on far longer than planned (failures, overload) would pile up
+    samples of every node; past ``limit`` samples, every other one is dropped and the
+    interval doubled, so the grid stays regular and the memory bounded."""
 
     nodes: NodeTable
     start: float
     interval: float
+    limit: int
     typical_cpu: float
     typical_memory: float
     rows: list[tuple[float, ...]] = field(default_factory=list)
@@ -82,6 +97,9 @@ class Recorder:
         cores, memory = np.maximum(t.cores, 1e-9), np.maximum(t.memory, 1.0)
         load = np.maximum(t.cpu_allocated / cores, t.memory_allocated / memory)
         self.loads.append(load.astype(np.float32))
+        if len(self.rows) >= max(self.limit, 2):
+            self.rows, self.loads = self.rows[::2], self.loads[::2]
+            self.interval *= 2
         self.next = self.start + len(self.rows) * self.interval
 
     def timeline(self) -> Timeline:

@@ -88,7 +88,5 @@ def _pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError(
-            "cube.sim plots need matplotlib: pip install 'cube[lab]'"
-        ) from None
+        raise ImportError("cube.sim plots need matplotlib: pip install 'cube[lab]'") from None
     return plt

@@ -40,7 +40,10 @@ def read_trace(path: str | Path) -> list[np.ndarray]:
                 values[i].append(_number(text, f"{where}, column {name!r}", name in WHOLE))
     if not values[0]:
         raise TraceError(f"{path}: no tasks after the header")
-    return [np.array(v, dtype=np.int64 if n in WHOLE else float) for n, v in zip(COLUMNS, values)]
+    return [
+        np.array(v, dtype=np.int64 if n in WHOLE else float)
+        for n, v in zip(COLUMNS, values, strict=True)
+    ]
 
 
 def write_trace(path: str | Path, columns: Sequence[np.ndarray]) -> None:
@@ -63,9 +66,7 @@ def _check_header(path: str | Path, header: list[str]) -> None:
     if doubled:
         problems.append(f"repeated column(s) {', '.join(map(repr, doubled))}")
     if problems:
-        raise TraceError(
-            f"{path} line 1: {'; '.join(problems)} (expected {','.join(COLUMNS)})"
-        )
+        raise TraceError(f"{path} line 1: {'; '.join(problems)} (expected {','.join(COLUMNS)})")
 
 
 def _number(text: str, where: str, whole: bool) -> float:

@@ -108,8 +108,11 @@ class Workload:
         """``n_tasks`` synthetic tasks that keep ``nodes`` about ``load`` busy.
 
         The rate is set from the drawn tasks' own mean demand and duration, on whichever
-        of CPU and memory the mix runs out of first. Times are rounded to milliseconds so
-        a saved trace reads well and loads back identically."""
+        of CPU and memory the mix runs out of first. A steady state (and a queue, above
+        ``load=1``) needs many more tasks than the cluster runs at once, about
+        ``load * cores / 1.5`` with the default mix; fewer is mostly ramp-up and drain.
+        Times are rounded to milliseconds so a saved trace reads well and loads back
+        identically."""
         if n_tasks < 1:
             raise ValueError(f"n_tasks must be at least 1, not {n_tasks}")
         if load <= 0:
