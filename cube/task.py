@@ -149,10 +149,9 @@ def parse_time(text: Any, where: str) -> datetime | None:
     micro = (fraction or "").ljust(6, "0")[:6]
     zone = "+00:00" if zone in "Zz" else zone
     try:
-        parsed = datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}")
-    except ValueError as exc:
+        return datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise ValidationError(where, f"{text!r} is not a valid time: {exc}") from None
-    return parsed.astimezone(UTC)
 
 
 # ---------------------------------------------------------------------- field checks

@@ -227,6 +227,8 @@ BAD = [
     (spec(HealthCheck="health"), "Task.HealthCheck", "starting with '/'"),
     (spec(StartTime=""), "Task.StartTime", "not an RFC 3339 time"),
     (spec(StartTime="2024-13-45T00:00:00Z"), "Task.StartTime", "not a valid time"),
+    (spec(StartTime="0001-01-01T00:30:00+01:00"), "Task.StartTime", "not a valid time"),
+    (spec(StartTime="9999-12-31T23:59:59-01:00"), "Task.StartTime", "not a valid time"),
     ({"ID": str(uuid.uuid4()), "Timestamp": ZERO_TIME}, "TaskEvent.Task", "needs a Task"),
     ([1, 2], "Task", "expected a JSON object"),
     ({"Task": "web"}, "TaskEvent.Task", "expected a JSON object"),
