@@ -76,19 +76,10 @@ def wire(item: Task | TaskEvent | dict[str, Any] | list[Any]) -> None:
 
 def tasks_table(tasks: list[Task]) -> HTML:
     """A compact table of tasks: name, state, where, restarts, reason."""
-    header = ["name", "state", "worker", "restarts", "reason"]
-    rows = [
-        [t.name, t.state.name, t.worker or "-", str(t.restart_count), t.reason[:70]] for t in tasks
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    text = "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]
+    return table(
+        ["name", "state", "worker", "restarts", "reason"],
+        ([t.name, t.state.name, t.worker or "-", t.restart_count, t.reason[:70]] for t in tasks),
     )
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
-    )
-    heads = "".join(f"<th>{h}</th>" for h in header)
-    return HTML(f"<table><tr>{heads}</tr>{cells}</table>", text)
 
 
 def api_link(url: str, path: str = "/tasks") -> HTML:
@@ -230,7 +221,7 @@ def routes(app: Any) -> HTML:
     rows = [
         (r.method, re.sub(r"<(\w+)>", r"{\1}", r.rule), r.callback.__name__) for r in app.routes
     ]
-    return _table(("method", "path", "handler"), rows)
+    return table(("method", "path", "handler"), rows)
 
 
 def show_response(
@@ -311,7 +302,7 @@ def nodes_table(cluster: Any) -> HTML:
         )
         for n in cluster.client.nodes()
     ]
-    return _table(("node", "state", "cores", "memory used", "cpu", "tasks"), rows)
+    return table(("node", "state", "cores", "memory used", "cpu", "tasks"), rows)
 
 
 # ----------------------------------------------------------------------- metrics
@@ -337,7 +328,7 @@ def stats_summary(stats: dict[str, Any]) -> HTML:
         ("TaskCount", stats["TaskCount"], "tasks", "running on this worker"),
         ("CpuPercent", stats.get("CpuPercent", "-"), "%", "busy since the last sample"),
     ]
-    return _table(("field", "value", "unit", "for people"), rows)
+    return table(("field", "value", "unit", "for people"), rows)
 
 
 def since_boot_percent() -> float:
@@ -435,7 +426,8 @@ def check_nothing_left(*paths: str | Path, timeout: float = 5.0) -> None:
     print("✓ nothing this notebook started is still running")
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> HTML:
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> HTML:
+    """A small table: HTML in Jupyter, aligned columns as text."""
     body = [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [list(header), *body]) for i in range(len(header))]
     text = "\n".join(

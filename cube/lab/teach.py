@@ -20,30 +20,13 @@ import psutil
 
 from cube.client import Client, ManagerClient
 from cube.lab.cluster import LocalCluster
-from cube.lab.show import HTML, tasks_table
+from cube.lab.show import HTML, table, tasks_table
 from cube.node import format_size
 from cube.task import State, Task
 
 T = TypeVar("T")
 
 # ------------------------------------------------------------------------- tables
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> HTML:
-    """A small table: HTML in Jupyter, aligned columns as text."""
-    import html
-
-    body = [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in [list(header), *body]) for i in range(len(header))]
-    text = "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [list(header), *body]
-    )
-    heads = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    cells = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body
-    )
-    return HTML(f"<table><tr>{heads}</tr>{cells}</table>", text)
 
 
 # ------------------------------------------------------------------------ waiting
