@@ -9,6 +9,7 @@
 ``GET    /nodes``            the workers, their stats and whether they are up
 ``GET    /events``           the stored task events, newest first (``?limit=&task=``)
 ``GET    /health``           liveness; open even when a token is required
+``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 """
 
@@ -19,6 +20,7 @@ import bottle
 from cube.client import CubeError
 from cube.http import fail, json_app, query_int, read_json, send_json
 from cube.manager.manager import Manager
+from cube.openapi import manager_document, serve_document
 from cube.task import parse_submission, parse_uuid
 
 
@@ -68,4 +70,5 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
         task = str(parse_uuid(query["task"], "task")) if query.get("task") else None
         return send_json([e.to_wire() for e in manager.list_events(limit, task)])
 
+    serve_document(app, manager_document())
     return app

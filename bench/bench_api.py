@@ -1,0 +1,270 @@
+"""The manager's API under load, against a bare "hello" app on the same server stack.
+
+Load generators in their own processes (threads, one requests.Session each) drive:
+
+- a "hello" Bottle app on cube.http.Server (cheroot), and the same app on the standard
+  library's wsgiref with ThreadingMixIn: the numbers behind choosing cheroot (which was
+  chosen for its clean stop and thread pool; this shows what it costs or gains);
+- a real ``cube manager`` process with 100 tasks stored on disk, under an 80/20 mix of
+  reads (GET /tasks and GET /tasks/{id}, half each) and writes (POST of a bare task).
+  Its workers are down on purpose, so tasks stay Pending and no process is started:
+  what is measured is the API and the store, not task start-up.
+
+Run: ``python -m bench bench_api``. Prints numbers and ratios; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import bottle
+import requests
+
+from bench.common import header, percentile
+from cube.http import Server
+
+DURATION = 5.0
+GENERATORS = 3  # load generator processes
+THREADS = 2  # client threads in each
+STORED = 100
+WRITE_SHARE = 0.2
+_MERGE = threading.Lock()  # client threads add their numbers to one Result
+
+
+@dataclass
+class Result:
+    """What one load run measured."""
+
+    seconds: float
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        return sum(len(v) for v in self.latencies.values()) / self.seconds
+
+    def line(self, kind: str | None = None) -> str:
+        """Requests per second and latency percentiles, of one kind or all."""
+        picked = [x for k, v in self.latencies.items() if kind in (None, k) for x in v]
+        errors = f", {self.errors} errors" if kind is None else ""
+        return (
+            f"{len(picked) / self.seconds:>7,.0f} req/s, p50 {percentile(picked, 50) * 1000:5.1f}"
+            f" ms, p99 {percentile(picked, 99) * 1000:5.1f} ms{errors}"
+        )
+
+
+# ------------------------------------------------------------------ the servers
+
+
+def hello_app() -> bottle.Bottle:
+    app = bottle.Bottle()
+    app.route("/hello", callback=lambda: "hello")
+    return app
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        """No line per request on stderr."""
+
+
+def _serve_hello(kind: str, ports: multiprocessing.Queue) -> None:
+    """Child process: serve the hello app until terminated."""
+    if kind == "cheroot":
+        server = Server(hello_app()).start()
+        ports.put(server.port)
+        threading.Event().wait()
+    else:
+        wsgiref = make_server(
+            "127.0.0.1", 0, hello_app(), _ThreadingWSGIServer, handler_class=_QuietHandler
+        )
+        ports.put(wsgiref.server_port)
+        wsgiref.serve_forever()
+
+
+@contextmanager
+def hello_server(kind: str) -> Iterator[str]:
+    context = multiprocessing.get_context("spawn")
+    ports: multiprocessing.Queue = context.Queue()
+    child = context.Process(target=_serve_hello, args=(kind, ports), daemon=True)
+    child.start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=30)}"
+    finally:
+        child.terminate()
+        child.join()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def manager_server(data_dir: Path) -> Iterator[str]:
+    """A real ``cube manager`` whose only worker address has nobody listening."""
+    port = _free_port()
+    command = [sys.executable, "-m", "cube", "manager", "--port", str(port)]
+    command += ["--workers", f"127.0.0.1:{_free_port()}", "--data-dir", str(data_dir)]
+    command += ["--log-level", "warning"]
+    with (data_dir / "manager.log").open("ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _wait_up(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+# -------------------------------------------------------------- the load generator
+
+
+def _pick(rng: random.Random, ids: list[str], write_share: float) -> tuple[str, str, str]:
+    """One request of the manager mix: (kind, method, path)."""
+    if rng.random() < write_share:
+        return "write", "POST", "/tasks"
+    if rng.random() < 0.5:
+        return "list", "GET", "/tasks"
+    return "get", "GET", f"/tasks/{rng.choice(ids)}"
+
+
+def _client_thread(
+    url: str, ids: list[str], write_share: float | None, deadline: float, out: Result
+) -> None:
+    """Send requests until the deadline: GET /hello when ``write_share`` is None, else
+    the manager mix with that share of writes."""
+    rng = random.Random(threading.get_ident())
+    session = requests.Session()
+    mine: dict[str, list[float]] = {}
+    errors = 0
+    while time.monotonic() < deadline:
+        if write_share is None:
+            kind, method, path = "hello", "GET", "/hello"
+        else:
+            kind, method, path = _pick(rng, ids, write_share)
+        body = {"Name": "bench", "Image": "cube/echo"} if method == "POST" else None
+        start = time.perf_counter()
+        try:
+            ok = session.request(method, url + path, json=body, timeout=10).status_code < 300
+        except requests.RequestException:
+            ok = False
+        mine.setdefault(kind, []).append(time.perf_counter() - start)
+        errors += not ok
+    with _MERGE:
+        for kind, values in mine.items():
+            out.latencies.setdefault(kind, []).extend(values)
+        out.errors += errors
+
+
+def _generate(
+    url: str, ids: list[str], write_share: float | None, results: multiprocessing.Queue
+) -> None:
+    """Child process: THREADS clients for DURATION seconds; puts their Result."""
+    out = Result(DURATION)
+    deadline = time.monotonic() + DURATION
+    threads = [
+        threading.Thread(target=_client_thread, args=(url, ids, write_share, deadline, out))
+        for _ in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(out)
+
+
+def load(url: str, ids: list[str] | None = None, write_share: float | None = None) -> Result:
+    """Drive ``url`` from GENERATORS separate processes: hello only, or the manager mix.
+    (One Python process tops out near 500 requests/s on its own: requests and the GIL
+    cost more than the server does, so one would measure the client.)"""
+    context = multiprocessing.get_context("spawn")
+    results: multiprocessing.Queue = context.Queue()
+    children = [
+        context.Process(target=_generate, args=(url, ids or [], write_share, results))
+        for _ in range(GENERATORS)
+    ]
+    for child in children:
+        child.start()
+    merged = Result(DURATION)
+    for _ in children:
+        part = results.get(timeout=DURATION + 120)
+        for kind, values in part.latencies.items():
+            merged.latencies.setdefault(kind, []).extend(values)
+        merged.errors += part.errors
+    for child in children:
+        child.join()
+    return merged
+
+
+def _seed(url: str) -> list[str]:
+    with requests.Session() as session:
+        return [
+            session.post(f"{url}/tasks", json={"Name": f"t{i}", "Image": "cube/echo"}).json()["ID"]
+            for i in range(STORED)
+        ]
+
+
+def main() -> None:
+    header(
+        f"API load: {GENERATORS} load-generator processes x {THREADS} threads, "
+        f"{DURATION:g} s per run"
+    )
+    with hello_server("cheroot") as url:
+        cheroot = load(url)
+    with hello_server("wsgiref") as url:
+        wsgiref = load(url)
+    print(f"hello on cheroot (cube.http.Server):   {cheroot.line()}")
+    print(f"hello on wsgiref + ThreadingMixIn:     {wsgiref.line()}")
+    print(f"  cheroot / wsgiref throughput:        {cheroot.rate / wsgiref.rate:.2f}x")
+
+    with tempfile.TemporaryDirectory() as tmp, manager_server(Path(tmp)) as url:
+        ids = _seed(url)
+        reads = load(url, ids, write_share=0.0)
+        mixed = load(url, ids, write_share=WRITE_SHARE)
+        stored = len(requests.get(f"{url}/tasks", timeout=30).json())
+    print(
+        "manager, tasks on disk (its workers are down on purpose: tasks stay Pending, "
+        "nothing is started)"
+    )
+    print(f"  reads only (GET /tasks/{{id}}, /tasks): {reads.line()}")
+    print(f"  {1 - WRITE_SHARE:.0%} reads / {WRITE_SHARE:.0%} writes:             {mixed.line()}")
+    for kind, label in (("get", "GET /tasks/{id}"), ("list", "GET /tasks"), ("write", "POST")):
+        print(f"    {label:<34} {mixed.line(kind)}")
+    print(f"  tasks stored: {STORED} at the start, {stored} at the end")
+    print(f"  manager mix / hello (cheroot) throughput:   {mixed.rate / cheroot.rate:.2f}x")
+    print(f"  manager mix / manager reads throughput:     {mixed.rate / reads.rate:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
