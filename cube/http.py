@@ -137,6 +137,8 @@ def read_json() -> Any:
         ) from None
     except RecursionError:
         raise fail(400, f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # e.g. an integer longer than Python will convert
+        raise fail(400, f"unreadable JSON: {exc}") from None
     if _depth(data) > MAX_DEPTH:
         raise fail(400, f"JSON nested deeper than {MAX_DEPTH} levels")
     return data
@@ -145,7 +147,7 @@ def read_json() -> Any:
 def query_int(name: str, default: int, limit: int = 100_000) -> int:
     """A whole-number query parameter, or 400 saying what was wrong."""
     text = bottle.request.query.get(name, str(default))
-    if not text.isdigit() or int(text) > limit:
+    if not (text.isascii() and text.isdigit()) or int(text) > limit:
         raise fail(400, f"{name} must be a whole number up to {limit}, not {text!r}")
     return int(text)
 

@@ -116,8 +116,11 @@ class ValidationError(ValueError):
 # ---------------------------------------------------------------------------- times
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+# All patterns are ASCII-only and matched whole (fullmatch): "\d" would otherwise take
+# any Unicode digit, and "$" would let a trailing newline through.
 _RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
 
 
@@ -140,7 +143,7 @@ def parse_time(text: Any, where: str) -> datetime | None:
     """Parse RFC 3339 (Go emits up to nanoseconds; we keep microseconds)."""
     if not isinstance(text, str):
         raise ValidationError(where, f"expected an RFC 3339 time string, got {_kind(text)}")
-    match = _RFC3339.match(text)
+    match = _RFC3339.fullmatch(text)
     if not match:
         raise ValidationError(where, f"{text!r} is not an RFC 3339 time like {ZERO_TIME!r}")
     date, clock, fraction, zone = match.groups()
@@ -224,15 +227,16 @@ def _state(value: Any, where: str) -> State:
 
 # Docker's reference grammar (distribution/reference): an optional registry (it has a dot
 # or a port, or is "localhost"), lowercase path components, an optional tag and digest.
-_DOMAIN = re.compile(r"^(?:localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::\d+)?)$")
+_DOMAIN = re.compile(r"localhost|[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::\d+)?", re.ASCII)
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(
-    rf"^{_COMPONENT}(?:/{_COMPONENT})*(?::\w[\w.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?$"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*(?::\w[\w.-]{{0,127}})?(?:@sha256:[a-f0-9]{{64}})?",
+    re.ASCII,
 )
 
 
 def _is_registry(part: str) -> bool:
-    return ("." in part or ":" in part or part == "localhost") and bool(_DOMAIN.match(part))
+    return ("." in part or ":" in part or part == "localhost") and bool(_DOMAIN.fullmatch(part))
 
 
 def check_image(value: Any, where: str = "Image") -> str:
@@ -244,7 +248,7 @@ def check_image(value: Any, where: str = "Image") -> str:
         raise ValidationError(where, "an image is required, e.g. 'cube/echo'")
     first, _, rest = image.partition("/")
     path = rest if rest and _is_registry(first) else image
-    if not _PATH.match(path):
+    if not _PATH.fullmatch(path):
         raise ValidationError(
             where, f"{image!r} is not an image reference like 'name', 'name:tag' or 'repo/name:tag'"
         )
@@ -256,13 +260,13 @@ def check_image(value: Any, where: str = "Image") -> str:
     return image
 
 
-_PORT = re.compile(r"^(\d{1,5})(?:/(tcp|udp|sctp))?$")
+_PORT = re.compile(r"(\d{1,5})(?:/(tcp|udp|sctp))?", re.ASCII)
 
 
 def check_port(value: Any, where: str) -> str:
     """A container port such as ``80/tcp``; a bare ``80`` means TCP, as in Docker."""
     text = _str(value, where)
-    match = _PORT.match(text)
+    match = _PORT.fullmatch(text)
     if not match or not 0 < int(match[1]) < 65536:
         raise ValidationError(where, f"{text!r} is not a port like '80/tcp'")
     return f"{int(match[1])}/{match[2] or 'tcp'}"
@@ -270,7 +274,7 @@ def check_port(value: Any, where: str) -> str:
 
 def _host_port(value: Any, where: str) -> str:
     text = _str(value, where)
-    if text and not (text.isdigit() and 0 <= int(text) < 65536):
+    if text and not (text.isascii() and text.isdigit() and int(text) < 65536):
         raise ValidationError(where, f"{text!r} is not a host port number")
     return text
 

@@ -25,10 +25,10 @@ import requests
 from helpers import all_in_state, cube_process, eventually, free_port, kill, wait_healthy
 
 from cube.client import ManagerClient, WorkerClient
-from cube.runtime import Runtime, choose
+from cube.runtime import Runtime
 from cube.store import DiskStore
 from cube.task import State, Task, TaskEvent
-from cube.worker.worker import runtime_state_dir
+from cube.worker.worker import worker_runtime
 
 IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 LIVE = (State.Scheduled, State.Running)
@@ -67,7 +67,7 @@ def kind(request) -> str:
 
 def test_a_worker_killed_ten_times_keeps_its_twenty_tasks(tmp_path, kind):
     port, name = free_port(), f"chaos-{tmp_path.name[-12:]}"
-    runtime = choose(kind, owner=name, state_dir=runtime_state_dir(tmp_path, name))
+    runtime = worker_runtime(kind, tmp_path, name)
     proc, url = start_worker(tmp_path, kind, port, name)
     client = WorkerClient(url, timeout=30)
     try:
@@ -153,8 +153,7 @@ class StormCluster:
             for proc in self.workers:
                 kill(proc, signal.SIGTERM)
             for name in self.names:
-                state_dir = runtime_state_dir(self.tmp, name)
-                stop_everything(choose("process", owner=name, state_dir=state_dir))
+                stop_everything(worker_runtime("process", self.tmp, name))
 
     def _stop_tasks(self) -> None:
         live = [

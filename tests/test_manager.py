@@ -113,6 +113,12 @@ def test_book_task_files_and_curl_shapes_work(cluster, kind):
     raw["ID"] = "0b6f7cd1-8ab6-4f5a-9b7e-5a4c2e1d0f00"
     clash = requests.post(f"{cluster.url}/tasks", data=json.dumps(raw))
     assert clash.status_code == 409 and "already exists" in clash.json()["Message"]
+    raw["Task"]["ID"] = "0b6f7cd1-8ab6-4f5a-9b7e-5a4c2e1d0f01"  # a new task, the old event ID
+    reused = requests.post(f"{cluster.url}/tasks", data=json.dumps(raw))
+    assert reused.status_code == 201
+    raw["Task"]["ID"] = "0b6f7cd1-8ab6-4f5a-9b7e-5a4c2e1d0f02"
+    taken = requests.post(f"{cluster.url}/tasks", data=json.dumps(raw))
+    assert taken.status_code == 409 and "event ID" in taken.json()["Message"]
 
 
 def test_errors(cluster, kind):

@@ -8,9 +8,8 @@ import pytest
 from helpers import all_in_state, cube_process, eventually, free_port, kill, wait_healthy
 
 from cube.client import WorkerClient
-from cube.runtime import choose
 from cube.task import State, Task
-from cube.worker.worker import runtime_state_dir
+from cube.worker.worker import worker_runtime
 
 IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 
@@ -47,7 +46,7 @@ def test_sigkill_then_restart_readopts_with_same_ids(tmp_path, kind):
             assert after[task_id].state is State.Running
             assert after[task_id].container_id == containers[task_id]
             assert after[task_id].restart_count == 0
-        runtime = choose(kind, owner=name, state_dir=runtime_state_dir(tmp_path, name))
+        runtime = worker_runtime(kind, tmp_path, name)
         assert sorted(m.status.container_id for m in runtime.list_managed()) == sorted(
             containers.values()
         )

@@ -23,8 +23,8 @@ from pathlib import Path
 import requests
 
 from cube.client import ManagerClient, WorkerClient
-from cube.runtime import choose, resolve
-from cube.worker.worker import runtime_state_dir
+from cube.runtime import resolve
+from cube.worker.worker import worker_runtime
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,7 @@ class LocalCluster:
         the worker notices at its next inspection and the manager restarts it."""
         task = self.client.task(task_id)
         worker = next(c for c in self.workers.values() if c.address == task.worker)
-        state_dir = runtime_state_dir(self.data_dir, worker.name)
-        choose(self.runtime, owner=worker.name, state_dir=state_dir).kill(task.container_id)
+        worker_runtime(self.runtime, self.data_dir, worker.name).kill(task.container_id)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -148,8 +148,11 @@ class Manager:
         task_id = str(event.task.id)
         with self._lock:
             existing = self.tasks.get(task_id)
+            earlier = self._event(str(event.id))
+            if earlier is not None and str(earlier.task.id) != task_id:
+                raise TaskExists(task_id, State.Pending, f"event ID {event.id} is taken")
             if existing is not None:
-                if str(event.id) in self.stores.events:
+                if earlier is not None:
                     return existing  # the same submission again (a client retry)
                 raise TaskExists(task_id, existing.state)
             task = event.task.replace(
@@ -699,6 +702,12 @@ class Manager:
             self._capacity_changed = True
             self._wake.notify_all()
 
+    def _event(self, event_id: str) -> TaskEvent | None:
+        try:
+            return self.stores.events.get(event_id)
+        except KeyError:
+            return None
+
     def _record(self, event: TaskEvent) -> None:
         self.stores.events.put(str(event.id), event)
 
@@ -742,14 +751,14 @@ class Manager:
 
 
 class TaskExists(ValueError):
-    """A submission whose task ID is already taken (and not by a retry of itself)."""
+    """A submission whose task or event ID is already taken (and not by a retry of
+    itself)."""
 
     http_status = 409
 
-    def __init__(self, task_id: str, state: State) -> None:
-        super().__init__(
-            f"task {task_id} already exists ({state.name}); submit with a new ID to run another"
-        )
+    def __init__(self, task_id: str, state: State, why: str = "") -> None:
+        why = why or f"task {task_id} already exists ({state.name})"
+        super().__init__(f"{why}; submit with a new ID to run another")
 
 
 def open_manager(

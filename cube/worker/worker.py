@@ -19,6 +19,7 @@ for its tasks (same container ID, no restart) and marks the others Failed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import threading
@@ -528,9 +529,13 @@ class Worker:
             log.exception("%s: %s failed; carrying on", self.name, getattr(fn, "__name__", fn))
 
 
-def runtime_state_dir(data_dir: str | Path, name: str) -> Path:
-    """Where worker ``name``'s process runtime keeps its records."""
-    return Path(data_dir) / name / "processes"
+def worker_runtime(kind: str, data_dir: str | Path, name: str) -> Runtime:
+    """The runtime of worker ``name`` whose state is in ``data_dir``, as that worker
+    builds it: so anyone can find what it started. Its owner label includes the data
+    directory, so two clusters with a "worker-1" each can share a Docker engine."""
+    home = Path(data_dir).resolve()
+    owner = f"{name}-{hashlib.sha1(str(home).encode()).hexdigest()[:8]}"
+    return choose(kind, owner=owner, state_dir=home / name / "processes")
 
 
 def open_worker(
@@ -547,7 +552,7 @@ def open_worker(
     return Worker(
         name,
         open_store(dbtype, home / "tasks", WireCodec(Task)),
-        choose(runtime, owner=name, state_dir=runtime_state_dir(data_dir, name)),
+        worker_runtime(runtime, data_dir, name),
         queue=open_store(dbtype, home / "queue", WireCodec(TaskEvent)),
         reconcile_interval=reconcile_interval,
         lock=lock,
