@@ -116,6 +116,7 @@ class ValidationError(ValueError):
 # ---------------------------------------------------------------------------- times
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
+_ZERO = datetime(1, 1, 1, tzinfo=UTC)  # Go's zero time: "not set", read as None
 # All patterns are ASCII-only and matched whole (fullmatch): "\d" would otherwise take
 # any Unicode digit, and "$" would let a trailing newline through.
 _RFC3339 = re.compile(
@@ -133,7 +134,7 @@ def format_time(value: datetime | None) -> str:
     if value is None:
         return ZERO_TIME
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    text = value.replace(microsecond=0, tzinfo=None).isoformat()  # years < 1000 padded too
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -147,14 +148,13 @@ def parse_time(text: Any, where: str) -> datetime | None:
     if not match:
         raise ValidationError(where, f"{text!r} is not an RFC 3339 time like {ZERO_TIME!r}")
     date, clock, fraction, zone = match.groups()
-    if text.startswith("0001-01-01") and clock == "00:00:00" and not (fraction or "").strip("0"):
-        return None
     micro = (fraction or "").ljust(6, "0")[:6]
     zone = "+00:00" if zone in "Zz" else zone
     try:
-        return datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
+        moment = datetime.fromisoformat(f"{date}T{clock}.{micro}{zone}").astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise ValidationError(where, f"{text!r} is not a valid time: {exc}") from None
+    return None if moment == _ZERO else moment
 
 
 # ---------------------------------------------------------------------- field checks

@@ -162,6 +162,7 @@ def test_times():
     assert moment == datetime(2024, 1, 28, 8, 11, 12, 123456, tzinfo=UTC)
     assert format_time(moment) == "2024-01-28T08:11:12.123456Z"
     assert format_time(datetime(2024, 1, 1, tzinfo=UTC)) == "2024-01-01T00:00:00Z"
+    assert format_time(datetime(518, 11, 11, 20, 44, 4, tzinfo=UTC)) == "0518-11-11T20:44:04Z"
 
 
 # ------------------------------------------------------------------------- bare specs
@@ -283,8 +284,8 @@ ports = st.builds(
 times = st.one_of(
     st.none(),
     st.datetimes(
-        min_value=datetime(1970, 1, 1),
-        max_value=datetime(2200, 1, 1),
+        min_value=datetime(1, 1, 2),  # the first day of year 1 is Go's "zero time"
+        max_value=datetime(9999, 12, 30),
         timezones=st.just(UTC),
     ),
 )
