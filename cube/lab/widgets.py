@@ -77,12 +77,17 @@ class TaskForm(_Panel):
         image: str = "cube/echo",
     ) -> None:
         self.client, self.on_submit = client, on_submit
-        self.name = w.Text(value="web", description="Name")
+        label = {"style": {"description_width": "100px"}}  # room for "Health check"
+        self.name = w.Text(value="web", description="Name", **label)
         options = IMAGES if image in IMAGES else [image, *IMAGES]
-        self.image = w.Combobox(value=image, options=options, description="Image")
-        self.health_check = w.Text(value="/health", description="Health check")
-        self.cpu = w.BoundedFloatText(value=0, min=0, max=64, step=0.25, description="CPU cores")
-        self.memory = w.BoundedIntText(value=0, min=0, max=1 << 20, description="Memory MiB")
+        self.image = w.Combobox(value=image, options=options, description="Image", **label)
+        self.health_check = w.Text(value="/health", description="Health check", **label)
+        self.cpu = w.BoundedFloatText(
+            value=0, min=0, max=64, step=0.25, description="CPU cores", **label
+        )
+        self.memory = w.BoundedIntText(
+            value=0, min=0, max=1 << 20, description="Memory MiB", **label
+        )
         self.submit = w.Button(description="Submit", button_style="primary", icon="play")
         self.submit.on_click(lambda _: self.send())
         fields = [self.name, self.image, self.health_check, self.cpu, self.memory, self.submit]
@@ -131,9 +136,9 @@ class TaskTable(_Panel):
         cells: list[w.Widget] = [w.HTML(f"<b>{c}</b>") for c in self.COLUMNS]
         self.stop_buttons = {}
         for task in tasks:
-            cells += [w.HTML(html.escape(v)) for v in self._texts(task)[:2]]
-            cells.append(w.HTML(state_badge(task.state)))
-            cells += [w.HTML(html.escape(v)) for v in self._texts(task)[2:]]
+            texts = [html.escape(v) for v in self._texts(task)]
+            texts.insert(2, state_badge(task.state))
+            cells += [w.HTML(text) for text in texts]
             cells.append(self._stop_button(task))
         self.grid.children = cells
         if not tasks:
