@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import math
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
@@ -142,6 +143,8 @@ def format_time(value: datetime | None) -> str:
 
 def parse_time(text: Any, where: str) -> datetime | None:
     """Parse RFC 3339 (Go emits up to nanoseconds; we keep microseconds)."""
+    if text == ZERO_TIME:
+        return None  # most times in a store are unset: skip the parsing
     if not isinstance(text, str):
         raise ValidationError(where, f"expected an RFC 3339 time string, got {_kind(text)}")
     match = _RFC3339.fullmatch(text)
@@ -240,18 +243,30 @@ def _is_registry(part: str) -> bool:
 
 
 def check_image(value: Any, where: str = "Image") -> str:
-    """An image reference Docker would accept, such as ``cube/echo`` or ``nginx:1.27``,
-    and, when ``CUBE_ALLOWED_IMAGES`` is set (comma-separated patterns such as
-    ``cube/*,nginx:*``), one it allows."""
+    """An image reference Docker would accept, such as ``cube/echo`` or ``nginx:1.27``."""
     image = _str(value, where)
-    if not image:
-        raise ValidationError(where, "an image is required, e.g. 'cube/echo'")
-    first, _, rest = image.partition("/")
-    path = rest if rest and _is_registry(first) else image
-    if not _PATH.fullmatch(path):
+    if not _is_reference(image):
+        if not image:
+            raise ValidationError(where, "an image is required, e.g. 'cube/echo'")
         raise ValidationError(
             where, f"{image!r} is not an image reference like 'name', 'name:tag' or 'repo/name:tag'"
         )
+    return image
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_reference(image: str) -> bool:
+    """Remembered: a cluster runs a handful of images, and every stored task is checked
+    again when a store is read."""
+    first, _, rest = image.partition("/")
+    path = rest if rest and _is_registry(first) else image
+    return bool(_PATH.fullmatch(path))
+
+
+def check_allowed(image: str, where: str = "Image") -> str:
+    """``image``, when ``CUBE_ALLOWED_IMAGES`` (comma-separated patterns such as
+    ``cube/*,nginx:*``) is unset or allows it. Checked when work is accepted, never when
+    a store is read: tightening the list later must not make stored tasks unreadable."""
     allowed = os.environ.get("CUBE_ALLOWED_IMAGES", "").strip()
     if allowed and not any(fnmatch.fnmatchcase(image, p.strip()) for p in allowed.split(",")):
         raise ValidationError(
@@ -344,19 +359,32 @@ def _health_check(value: Any, where: str) -> str:
     return path
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _name(value: Any, where: str) -> str:
     name = _str(value, where, limit=128)
     if not name.strip():
         raise ValidationError(where, "a task needs a name")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if _CONTROL.search(name):
         raise ValidationError(where, "must not contain control characters")
     return name
 
 
-def _keys(data: Any, known: dict[str, str], where: str) -> dict[str, Any]:
+class _Fields(dict[str, str]):
+    """A type's JSON keys: lowercased -> as spelled on the wire, and the spellings."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = frozenset(names)
+        super().__init__((name.lower(), name) for name in self.names)
+
+
+def _keys(data: Any, known: _Fields, where: str) -> dict[str, Any]:
     """Match keys case-insensitively (as Go does) and reject unknown ones."""
     if not isinstance(data, dict):
         raise ValidationError(where, f"expected a JSON object, got {_kind(data)}")
+    if data.keys() <= known.names:
+        return data  # spelled as Cube writes them (every stored value): nothing to match
     out: dict[str, Any] = {}
     for key, value in data.items():
         canonical = known.get(key.lower()) if isinstance(key, str) else None
@@ -497,16 +525,15 @@ class TaskEvent:
         )
 
 
-_TASK_KEYS = {
-    k.lower(): k for k in Task("x", "x", reason="x", worker="x", created=utcnow()).to_wire()
-}
-_EVENT_KEYS = {k.lower(): k for k in ("ID", "State", "Timestamp", "Task")}
+_TASK_KEYS = _Fields(Task("x", "x", reason="x", worker="x", created=utcnow()).to_wire())
+_EVENT_KEYS = _Fields(("ID", "State", "Timestamp", "Task"))
 
 
 def parse_submission(data: Any) -> TaskEvent:
     """Accept what clients post: a TaskEvent, or a bare task spec such as
     ``{"Name": "web", "Image": "cube/echo"}``, which becomes "run this task" with
-    generated IDs."""
+    generated IDs. A request to run an image ``CUBE_ALLOWED_IMAGES`` does not allow is
+    refused here; a request to stop one is not."""
     event_only = {"task", "timestamp"}
     if isinstance(data, dict) and any(str(k).lower() in event_only for k in data):
         event = TaskEvent.from_wire(data)
@@ -514,6 +541,8 @@ def parse_submission(data: Any) -> TaskEvent:
         event = TaskEvent(task=Task.from_wire(data))
     if event.timestamp is None:
         event.timestamp = utcnow()
+    if event.state is not State.Completed:
+        check_allowed(event.task.image, "Task.Image")
     return event
 
 

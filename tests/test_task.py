@@ -267,6 +267,16 @@ def test_image_allowlist(monkeypatch):
         parse_submission(spec(Image="redis"))
 
 
+def test_a_tighter_allowlist_keeps_stored_tasks_readable_and_stoppable(monkeypatch):
+    stored = Task("cache", "redis", state=State.Running).to_wire()
+    monkeypatch.setenv("CUBE_ALLOWED_IMAGES", "cube/*")
+    assert Task.from_wire(stored).image == "redis"
+    stop = parse_submission({"State": 3, "Task": stored})
+    assert (stop.state, stop.task.image) == (State.Completed, "redis")
+    with pytest.raises(ValidationError, match="not allowed here"):
+        parse_submission({"State": 2, "Task": stored})
+
+
 def test_bare_port_means_tcp():
     assert parse_submission(spec(ExposedPorts={"80": {}})).task.exposed_ports == ("80/tcp",)
 
