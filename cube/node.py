@@ -195,9 +195,10 @@ class NodeTable:
     def cpu_utilisation(self) -> np.ndarray:
         """The larger of measured load and promised cores, as a share of capacity.
 
-        A node without cores counts as idle: dividing by infinity gives 0, and is several
-        times faster than a masked division on the tables the simulator scores."""
-        promised = self.cpu_allocated / np.where(self.cores > 0, self.cores, np.inf)
+        A node without cores counts as idle until cores are promised on it, and then as
+        hopelessly overloaded: its promise is divided by a tiny capacity, not by zero
+        (one cheap operation on the tables the simulator scores, unlike a masked one)."""
+        promised = self.cpu_allocated / np.maximum(self.cores, 1e-9)
         return np.maximum(self.cpu_load, promised)
 
     def memory_in_use(self) -> np.ndarray:

@@ -77,6 +77,12 @@ def fits(task: Demand, nodes: NodeTable) -> np.ndarray:
     return mask
 
 
+def _only(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``values`` of the candidates; the array itself when every node is one (the usual
+    case on a cluster with room, where copying thousands of scores would be waste)."""
+    return values if len(candidates) == len(values) else values[candidates]
+
+
 class _Powers:
     """``base ** x`` for a whole table, remembering each node's last answer.
 
@@ -174,7 +180,7 @@ class Greedy(_FitFilter):
     name = "greedy"
 
     def score(self, task: Demand, nodes: NodeTable, candidates: np.ndarray) -> np.ndarray:
-        return nodes.cpu_utilisation()[candidates]
+        return _only(nodes.cpu_utilisation(), candidates)
 
 
 class Epvm(_FitFilter):
@@ -209,7 +215,7 @@ class Epvm(_FitFilter):
             lambda size: np.expm1(math.log(LIEB) * cpu / size)
         )
         cost += self._job_costs(nodes.task_count)
-        return cost[candidates]
+        return _only(cost, candidates)
 
     def _job_costs(self, n: np.ndarray) -> np.ndarray:
         """``2 * (LIEB**((n+1)/MAX_JOBS) - LIEB**(n/MAX_JOBS))``, looked up by job count."""
@@ -244,7 +250,7 @@ class BestFit(_FitFilter):
         # free shares never exceed 1 (nothing is negative), so only the floor needs clipping
         score = np.maximum(cpu, 1, out=cpu)
         score += np.maximum(mem, 1, out=mem)
-        return score[candidates]
+        return _only(score, candidates)
 
 
 SCHEDULERS: dict[str, type[_FitFilter]] = {
