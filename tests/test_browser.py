@@ -120,6 +120,58 @@ def test_chapter_5_in_jupyterlab(lab, chromium, tmp_path):
     assert (tmp_path / "completed.png").stat().st_size > 10_000
 
 
+def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
+    """The dashboard of 00-index with Auto-refresh on: a task submitted from its form
+    shows up Running, and after its Stop button Completed, with nobody pressing Refresh
+    (the refresh coroutine runs on the kernel's own event loop). With CUBE_SCREENSHOT
+    set to a path, the dashboard's picture is also saved there (the README's is made so).
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(f"{url}/lab/tree/00-index.ipynb?token={token}")
+        page.wait_for_selector(
+            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
+        )
+        page.locator(".jp-MarkdownCell:has(h2:text-is('Exercise'))").click()
+        _menu(page, "Run All Above Selected Cell")
+        board = page.locator(".jp-OutputArea-output:has(.widget-toggle-button)").first
+        board.wait_for(timeout=120_000)
+        board.locator(".widget-toggle-button", has_text="Auto-refresh").click()
+
+        name = board.locator(".widget-text:has(label:text-is('Name')) input")
+        image = board.locator(".widget-text:has(label:text-is('Image')) input")
+        for task, picture in [("web", "cube/echo"), ("api", "cube/echo"), ("crashy", "")]:
+            name.fill(task)
+            image.fill(picture or "cube/echo:bad-exit")
+            board.locator(".widget-button", has_text="Submit").click()
+        table = board.locator(".widget-gridbox")
+        web = table.locator(".widget-html", has_text=re.compile(r"^web$"))
+        state = web.locator("xpath=following-sibling::*[1]")
+        expect(state).to_have_text("Running", timeout=30_000)
+        crashy = table.locator(".widget-html", has_text=re.compile(r"^crashy$"))
+        restarts = crashy.locator("xpath=following-sibling::*[4]")
+        expect(restarts).to_have_text(re.compile(r"^[1-9]"), timeout=30_000)  # it crashed
+        board.screenshot(path=str(tmp_path / "dashboard.png"))
+        if os.environ.get("CUBE_SCREENSHOT"):
+            shutil.copy(tmp_path / "dashboard.png", os.environ["CUBE_SCREENSHOT"])
+
+        web.locator("xpath=following-sibling::*[6]").click()  # its Stop button
+        expect(state).to_have_text("Completed", timeout=30_000)
+        board.locator(".widget-toggle-button", has_text="Auto-refresh").click()
+
+        page.locator(".jp-MarkdownCell:has(h2:text-is('Clean up'))").click()
+        _menu(page, "Run Selected Cell and All Below")
+        expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
+            "nothing this notebook started is still running", timeout=60_000
+        )
+        browser.close()
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
 def _menu(page, item: str) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_text(item, exact=True).click()

@@ -201,9 +201,10 @@ class NodePanel(_Panel):
             value=node["MemoryUsed"] / total, min=0, max=1, description="memory"
         )
         cpu = w.FloatProgress(value=node["CpuPercent"] / 100, min=0, max=1, description="cpu")
+        tasks = node["TaskCount"]
         label = w.HTML(
             f"{badge(node['State'], colour)} <code>{html.escape(node['Name'])}</code> "
-            f"{node['TaskCount']} tasks, {format_size(node['MemoryUsed'] * 1024)} of "
+            f"{tasks} task{'' if tasks == 1 else 's'}, {format_size(node['MemoryUsed'] * 1024)} of "
             f"{format_size(node['Memory'] * 1024)}, {node['CpuPercent']:.0f}% CPU"
         )
         return w.VBox([label, w.HBox([memory, cpu])])
@@ -230,7 +231,7 @@ class EventLog(_Panel):
             if e.timestamp
         )
         head = "<tr><th>time</th><th>task</th><th>asked</th><th>task was</th><th>restarts</th></tr>"
-        self.table.value = f"<table>{head}{rows}</table>"
+        self.table.value = f'<table style="border-spacing:10px 2px">{head}{rows}</table>'
 
 
 class ComponentControls(_Panel):
@@ -250,7 +251,7 @@ class ComponentControls(_Panel):
         self.labels[name] = w.HTML(layout=w.Layout(width="260px"))
         buttons = []
         for action in self.ACTIONS:
-            button = w.Button(description=action.capitalize(), layout=w.Layout(width="80px"))
+            button = w.Button(description=action.capitalize(), layout=w.Layout(width="90px"))
             button.on_click(lambda _, n=name, a=action: self.act(n, a))
             self.buttons[(name, action)] = button
             buttons.append(button)
