@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
-from cube.task import State, Task, utcnow
+from cube.task import State, Task, format_time, utcnow
 
 if TYPE_CHECKING:
     from cube.http import Server
@@ -402,24 +402,36 @@ def _find(client: ManagerClient, prefix: str) -> Task:
 
 
 @cli.command()
+@click.argument("task_id", required=False)
 @click.option("--no-trunc", is_flag=True, help="Show whole IDs.")
 @manager_options
-def status(no_trunc: bool, manager: str, token: str | None, as_json: bool) -> None:
-    """List tasks: where they run and how they are doing.
+def status(
+    task_id: str | None, no_trunc: bool, manager: str, token: str | None, as_json: bool
+) -> None:
+    """List tasks: where they run and how they are doing. Given a task's ID (a unique
+    prefix will do), show all there is to know about that one, such as why it waits.
 
     \b
-    Example:
+    Examples:
       cube status --manager localhost:5555
+      cube status 21b23589
     """
+    client = _client(manager, token)
     with _talking_to(manager):
-        tasks = _client(manager, token).tasks()
+        tasks = [_find(client, task_id)] if task_id else client.tasks()
     if as_json:
-        _echo_json([t.to_wire() for t in tasks])
-        return
+        _echo_json(tasks[0].to_wire() if task_id else [t.to_wire() for t in tasks])
+    elif task_id:
+        _describe(tasks[0])
+    else:
+        _task_table(tasks, no_trunc)
+
+
+def _task_table(tasks: list[Task], whole_ids: bool) -> None:
     now = utcnow()
     rows = [
         [
-            str(t.id) if no_trunc else str(t.id)[:8],
+            str(t.id) if whole_ids else str(t.id)[:8],
             t.name,
             _ago(t.created, now),
             t.state.name,
@@ -431,6 +443,38 @@ def status(no_trunc: bool, manager: str, token: str | None, as_json: bool) -> No
         for t in tasks
     ]
     _table(["ID", "NAME", "CREATED", "STATE", "WORKER", "IMAGE", "PORTS", "RESTARTS"], rows)
+
+
+def _describe(task: Task) -> None:
+    """One task, a field a line, for a person wondering what became of it."""
+    from cube.node import format_size
+
+    now = utcnow()
+    resources = [f"{task.cpu:g} cores" if task.cpu else ""]
+    resources += [f"{format_size(n)} {what}" for n, what in ((task.memory, "memory"),
+                  (task.disk, "disk")) if n]  # fmt: skip
+    fields = {
+        "ID": str(task.id),
+        "Name": task.name,
+        "Image": task.image,
+        "State": task.state.name,
+        "Reason": task.reason or "-",
+        "Worker": task.worker or "-",
+        "Ports": _ports(task) or "-",
+        "Health check": task.health_check or "-",
+        "Restarts": str(task.restart_count),
+        "Resources": ", ".join(r for r in resources if r) or "none asked for",
+        "Created": _when(task.created, now),
+        "Started": _when(task.start_time, now),
+        "Finished": _when(task.finish_time, now),
+        "Container": task.container_id or "-",
+    }
+    for label, value in fields.items():
+        click.echo(f"{label + ':':<14}{value}")
+
+
+def _when(moment: datetime | None, now: datetime) -> str:
+    return f"{format_time(moment)} ({_ago(moment, now)})" if moment else "-"
 
 
 @cli.command()

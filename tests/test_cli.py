@@ -131,6 +131,15 @@ def test_run_status_stop_logs_events_node(up, tmp_path):
     assert len(lines) == 2 and all(" up " in line and "GiB" in line for line in lines)
     assert len(json.loads(up.cli("node", "--json").stdout)) == 2
 
+    huge = up.cli("run", "--name", "huge", "--image", "cube/echo", "--cpu", "512", "--json")
+    prefix = json.loads(huge.stdout)["ID"][:8]
+    detail = up.cli("status", prefix)
+    assert detail.returncode == 0, detail.stderr
+    fields = dict(line.split(":", 1) for line in detail.stdout.splitlines())
+    assert fields["State"].strip() == "Pending"
+    assert "no worker that is up has room: the task needs 512 cores" in fields["Reason"]
+    assert json.loads(up.cli("status", prefix, "--json").stdout)["Name"] == "huge"
+
 
 def test_cube_up_resumes_on_the_same_data_dir(up):
     up.cli("run", "--name", "survivor", "--image", "cube/echo")
