@@ -384,7 +384,9 @@ def stop(task_id: str, manager: str, token: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json({"ID": str(task.id), "Stopping": True})
     else:
-        click.echo(f"Task {task.id} ({task.name}) is being stopped.")
+        pending = task.state is State.Pending
+        done = "was cancelled: it had not been placed" if pending else "is being stopped"
+        click.echo(f"Task {task.id} ({task.name}) {done}.")
 
 
 def _find(client: ManagerClient, prefix: str) -> Task:

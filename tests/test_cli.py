@@ -139,6 +139,7 @@ def test_run_status_stop_logs_events_node(up, tmp_path):
     assert fields["State"].strip() == "Pending"
     assert "no worker that is up has room: the task needs 512 cores" in fields["Reason"]
     assert json.loads(up.cli("status", prefix, "--json").stdout)["Name"] == "huge"
+    assert "was cancelled: it had not been placed" in up.cli("stop", prefix).stdout
 
 
 def test_cube_up_resumes_on_the_same_data_dir(up):
