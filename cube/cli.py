@@ -452,9 +452,9 @@ def _describe(task: Task) -> None:
     from cube.node import format_size
 
     now = utcnow()
-    resources = [f"{task.cpu:g} cores" if task.cpu else ""]
-    resources += [f"{format_size(n)} {what}" for n, what in ((task.memory, "memory"),
-                  (task.disk, "disk")) if n]  # fmt: skip
+    sizes = [(task.memory, "memory"), (task.disk, "disk")]
+    resources = [f"{task.cpu:g} cores"] if task.cpu else []
+    resources += [f"{format_size(n)} {what}" for n, what in sizes if n]
     fields = {
         "ID": str(task.id),
         "Name": task.name,
@@ -465,7 +465,7 @@ def _describe(task: Task) -> None:
         "Ports": _ports(task) or "-",
         "Health check": task.health_check or "-",
         "Restarts": str(task.restart_count),
-        "Resources": ", ".join(r for r in resources if r) or "none asked for",
+        "Resources": ", ".join(resources) or "none asked for",
         "Created": _when(task.created, now),
         "Started": _when(task.start_time, now),
         "Finished": _when(task.finish_time, now),

@@ -40,7 +40,10 @@ import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from http.server import ThreadingHTTPServer
 
 
 class _Stop(Exception):
@@ -51,7 +54,7 @@ class _Stop(Exception):
         self.code = code
 
 
-def http_server(sock: socket.socket, *, healthfail: bool) -> Any:
+def http_server(sock: socket.socket, *, healthfail: bool) -> ThreadingHTTPServer:
     """An HTTP server answering on ``sock``, which is already listening. The imports are
     here, after the ready signal, because they are the slow part of starting."""
     import json
