@@ -80,21 +80,13 @@ def lab(tmp_path):
 
 
 def test_chapter_5_in_jupyterlab(lab, chromium, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     url, token = lab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{url}/lab/tree/{NOTEBOOK}?token={token}")
-        page.wait_for_selector(".jp-Notebook", timeout=60_000)
-        page.wait_for_selector(
-            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
-        )
-
-        # Run everything above "Clean up", as a learner would before playing.
-        page.locator(".jp-MarkdownCell:has(h2:text-is('Clean up'))").click()
-        _menu(page, "Run All Above Selected Cell")
+        page = _open(browser, f"{url}/lab/tree/{NOTEBOOK}?token={token}", width=1400)
+        _run_above(page, "Clean up")  # as a learner would before playing
         submit = page.locator(".widget-button", has_text=re.compile(r"^\s*Submit\s*$")).first
         submit.wait_for(timeout=120_000)
         name = page.locator(".widget-text:has(label:text-is('Name')) input").first
@@ -112,10 +104,7 @@ def test_chapter_5_in_jupyterlab(lab, chromium, tmp_path):
         _click_until(refresh, lambda: state.inner_text() == "Completed")
         page.screenshot(path=str(tmp_path / "completed.png"), full_page=True)
 
-        _menu(page, "Run Selected Cell and All Below")
-        expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
-            "nothing this notebook started is still running", timeout=60_000
-        )
+        _clean_up(page)
         browser.close()
     assert (tmp_path / "completed.png").stat().st_size > 10_000
 
@@ -131,13 +120,8 @@ def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
     url, token = lab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(f"{url}/lab/tree/00-index.ipynb?token={token}")
-        page.wait_for_selector(
-            ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000
-        )
-        page.locator(".jp-MarkdownCell:has(h2:text-is('Exercise'))").click()
-        _menu(page, "Run All Above Selected Cell")
+        page = _open(browser, f"{url}/lab/tree/00-index.ipynb?token={token}", width=1600)
+        _run_above(page, "Exercise")
         board = page.locator(".jp-OutputArea-output:has(.widget-toggle-button)").first
         board.wait_for(timeout=120_000)
         board.locator(".widget-toggle-button", has_text="Auto-refresh").click()
@@ -163,13 +147,35 @@ def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
         expect(state).to_have_text("Completed", timeout=30_000)
         board.locator(".widget-toggle-button", has_text="Auto-refresh").click()
 
-        page.locator(".jp-MarkdownCell:has(h2:text-is('Clean up'))").click()
-        _menu(page, "Run Selected Cell and All Below")
-        expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
-            "nothing this notebook started is still running", timeout=60_000
-        )
+        _clean_up(page)
         browser.close()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def _open(browser, url: str, width: int):
+    """A page with the notebook at ``url`` loaded and its kernel idle."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    return page
+
+
+def _run_above(page, heading: str) -> None:
+    """Run every cell above the section called ``heading``."""
+    page.locator(f".jp-MarkdownCell:has(h2:text-is('{heading}'))").click()
+    _menu(page, "Run All Above Selected Cell")
+
+
+def _clean_up(page) -> None:
+    """Run the notebook's clean-up section and see it report that nothing is left."""
+    from playwright.sync_api import expect
+
+    page.locator(".jp-MarkdownCell:has(h2:text-is('Clean up'))").click()
+    _menu(page, "Run Selected Cell and All Below")
+    expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
+        "nothing this notebook started is still running", timeout=60_000
+    )
 
 
 def _menu(page, item: str) -> None:

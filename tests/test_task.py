@@ -294,7 +294,7 @@ ports = st.builds(
 times = st.one_of(
     st.none(),
     st.datetimes(
-        min_value=datetime(1, 1, 2),  # the first day of year 1 is Go's "zero time"
+        min_value=datetime(1, 1, 2),  # clear of Go's zero instant, which reads as unset
         max_value=datetime(9999, 12, 30),
         timezones=st.just(UTC),
     ),
