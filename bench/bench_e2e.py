@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from bench.common import header, ms
-from cube.lab.cluster import LocalCluster
+from cube.cluster import LocalCluster
 from cube.runtime import docker_available
 
 BURSTS = (1, 20, 100)

@@ -634,7 +634,7 @@ def up(
     Example:
       cube up --workers 3 --runtime process
     """
-    from cube.lab import LocalCluster
+    from cube.cluster import LocalCluster
 
     cluster = LocalCluster(
         workers,

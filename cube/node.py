@@ -12,6 +12,7 @@ decision; the simulator keeps one and updates it in place.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -19,7 +20,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from cube.task import format_time, parse_time
-from cube.worker.stats import busy_percent
 
 KB = 1024
 
@@ -52,6 +52,9 @@ class Node:
     stats: dict[str, Any] | None = None
     last_seen: datetime | None = None
     reason: str = ""
+    runtime: str = ""  # "docker" or "process" as the worker reports it; "" when unknown
+    images: tuple[str, ...] = ()  # what it can run: image names, or patterns like cube/*
+    pulls: bool = False  # whether it can fetch an image it does not have
     _last_cpu: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -96,6 +99,9 @@ class Node:
             "DiskUsed": self.disk_used,
             "LastSeen": format_time(self.last_seen),
             "Reason": self.reason,
+            "Runtime": self.runtime,
+            "Images": list(self.images),
+            "Pulls": self.pulls,
         }
 
     @classmethod
@@ -117,6 +123,9 @@ class Node:
             stats=data.get("Stats"),
             last_seen=parse_time(data.get("LastSeen", "0001-01-01T00:00:00Z"), "LastSeen"),
             reason=data.get("Reason", ""),
+            runtime=data.get("Runtime", ""),
+            images=tuple(data.get("Images") or ()),
+            pulls=bool(data.get("Pulls", False)),
         )
 
 
@@ -219,6 +228,26 @@ class NodeTable:
         self.memory_allocated[i] = max(0.0, self.memory_allocated[i] - task.memory)
         self.disk_allocated[i] = max(0.0, self.disk_allocated[i] - task.disk)
         self.task_count[i] = max(0, self.task_count[i] - 1)
+
+
+def busy_percent(before: Mapping[str, Any], after: Mapping[str, Any]) -> float:
+    """CPU busy share, 0-100, between two snapshots of /proc/stat-style counters
+    (``psutil.cpu_times()._asdict()``, or the ``CpuStats`` a Go worker reports). Idle
+    and iowait count as idle, as in the book's formula; guest time is already in user."""
+
+    def split(t: Mapping[str, Any]) -> tuple[float, float]:
+        idle = float(t.get("idle", 0)) + float(t.get("iowait", 0))
+        busy = sum(
+            float(t.get(k, 0)) for k in ("user", "nice", "system", "irq", "softirq", "steal")
+        )
+        return idle, idle + busy
+
+    idle0, total0 = split(before)
+    idle1, total1 = split(after)
+    total = total1 - total0
+    if total <= 0:
+        return 0.0
+    return max(0.0, min(100.0, 100.0 * (total - (idle1 - idle0)) / total))
 
 
 def format_size(n: float) -> str:

@@ -22,7 +22,15 @@ import bottle
 
 import cube
 from cube.http import MAX_BODY, MAX_DEPTH
-from cube.task import MAX_BYTES, MAX_COUNT, MAX_CPU, RESTART_POLICIES, ZERO_TIME, State
+from cube.task import (
+    MAX_BYTES,
+    MAX_COUNT,
+    MAX_CPU,
+    MAX_GENERATION,
+    RESTART_POLICIES,
+    ZERO_TIME,
+    State,
+)
 
 Schema = dict[str, Any]
 
@@ -155,6 +163,12 @@ def _task_properties(answer: bool) -> dict[str, Schema]:
         "Reason": {"type": "string"} if answer else _string(4096),
         "Worker": _string(),
         "Created": TIME,
+        "Desired": {
+            "enum": [int(State.Running), int(State.Completed)],
+            "description": "What is wanted of the task (left out when Running).",
+        },
+        "Generation": _integer(MAX_GENERATION),
+        "RestartAt": TIME,
     }
 
 
@@ -164,7 +178,7 @@ STATS_KEYS = [
 NODE_KEYS = [
     "Name", "Ip", "Api", "Memory", "MemoryAllocated", "Disk", "DiskAllocated", "Stats", "Role",
     "TaskCount", "State", "Cores", "CpuAllocated", "CpuPercent", "MemoryUsed", "DiskUsed",
-    "LastSeen", "Reason",
+    "LastSeen", "Reason", "Runtime", "Images", "Pulls",
 ]  # fmt: skip
 ANSWER_KEYS = [
     "ID", "ContainerID", "Name", "State", "Image", "Cpu", "Memory", "Disk", "ExposedPorts",
@@ -338,6 +352,9 @@ def _manager_schemas() -> dict[str, Schema]:
                 "CpuPercent": {**number, "maximum": 100},
                 "MemoryUsed": {**count, "description": "kB"},
                 "DiskUsed": {**count, "description": "bytes"},
+                "Runtime": {"enum": ["docker", "process", ""]},
+                "Images": {"type": "array", "items": {"type": "string"}},
+                "Pulls": {"type": "boolean"},
                 "LastSeen": TIME,
                 "Reason": {"type": "string", "description": "Why it is down."},
             },

@@ -196,6 +196,7 @@ def _str(value: Any, where: str, *, limit: int = 256) -> str:
 MAX_CPU = 1024.0  # cores
 MAX_BYTES = 1 << 50  # 1 PiB, for Memory and Disk
 MAX_COUNT = 1 << 31
+MAX_GENERATION = (1 << 53) - 1  # exact in every JSON reader, JavaScript's included
 
 
 def _int(value: Any, where: str, limit: int = MAX_COUNT) -> int:
@@ -226,6 +227,18 @@ def _state(value: Any, where: str) -> State:
     except ValueError:
         names = ", ".join(f"{s.value} {s.name}" for s in State)
         raise ValidationError(where, f"unknown state {value}; states are {names}") from None
+
+
+DESIRED = (State.Running, State.Completed)
+
+
+def _desired(value: Any, where: str) -> State:
+    state = _state(value, where)
+    if state not in DESIRED:
+        raise ValidationError(
+            where, f"a task is wanted Running (2) or Completed (3), not {state.name}"
+        )
+    return state
 
 
 # Docker's reference grammar (distribution/reference): an optional registry (it has a dot
@@ -423,12 +436,19 @@ class Task:
     reason: str = ""
     worker: str = ""
     created: datetime | None = None
+    desired: State = State.Running
+    generation: int = 0
+    restart_at: datetime | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The Go Cube's JSON shape, field order included. ``Reason`` (why a task is
         Pending or Failed) and ``Worker`` (where it was placed) are ours, and are left
-        out when empty, so a Go Cube sees exactly the shape it knows. So is ``Created``
-        (when the manager accepted it)."""
+        out when empty, so a Go Cube sees exactly the shape it knows. So are ``Created``
+        (when the manager accepted it), ``Desired`` (what is wanted of the task: Running,
+        or Completed once someone asked for it to stop; left out when Running),
+        ``Generation`` (the number of the manager's latest order for it: bumped by every
+        change of what is wanted, a restart or a move, so a worker can refuse an older
+        order) and ``RestartAt`` (when a restart that waits out its backoff is due)."""
         wire = {
             "ID": str(self.id),
             "ContainerID": self.container_id,
@@ -453,6 +473,12 @@ class Task:
             wire["Worker"] = self.worker
         if self.created:
             wire["Created"] = format_time(self.created)
+        if self.desired is not State.Running:
+            wire["Desired"] = int(self.desired)
+        if self.generation:
+            wire["Generation"] = self.generation
+        if self.restart_at:
+            wire["RestartAt"] = format_time(self.restart_at)
         return wire
 
     @classmethod
@@ -480,6 +506,9 @@ class Task:
             reason=_str(d.get("Reason", ""), at + "Reason", limit=4096),
             worker=_str(d.get("Worker", ""), at + "Worker"),
             created=parse_time(d.get("Created", ZERO_TIME), at + "Created"),
+            desired=_desired(d.get("Desired", State.Running), at + "Desired"),
+            generation=_int(d.get("Generation", 0), at + "Generation", MAX_GENERATION),
+            restart_at=parse_time(d.get("RestartAt", ZERO_TIME), at + "RestartAt"),
         )
 
     def replace(self, **changes: Any) -> Task:
@@ -525,7 +554,18 @@ class TaskEvent:
         )
 
 
-_TASK_KEYS = _Fields(Task("x", "x", reason="x", worker="x", created=utcnow()).to_wire())
+_TASK_KEYS = _Fields(
+    Task(
+        "x",
+        "x",
+        reason="x",
+        worker="x",
+        created=utcnow(),
+        desired=State.Completed,
+        generation=1,
+        restart_at=utcnow(),
+    ).to_wire()
+)
 _EVENT_KEYS = _Fields(("ID", "State", "Timestamp", "Task"))
 
 

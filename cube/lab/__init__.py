@@ -1,5 +1,5 @@
 """Notebook helpers: a local cluster of real processes, and widgets that drive it."""
 
-from cube.lab.cluster import LocalCluster
+from cube.cluster import LocalCluster
 
 __all__ = ["LocalCluster"]

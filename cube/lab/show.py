@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from cube.node import format_size
+from cube.node import busy_percent, format_size
 from cube.store import MemoryStore, WireCodec
 from cube.task import (
     TRANSITIONS,
@@ -34,7 +34,7 @@ from cube.task import (
     check_transition,
     parse_submission,
 )
-from cube.worker.stats import USER_HZ, StatsCollector, busy_percent
+from cube.worker.stats import USER_HZ, StatsCollector
 
 
 class HTML:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import psutil
 
 from cube.client import Client, ManagerClient
-from cube.lab.cluster import LocalCluster
+from cube.cluster import LocalCluster
 from cube.lab.show import HTML, table, tasks_table
 from cube.node import format_size
 from cube.task import State, Task

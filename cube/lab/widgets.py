@@ -19,7 +19,7 @@ from typing import Any
 import ipywidgets as w
 
 from cube.client import Client, CubeError, ManagerClient
-from cube.lab.cluster import LocalCluster
+from cube.cluster import LocalCluster
 from cube.node import format_size
 from cube.task import State, Task
 

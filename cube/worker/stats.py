@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import psutil
+
+from cube.node import busy_percent
 
 USER_HZ = 100  # jiffies per second in /proc/stat on Linux
 
@@ -52,26 +53,6 @@ class StatsCollector:
             "CpuPercent": round(self.cpu_percent(), 2),
             "Cores": psutil.cpu_count() or 1,
         }
-
-
-def busy_percent(before: Mapping[str, Any], after: Mapping[str, Any]) -> float:
-    """CPU busy share, 0-100, between two snapshots of /proc/stat-style counters
-    (``psutil.cpu_times()._asdict()``, or the ``CpuStats`` a Go worker reports). Idle
-    and iowait count as idle, as in the book's formula; guest time is already in user."""
-
-    def split(t: Mapping[str, Any]) -> tuple[float, float]:
-        idle = float(t.get("idle", 0)) + float(t.get("iowait", 0))
-        busy = sum(
-            float(t.get(k, 0)) for k in ("user", "nice", "system", "irq", "softirq", "steal")
-        )
-        return idle, idle + busy
-
-    idle0, total0 = split(before)
-    idle1, total1 = split(after)
-    total = total1 - total0
-    if total <= 0:
-        return 0.0
-    return max(0.0, min(100.0, 100.0 * (total - (idle1 - idle0)) / total))
 
 
 def mem_stats() -> dict[str, int]:
