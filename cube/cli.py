@@ -186,6 +186,12 @@ def worker(
     help="Restarts of a failing task before it stays Failed.",
 )
 @click.option(
+    "--restart-base",
+    type=click.FloatRange(0.01),
+    default=1.0,
+    help="Seconds before the first restart; each next one waits twice as long (at most 30 s).",
+)
+@click.option(
     "--worker-token",
     envvar="CUBE_WORKER_TOKEN",
     default=None,
@@ -202,6 +208,7 @@ def manager(
     health_interval: float,
     node_ttl: float,
     restart_limit: int,
+    restart_base: float,
     token: str | None,
     worker_token: str | None,
     log_level: str,
@@ -229,7 +236,7 @@ def manager(
             update_interval=update_interval,
             health_interval=health_interval,
             node_ttl=node_ttl,
-            restart=RestartPolicy(limit=restart_limit),
+            restart=RestartPolicy(limit=restart_limit, base=restart_base),
             worker_token=worker_token,
         )
     except DirectoryLocked as exc:
