@@ -661,7 +661,8 @@ def up(
         raise click.ClickException(str(exc)) from None
     click.echo(f"Cube is up.\n{cluster.describe()}")
     click.echo(f"  logs       {data_dir / 'logs'}")
-    click.echo(f"\nTry:  cube run --name web --image cube/echo --manager {cluster.manager.address}")
+    try_run = f"cube run --name web --image {cluster.image} --manager {cluster.manager.address}"
+    click.echo(f"\nTry:  {try_run}")
     click.echo(f"      cube status --manager {cluster.manager.address}")
     click.echo("Press Ctrl-C to stop the cluster.")
     stopping.wait()
