@@ -21,12 +21,13 @@ import random
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import bottle
 from cheroot.wsgi import Server as CherootServer
 
-from cube.task import error_body
+from cube.task import State, error_body, parse_uuid
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def query_int(name: str, default: int, limit: int = 100_000) -> int:
 
 MAX_WAIT = 60.0
 INDEX_HEADER = "X-Cube-Index"
+FORGOTTEN_HEADER = "X-Cube-Forgotten"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
 
@@ -178,6 +180,32 @@ def watch_query() -> tuple[int, float] | None:
         raise fail(400, f"wait must be a duration such as 5s, 500ms or 1m, not {text!r}")
     wait = min(wait, MAX_WAIT)
     return index, wait + random.uniform(0, wait / 16)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """How a long task list is asked for: ``since`` an index (only what changed after
+    it), of one ``state``, a page of ``limit`` after the ID ``after``. All optional: a
+    plain ``GET /tasks`` is the whole list, as in the book."""
+
+    since: int | None = None
+    state: State | None = None
+    after: str = ""
+    limit: int = 0
+
+
+def list_query() -> ListQuery:
+    query = bottle.request.query
+    since = query_int("since", 0, 1 << 62) if "since" in query else None
+    state = None
+    if "state" in query:
+        text = query.get("state", "")
+        names = {s.name.lower(): s for s in State} | {str(int(s)): s for s in State}
+        state = names.get(text.strip().lower())
+        if state is None:
+            raise fail(400, f"state must be a state name or number (Running or 2), not {text!r}")
+    after = str(parse_uuid(query["after"], "after")) if query.get("after") else ""
+    return ListQuery(since, state, after, query_int("limit", 0))
 
 
 def _depth(value: Any) -> int:

@@ -151,8 +151,13 @@ class ProcessRuntime:
                 _terminate(child.pid, child.wait, subprocess.TimeoutExpired)
         elif record is not None and (proc := _same_process(record)) is not None:
             _terminate(record.pid, proc.wait, psutil.TimeoutExpired)
-        for kind in ("json", "log", "exit"):
+        for kind in ("json", "exit"):  # its output stays until the task is forgotten
             self._path(container_id, kind).unlink(missing_ok=True)
+
+    def forget(self, container_id: str) -> None:
+        """Drop what a stopped process printed."""
+        if _ID.fullmatch(container_id):
+            self._path(container_id, "log").unlink(missing_ok=True)
 
     def kill(self, container_id: str) -> None:
         """SIGKILL the process and keep its record, as a crash would leave it. Returns
@@ -180,11 +185,11 @@ class ProcessRuntime:
         return self._status(record)
 
     def logs(self, container_id: str, tail: int = 200) -> str:
-        record = self._load(container_id)
-        if record is None:
+        """Its last lines of output, also after it stopped (until :meth:`forget`)."""
+        if not _ID.fullmatch(container_id):
             return ""
         try:
-            with open(record.log, encoding="utf-8", errors="replace") as f:
+            with open(self._path(container_id, "log"), encoding="utf-8", errors="replace") as f:
                 return "".join(deque(f, maxlen=max(tail, 0)))
         except FileNotFoundError:
             return ""

@@ -1,9 +1,13 @@
 """The worker's REST API: the book's routes, with honest status codes.
 
 ==========================  ===================================================
-``GET    /tasks``            every task on this worker (``[]`` when none); with
-                            ``?index=N&wait=5s`` a blocking query: answers once a
-                            task changed after index N (header ``X-Cube-Index``)
+``GET    /tasks``            every task on this worker (``[]`` when none). With
+                            ``?index=N&wait=5s``, a blocking query: answers once a
+                            task changed after index N (``X-Cube-Index`` says the
+                            index now). ``?since=N``: only the tasks changed after N
+                            (``X-Cube-Forgotten`` lists those forgotten since);
+                            ``?state=``, ``?limit=&after=`` (by ID) narrow it.
+                            ``?ack=1``: the manager has seen everything up to N
 ``POST   /tasks``            a TaskEvent, or a bare task; 201 + the task
 ``GET    /tasks/{id}``       the task, plus what the runtime says about it now
 ``DELETE /tasks/{id}``       stop it (cancel it if not started); 204. With
@@ -21,7 +25,16 @@ from __future__ import annotations
 
 import bottle
 
-from cube.http import INDEX_HEADER, json_app, query_int, read_json, send_json, watch_query
+from cube.http import (
+    FORGOTTEN_HEADER,
+    INDEX_HEADER,
+    json_app,
+    list_query,
+    query_int,
+    read_json,
+    send_json,
+    watch_query,
+)
 from cube.openapi import serve_document, worker_document
 from cube.task import MAX_GENERATION, parse_submission, parse_uuid
 from cube.worker.worker import Worker
@@ -38,19 +51,31 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
 
     @app.get("/tasks")
     def list_tasks() -> str:
+        query = list_query()
         watch = watch_query()
-        index = worker.wait_index(*watch) if watch else worker.index
-        bottle.response.set_header(INDEX_HEADER, str(index))
-        return send_json([t.to_wire() for t in worker.tasks()])
+        if watch and bottle.request.query.get("ack") == "1":
+            worker.acknowledge(watch[0])
+        _wait(watch)
+        if query.since is not None:
+            forgotten = worker.records.forgotten_since(query.since)
+            bottle.response.set_header(FORGOTTEN_HEADER, ",".join(forgotten))
+        return send_json([t.to_wire() for t in worker.records.select(query)])
 
     @app.post("/tasks")
     def submit() -> str:
         task = worker.submit(parse_submission(read_json()))
         return send_json(task.to_wire(), 201)
 
+    def _wait(watch: tuple[int, float] | None) -> int:
+        index = worker.wait_index(*watch) if watch else worker.index
+        bottle.response.set_header(INDEX_HEADER, str(index))
+        return index
+
     @app.get("/tasks/<task_id>")
     def get_task(task_id: str) -> str:
-        task = worker.get_task(str(parse_uuid(task_id)))
+        task_uuid = str(parse_uuid(task_id))
+        _wait(watch_query())
+        task = worker.get_task(task_uuid)
         status = worker.inspect(str(task.id))
         return send_json({**task.to_wire(), "Runtime": status.to_wire() if status else None})
 
