@@ -152,8 +152,18 @@ class ManagerClient(Client):
     def nodes(self) -> list[dict[str, Any]]:
         return self._call("GET", "/nodes")
 
-    def events(self) -> list[TaskEvent]:
-        return [TaskEvent.from_wire(e) for e in self._call("GET", "/events")]
+    def events(self, limit: int = 0) -> list[TaskEvent]:
+        """The newest events first (``limit`` 0: all)."""
+        params = {"limit": limit} if limit else None
+        return [TaskEvent.from_wire(e) for e in self._call("GET", "/events", params=params)]
+
+    def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
+        """A blocking query: ``path``'s answer once it changed after ``index`` (or after
+        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
+        query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
+        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        header = response.headers.get("X-Cube-Index", "0")
+        return response.json(), int(header) if header.isdigit() else 0
 
 
 def _short(exc: Exception) -> str:

@@ -22,12 +22,15 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 from cheroot.wsgi import Server as CherootServer
 
 from cube.task import State, error_body, parse_uuid
+
+if TYPE_CHECKING:
+    from cube.records import Changes
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +159,9 @@ def query_int(name: str, default: int, limit: int = 100_000) -> int:
 
 
 MAX_WAIT = 60.0
+SPARE_THREADS = 4
+GROW_THREADS = 16
+MAX_THREADS = 1024
 INDEX_HEADER = "X-Cube-Index"
 FORGOTTEN_HEADER = "X-Cube-Forgotten"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
@@ -180,6 +186,22 @@ def watch_query() -> tuple[int, float] | None:
         raise fail(400, f"wait must be a duration such as 5s, 500ms or 1m, not {text!r}")
     wait = min(wait, MAX_WAIT)
     return index, wait + random.uniform(0, wait / 16)
+
+
+def block(changes: Changes) -> int:
+    """Answer a read as a blocking query when it is one (wait for ``changes`` to pass the
+    asked index), and say the index either way (``X-Cube-Index``). A waiting request
+    holds a server thread, so the pool grows first when few are left for the others."""
+    watch = watch_query()
+    if watch is None:
+        index = changes.index
+    else:
+        server = bottle.request.app.config.get("cube.server")
+        if server is not None:
+            server.spare_threads()
+        index = changes.wait(*watch)
+    bottle.response.set_header(INDEX_HEADER, str(index))
+    return index
 
 
 @dataclass(frozen=True)
@@ -257,6 +279,9 @@ class Server:
             )
         self._server = CherootServer((host, port), app, numthreads=threads, timeout=10)
         self._thread: threading.Thread | None = None
+        self._growing = threading.Lock()
+        if hasattr(app, "config"):
+            app.config["cube.server"] = self
         self._on_stop: list[Callable[[], None]] = getattr(app, "config", {}).get("cube.on_stop", [])
 
     @property
@@ -273,6 +298,14 @@ class Server:
         if host in ("0.0.0.0", "::"):
             host = socket.gethostname()
         return f"http://{host}:{self.port}"
+
+    def spare_threads(self) -> None:
+        """Keep ``SPARE_THREADS`` threads free for ordinary requests: a request about to
+        wait (a blocking query) first grows the pool when fewer are idle."""
+        pool = self._server.requests
+        with self._growing:
+            if pool.idle <= SPARE_THREADS and len(pool._threads) < MAX_THREADS:
+                pool.grow(GROW_THREADS)
 
     def start(self) -> Server:
         """Bind now (so the port is known and errors surface here), serve in a thread."""

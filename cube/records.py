@@ -31,21 +31,60 @@ if TYPE_CHECKING:
 FORGOTTEN_KEPT = 100_000  # tombstones remembered in memory for watchers (ids only)
 
 
+class Changes:
+    """A change counter to wait on: what one blocking query watches (the tasks, the
+    nodes, the events each have their own, so a watcher wakes only for what it reads)."""
+
+    def __init__(self) -> None:
+        self.index = int(time.time() * 1000)
+        self.cond = threading.Condition(threading.RLock())
+        self._releases = 0
+
+    def bump(self) -> int:
+        with self.cond:
+            self.index += 1
+            self.cond.notify_all()
+            return self.index
+
+    def wait(self, index: int, timeout: float, stop: Callable[[], bool] = lambda: False) -> int:
+        """Block until the index passes ``index`` (or ``timeout``, or :meth:`release`);
+        returns the index now. An ``index`` ahead of ours (from before a restart, when
+        the clock went back) answers at once."""
+        with self.cond:
+            releases = self._releases
+            self.cond.wait_for(
+                lambda: self.index != index or self._releases != releases or stop(), timeout
+            )
+            return self.index
+
+    def release(self) -> None:
+        """Answer every blocked :meth:`wait` now (its server is stopping)."""
+        with self.cond:
+            self._releases += 1
+            self.cond.notify_all()
+
+
 class Records:
     """The tasks of one worker or manager, with their change indexes."""
 
     def __init__(self, store: Store[Task], tombstones: Store[Any] | None = None) -> None:
         self.store = store
         self.tombstones = tombstones
-        self.index = int(time.time() * 1000)
+        self.changes = Changes()
+        self.cond = self.changes.cond
         self._tasks: dict[str, Task] = {str(t.id): t for t in store.list()}
-        self._changed: OrderedDict[str, int] = OrderedDict((k, self.index) for k in self._tasks)
+        self._changed: OrderedDict[str, int] = OrderedDict(
+            (k, self.changes.index) for k in self._tasks
+        )
         self._forgotten: deque[tuple[int, str]] = deque(maxlen=FORGOTTEN_KEPT)
         self._by_state: dict[State, set[str]] = {s: set() for s in State}
+        self._by_worker: dict[str, set[str]] = {}
         for key, task in self._tasks.items():
-            self._by_state[task.state].add(key)
-        self.cond = threading.Condition(threading.RLock())
-        self._releases = 0
+            self._index(key, None, task)
+
+    @property
+    def index(self) -> int:
+        return self.changes.index
 
     # ------------------------------------------------------------------ reading
 
@@ -68,6 +107,11 @@ class Records:
 
     def count(self, state: State) -> int:
         return len(self._by_state[state])
+
+    def on(self, worker: str) -> set[str]:
+        """The IDs of the tasks placed on ``worker`` ("": placed nowhere)."""
+        with self.cond:
+            return set(self._by_worker.get(worker, ()))
 
     def since(self, index: int) -> list[Task]:
         """The records changed after ``index``, oldest change first (O(changes))."""
@@ -112,11 +156,8 @@ class Records:
         key = str(task.id)
         with self.cond:
             self.store.put(key, task)
-            old = self._tasks.get(key)
-            if old is not None:
-                self._by_state[old.state].discard(key)
+            self._index(key, self._tasks.get(key), task)
             self._tasks[key] = task
-            self._by_state[task.state].add(key)
             return self._bump(key)
 
     def forget(self, task_id: str) -> Task | None:
@@ -131,11 +172,9 @@ class Records:
                 )
             with contextlib.suppress(KeyError):
                 self.store.delete(task_id)
-            self._by_state[task.state].discard(task_id)
+            self._index(task_id, task, None)
             self._changed.pop(task_id, None)
-            self.index += 1
-            self._forgotten.append((self.index, task_id))
-            self.cond.notify_all()
+            self._forgotten.append((self.changes.bump(), task_id))
             return task
 
     def tombstone(self, task_id: str) -> tuple[int, int] | None:
@@ -151,25 +190,21 @@ class Records:
     # ------------------------------------------------------------------ waiting
 
     def wait(self, index: int, timeout: float, stop: Callable[[], bool] = lambda: False) -> int:
-        """Block until the index passes ``index`` (or ``timeout``, or :meth:`release`);
-        returns the index now. An ``index`` ahead of ours (from before a restart, when
-        the clock went back) answers at once."""
-        with self.cond:
-            releases = self._releases
-            self.cond.wait_for(
-                lambda: self.index != index or self._releases != releases or stop(), timeout
-            )
-            return self.index
+        return self.changes.wait(index, timeout, stop)
 
     def release(self) -> None:
-        """Answer every blocked :meth:`wait` now (its server is stopping)."""
-        with self.cond:
-            self._releases += 1
-            self.cond.notify_all()
+        self.changes.release()
+
+    def _index(self, key: str, old: Task | None, new: Task | None) -> None:
+        if old is not None:
+            self._by_state[old.state].discard(key)
+            self._by_worker.get(old.worker, set()).discard(key)
+        if new is not None:
+            self._by_state[new.state].add(key)
+            self._by_worker.setdefault(new.worker, set()).add(key)
 
     def _bump(self, key: str) -> int:
-        self.index += 1
-        self._changed[key] = self.index
+        index = self.changes.bump()
+        self._changed[key] = index
         self._changed.move_to_end(key)
-        self.cond.notify_all()
-        return self.index
+        return index

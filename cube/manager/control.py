@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cube import faults
 from cube.client import BadRequest, Conflict, CubeError, NotFound, Unreachable
+from cube.manager import retention
 from cube.manager.health import probe
 from cube.manager.observe import Watcher
 from cube.manager.reconcile import Action, Observed, Post, Spot, Stop, reconcile
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from cube.manager.manager import Manager
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 60.0  # seconds between forgetting what is past retention
 
 
 class View:
@@ -137,7 +140,7 @@ class Control:
         look at it again (epoch seconds), or None."""
         m = self.m
         with m.lock:
-            task = m.tasks.get(task_id)
+            task = m.records.get(task_id)
             if task is None:
                 return None
             seen = Observed(m.reports.copies(task_id), m.problems.get(task_id, ""))
@@ -207,12 +210,16 @@ class Control:
         keys = set(changed)
         if first:
             keys |= self.m.tasks_on(worker)
-        self.m.timers.schedule_many(k for k in keys if k in self.m.tasks)
+        self.m.timers.schedule_many(k for k in keys if k in self.m.records)
 
     def _liveness_loop(self) -> None:
+        next_pruning = time.monotonic() + PRUNE_EVERY
         while not self._stopping.wait(self.m.update_interval):
             try:
                 self.probe_all()
+                if time.monotonic() >= next_pruning:
+                    next_pruning = time.monotonic() + PRUNE_EVERY
+                    retention.prune(self.m)
             except Exception:
                 log.exception("liveness round failed; carrying on")
 
@@ -242,10 +249,11 @@ class Control:
         changed."""
         m = self.m
         with m.lock:
+            running = (m.records.get(k) for k in m.records.ids(State.Running))
             due = [
                 t
-                for t in m.tasks.values()
-                if t.state is State.Running
+                for t in running
+                if t is not None
                 and t.desired is State.Running
                 and t.health_check
                 and t.host_port() is not None

@@ -25,6 +25,7 @@ from cube.client import CubeError, NotFound, WorkerClient
 from cube.feasibility import can_run
 from cube.manager.reconcile import Spot
 from cube.node import Node, NodeTable, stats_problem
+from cube.records import Changes
 from cube.scheduler import Scheduler, place
 from cube.store import Store
 from cube.task import State, Task, clip_reason, utcnow
@@ -66,6 +67,7 @@ class Nodes:
         self._no_health: set[str] = set()
         self._refused: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
+        self.changes = Changes()  # bumped by every answer taken in: for watchers of /nodes
         for address in addresses:
             node = self._load(address)
             self.nodes[node.name] = node
@@ -117,6 +119,7 @@ class Nodes:
             changed = was != (node.state, node.runtime, node.images, node.pulls)
             with contextlib.suppress(OSError):
                 self.store.put(name, node.to_wire())
+            self.changes.bump()
             return changed
 
     def _down(self, node: Node, reason: str) -> None:

@@ -345,6 +345,8 @@ class ProcessRuntime:
             child = _children.get(record.container_id)
         running = child.poll() is None if child is not None else _same_process(record) is not None
         if running:
+            if not record.host_ports:  # adopted before it listened: has it now?
+                record = self._resolve(record)
             return Status(record.container_id, True, "running", host_ports=record.host_ports)
         code, reason = self._exit(record, child)
         return Status(record.container_id, False, "exited", exit_code=code, reason=reason)

@@ -27,7 +27,7 @@ import bottle
 
 from cube.http import (
     FORGOTTEN_HEADER,
-    INDEX_HEADER,
+    block,
     json_app,
     list_query,
     query_int,
@@ -43,7 +43,7 @@ from cube.worker.worker import Worker
 def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app(f"cube worker {worker.name}", token)
-    app.config["cube.on_stop"].append(worker.release_watchers)
+    app.config["cube.on_stop"].append(worker.records.release)
 
     @app.get("/health")
     def health() -> dict[str, object]:
@@ -55,7 +55,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
         watch = watch_query()
         if watch and bottle.request.query.get("ack") == "1":
             worker.acknowledge(watch[0])
-        _wait(watch)
+        block(worker.records.changes)
         if query.since is not None:
             forgotten = worker.records.forgotten_since(query.since)
             bottle.response.set_header(FORGOTTEN_HEADER, ",".join(forgotten))
@@ -66,15 +66,10 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
         task = worker.submit(parse_submission(read_json()))
         return send_json(task.to_wire(), 201)
 
-    def _wait(watch: tuple[int, float] | None) -> int:
-        index = worker.wait_index(*watch) if watch else worker.index
-        bottle.response.set_header(INDEX_HEADER, str(index))
-        return index
-
     @app.get("/tasks/<task_id>")
     def get_task(task_id: str) -> str:
         task_uuid = str(parse_uuid(task_id))
-        _wait(watch_query())
+        block(worker.records.changes)
         task = worker.get_task(task_uuid)
         status = worker.inspect(str(task.id))
         return send_json({**task.to_wire(), "Runtime": status.to_wire() if status else None})

@@ -171,15 +171,6 @@ class Worker:
             if t is not None and orders.next_step(t) != "none"
         ]
 
-    def wait_index(self, index: int, timeout: float) -> int:
-        """Wait until the records change past ``index`` (or ``timeout`` passes); returns
-        the index now (see :meth:`cube.records.Records.wait`)."""
-        return self.records.wait(index, timeout, stop=lambda: self._stopping)
-
-    def release_watchers(self) -> None:
-        """Answer every blocked :meth:`wait_index` now (its server is stopping)."""
-        self.records.release()
-
     def acknowledge(self, index: int) -> None:
         """The manager has seen every change up to ``index``: what finished before it may
         be forgotten (see :mod:`cube.worker.retention`)."""
@@ -207,6 +198,7 @@ class Worker:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        self.records.release()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)  # queued work is redone on start
