@@ -51,6 +51,7 @@ def json_app(name: str, token: str | None = None) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.config["cube.name"] = name
     app.config["cube.on_stop"] = []  # called before the server stops: end blocking queries
+    app.config["cube.on_start"] = []  # called when it starts: blocking queries may wait
     app.default_error_handler = _error_handler  # type: ignore[method-assign]
     app.install(_translate_errors)
     if token:
@@ -282,7 +283,9 @@ class Server:
         self._growing = threading.Lock()
         if hasattr(app, "config"):
             app.config["cube.server"] = self
-        self._on_stop: list[Callable[[], None]] = getattr(app, "config", {}).get("cube.on_stop", [])
+        hooks = getattr(app, "config", {})
+        self._on_stop: list[Callable[[], None]] = hooks.get("cube.on_stop", [])
+        self._on_start: list[Callable[[], None]] = hooks.get("cube.on_start", [])
 
     @property
     def host(self) -> str:
@@ -309,6 +312,8 @@ class Server:
 
     def start(self) -> Server:
         """Bind now (so the port is known and errors surface here), serve in a thread."""
+        for hold in self._on_start:
+            hold()
         self._server.prepare()
         self._thread = threading.Thread(target=self._server.serve, name=f"http:{self.port}")
         self._thread.daemon = True
@@ -317,6 +322,8 @@ class Server:
 
     def serve_forever(self) -> None:
         """Bind and serve in this thread until :meth:`stop` is called."""
+        for hold in self._on_start:
+            hold()
         self._server.prepare()
         self._server.serve()
 

@@ -38,7 +38,7 @@ class Changes:
     def __init__(self) -> None:
         self.index = int(time.time() * 1000)
         self.cond = threading.Condition(threading.RLock())
-        self._releases = 0
+        self._released = False
 
     def bump(self) -> int:
         with self.cond:
@@ -51,17 +51,21 @@ class Changes:
         returns the index now. An ``index`` ahead of ours (from before a restart, when
         the clock went back) answers at once."""
         with self.cond:
-            releases = self._releases
-            self.cond.wait_for(
-                lambda: self.index != index or self._releases != releases or stop(), timeout
-            )
+            self.cond.wait_for(lambda: self.index != index or self._released or stop(), timeout)
             return self.index
 
     def release(self) -> None:
-        """Answer every blocked :meth:`wait` now (its server is stopping)."""
+        """Answer every blocked :meth:`wait` now, and every later one at once, until
+        :meth:`hold`: its server is stopping, and a watcher asking again at once must
+        not keep the server from stopping."""
         with self.cond:
-            self._releases += 1
+            self._released = True
             self.cond.notify_all()
+
+    def hold(self) -> None:
+        """Let :meth:`wait` block again (its server started)."""
+        with self.cond:
+            self._released = False
 
 
 class Records:
@@ -194,6 +198,9 @@ class Records:
 
     def release(self) -> None:
         self.changes.release()
+
+    def hold(self) -> None:
+        self.changes.hold()
 
     def _index(self, key: str, old: Task | None, new: Task | None) -> None:
         if old is not None:

@@ -140,3 +140,31 @@ def test_a_forgotten_task_is_a_change_too(worker):
     again = requests.post(f"{url}/tasks", json=TaskEvent(task=task).to_wire())
     assert again.status_code == 409  # an old order for a forgotten task is not a new task
     assert node.tasks() == []
+
+
+def test_a_server_stops_promptly_while_a_watcher_keeps_asking(tmp_path):
+    node = build_worker(tmp_path, "process")
+    server = Server(worker_app(node)).start()
+    stop = threading.Event()
+
+    def watcher() -> None:  # as the manager does: ask again the moment an answer comes
+        index = 0
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = session.get(
+                        f"{server.url}/tasks", params={"index": index, "wait": "30s"}, timeout=40
+                    )
+                    index = int(response.headers["X-Cube-Index"])
+                except requests.RequestException:
+                    return
+
+    thread = threading.Thread(target=watcher)
+    thread.start()
+    time.sleep(0.5)
+    began = time.monotonic()
+    server.stop()
+    assert time.monotonic() - began < 5  # not held up by waits that keep coming
+    stop.set()
+    thread.join(timeout=10)
+    cleanup(node)

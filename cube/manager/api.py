@@ -47,6 +47,7 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
     app = json_app("cube manager", token)
     for changes in (manager.records.changes, manager.cluster.changes, manager.history.changes):
         app.config["cube.on_stop"].append(changes.release)
+        app.config["cube.on_start"].append(changes.hold)
 
     @app.get("/health")
     def health() -> dict[str, object]:

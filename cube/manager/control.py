@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 60.0  # seconds between forgetting what is past retention
+IDLE_WAIT = 60.0  # the work loop sleeps at most this long with nothing due
 
 
 class View:
@@ -118,9 +119,9 @@ class Control:
             with timers.changed:
                 due = timers.take()
                 if not due:
-                    next_due = timers.next_due()
-                    pause = self.m.update_interval if next_due is None else next_due - time.time()
-                    timers.wait(max(0.005, min(pause, self.m.update_interval)))
+                    next_due = timers.next_due()  # scheduling wakes us: sleep until due
+                    pause = IDLE_WAIT if next_due is None else next_due - time.time()
+                    timers.wait(max(0.005, min(pause, IDLE_WAIT)))
                     continue
             for task_id in due:
                 self.pool.submit(self._process, task_id)
@@ -214,7 +215,9 @@ class Control:
 
     def _liveness_loop(self) -> None:
         next_pruning = time.monotonic() + PRUNE_EVERY
-        while not self._stopping.wait(self.m.update_interval):
+        pause = 0.0  # the first round at once: nothing is placed before it
+        while not self._stopping.wait(pause):
+            pause = self.m.update_interval
             try:
                 self.probe_all()
                 if time.monotonic() >= next_pruning:

@@ -287,6 +287,7 @@ class ProcessRuntime:
         command = [
             sys.executable,
             "-I",
+            "-S",
             ECHO_SCRIPT,
             "--host",
             self.host_ip,

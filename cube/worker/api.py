@@ -44,6 +44,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app(f"cube worker {worker.name}", token)
     app.config["cube.on_stop"].append(worker.records.release)
+    app.config["cube.on_start"].append(worker.records.hold)
 
     @app.get("/health")
     def health() -> dict[str, object]:
