@@ -23,6 +23,7 @@ from pathlib import Path
 import requests
 
 from cube.client import ManagerClient, WorkerClient
+from cube.reaper import Reaper
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
 
@@ -73,6 +74,11 @@ class LocalCluster:
     (as on Binder); :attr:`runtime_reason` says why. Ports are free ones unless given.
     State lives in ``data_dir`` (a temporary directory, removed by :meth:`stop`, when
     none is given), so a restarted component finds its state again.
+
+    Nothing outlives the process that started the cluster: :meth:`start` also starts a
+    :class:`~cube.reaper.Reaper`, which stops every component and task (and removes the
+    temporary directory) if this process dies without calling :meth:`stop`, as a
+    notebook kernel that is shut down, restarted or killed does.
     """
 
     def __init__(
@@ -118,13 +124,21 @@ class LocalCluster:
         args += _flags(restart_limit=restart_limit)
         self.manager = Component("manager", port, args, logs / "manager.log")
         self.client = ManagerClient(self.manager.url, token=token, timeout=10)
+        self.closed = False  # True once stop() has run; start() opens it again
+        self._reaper: Reaper | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> LocalCluster:
         """Start every component that is not running and wait until each answers
         (if one cannot start, the others are stopped again, and the error says why)."""
-        atexit.register(self.stop)  # a kernel that exits without stop() leaves nothing
+        atexit.register(self.stop)  # an interpreter that exits without stop() leaves nothing
+        self.closed = False
+        if self._reaper is None:  # ...and neither does one that is killed
+            workers = list(self.workers)
+            self._reaper = Reaper(
+                self.data_dir, remove=self._own_dir, runtime=self.runtime, workers=workers
+            )
         try:
             for component in self.components():
                 if component.state == "stopped":
@@ -149,6 +163,10 @@ class LocalCluster:
         self.client.close()
         if self._own_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self._reaper is not None:
+            self._reaper.done()
+            self._reaper = None
+        self.closed = True
 
     def restart(self, name: str) -> None:
         """Stop a component gracefully (SIGTERM) and start it again with the same
