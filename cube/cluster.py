@@ -195,7 +195,13 @@ class LocalCluster:
         the worker notices at its next inspection and the manager restarts it."""
         task = self.client.task(task_id)
         worker = next(c for c in self.workers.values() if c.address == task.worker)
-        worker_runtime(self.runtime, self.data_dir, worker.name).kill(task.container_id)
+        self.crash_container(worker.name, task.container_id)
+
+    def crash_container(self, worker: str, container_id: str) -> None:
+        """SIGKILL one container or process that worker ``worker`` (a name) runs, for
+        tasks placed by another manager than the cluster's own (a notebook's)."""
+        name = self.component(worker).name
+        worker_runtime(self.runtime, self.data_dir, name).kill(container_id)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

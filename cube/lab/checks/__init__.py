@@ -1,0 +1,13 @@
+"""Checkers for the build-it exercises, one module per chapter.
+
+Each ``check_*`` function runs the learner's piece against the live system (a
+LocalCluster, a worker or manager in this kernel, or the simulator), under a nemesis
+where the chapter is about failure, and returns a :class:`~cube.lab.verdict.Verdict`
+with what went wrong, a hint and a timeline picture.
+"""
+
+from cube.lab.checks.ch01_pieces import check_find_worker
+from cube.lab.checks.ch02_transitions import check_transitions
+from cube.lab.checks.ch03_runtime import check_status_of
+
+__all__ = ["check_find_worker", "check_status_of", "check_transitions"]
