@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from cube.lab.scratch import remove_scratch, scratch_dir  # noqa: F401 (for notebooks)
 from cube.node import busy_percent, format_size
 from cube.store import MemoryStore, WireCodec
 from cube.task import (
