@@ -9,5 +9,11 @@ with what went wrong, a hint and a timeline picture.
 from cube.lab.checks.ch01_pieces import check_find_worker
 from cube.lab.checks.ch02_transitions import check_transitions
 from cube.lab.checks.ch03_runtime import check_status_of
+from cube.lab.checks.ch05_worker_api import check_stop_handler
 
-__all__ = ["check_find_worker", "check_status_of", "check_transitions"]
+__all__ = [
+    "check_find_worker",
+    "check_status_of",
+    "check_stop_handler",
+    "check_transitions",
+]
