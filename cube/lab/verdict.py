@@ -43,10 +43,14 @@ class Verdict:
     def attach(self, timeline: Timeline | None, title: str = "") -> Verdict:
         """Draw ``timeline`` into the verdict (as a PNG, so the figure is not kept)."""
         if timeline is not None and (timeline.spans or timeline._open or timeline.faults):
-            figure = timeline.figure(title)
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=90)
-            self.png = buffer.getvalue()
+            self.draw(timeline.figure(title))
+        return self
+
+    def draw(self, figure: Any) -> Verdict:
+        """Keep a matplotlib figure as the verdict's picture."""
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90)
+        self.png = buffer.getvalue()
         return self
 
     def settle(self) -> Verdict:

@@ -92,8 +92,10 @@ def _requests(
     if _expect(check, "a running task", answer, 204):
         done = wait_until(lambda: _state(worker, web) is State.Completed, timeout=5)
         if done is None:
-            check.fail(f"you answered 204 but the task is still {_state(worker, web).name}: "
-                       "the handler must ask the worker to stop it")  # fmt: skip
+            check.fail(
+                f"you answered 204 but the task is still {_state(worker, web).name}: "
+                "the handler must ask the worker to stop it"
+            )
     _expect(check, "the same task again, now Completed", delete(str(web.id)), 409)
     fresh = worker.submit(TaskEvent(Task(name="just-posted", image=_image(worker))))
     mine.add(str(fresh.id))
@@ -107,7 +109,7 @@ def _expect(check: Check, what: str, answer: requests.Response, status: int) -> 
         why = f"{answer.status_code}, not {status}"
         if answer.status_code == 500:
             why += f": the handler raised {answer.json()['Message']}"
-        check.fail(f"for {what} the answer was {why}")  # fmt: skip
+        check.fail(f"for {what} the answer was {why}")
         return False
     if status == 204:
         if answer.content:
@@ -121,8 +123,10 @@ def _expect(check: Check, what: str, answer: requests.Response, status: int) -> 
     if not (
         isinstance(body, dict) and body.get("HTTPStatusCode") == status and body.get("Message")
     ):
-        check.fail(f"for {what} the body is {body!r}; Cube's errors are "
-                   '{"HTTPStatusCode": status, "Message": "what went wrong"}')  # fmt: skip
+        check.fail(
+            f"for {what} the body is {body!r}; Cube's errors are "
+            '{"HTTPStatusCode": status, "Message": "what went wrong"}'
+        )
         return False
     return True
 

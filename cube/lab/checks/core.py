@@ -83,15 +83,18 @@ class Check:
             self.stop(f"{what} raised {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def verdict(self, passed: str, failed: str = "") -> Verdict:
+    def verdict(self, passed: str, failed: str = "", figure: Any = None) -> Verdict:
         """The verdict: ``passed`` when no problem was found, else ``failed`` (or a
-        count of the problems)."""
+        count of the problems). The picture is ``figure`` if given, else the timeline."""
         ok = not self.problems
         summary = passed if ok else failed or _count(self.problems)
         if self.stub:
             summary = "not written yet"
         result = Verdict(self.exercise, ok, summary, self.problems, self.hint, self.notes)
-        result.attach(self.timeline, self.title)
+        if figure is not None:
+            result.draw(figure)
+        else:
+            result.attach(self.timeline, self.title)
         return result.settle()
 
 
