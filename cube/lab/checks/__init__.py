@@ -11,11 +11,13 @@ from cube.lab.checks.ch02_transitions import check_transitions
 from cube.lab.checks.ch03_runtime import check_status_of
 from cube.lab.checks.ch05_worker_api import check_stop_handler
 from cube.lab.checks.ch06_metrics import check_cpu_busy
+from cube.lab.checks.ch07_manager import check_take_turns
 
 __all__ = [
     "check_cpu_busy",
     "check_find_worker",
     "check_status_of",
     "check_stop_handler",
+    "check_take_turns",
     "check_transitions",
 ]
