@@ -12,10 +12,12 @@ from cube.lab.checks.ch03_runtime import check_status_of
 from cube.lab.checks.ch05_worker_api import check_stop_handler
 from cube.lab.checks.ch06_metrics import check_cpu_busy
 from cube.lab.checks.ch07_manager import check_take_turns
+from cube.lab.checks.ch08_manager_api import check_logs_handler
 
 __all__ = [
     "check_cpu_busy",
     "check_find_worker",
+    "check_logs_handler",
     "check_status_of",
     "check_stop_handler",
     "check_take_turns",

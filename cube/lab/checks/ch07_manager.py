@@ -61,25 +61,36 @@ def _turns(check: Check, scheduler: Any, nodes: NodeTable, count: int) -> list[s
 
 def _on_paper(check: Check, scheduler_class: type) -> None:
     scheduler = check.call(scheduler_class, f"{scheduler_class.__name__}()")
-    _expect(check, "three nodes, all up", _turns(check, scheduler, _table([True] * 3), 6),
-            ["a", "b", "c", "a", "b", "c"])  # fmt: skip
+    _expect(
+        check,
+        "three nodes, all up",
+        _turns(check, scheduler, _table([True] * 3), 6),
+        ["a", "b", "c", "a", "b", "c"],
+    )
     scheduler = scheduler_class()
-    _expect(check, "with b down", _turns(check, scheduler, _table([True, False, True]), 4),
-            ["a", "c", "a", "c"])  # fmt: skip
+    _expect(
+        check,
+        "with b down",
+        _turns(check, scheduler, _table([True, False, True]), 4),
+        ["a", "c", "a", "c"],
+    )
     scheduler = scheduler_class()
     first = _turns(check, scheduler, _table([True] * 3), 3)
     nodes = _table([True, True, False])
     after = _turns(check, scheduler, nodes, 2)
     nodes.up[2] = True
     back = _turns(check, scheduler, nodes, 2)
-    _expect(check, "c (picked last) goes down after a, b, c, and comes back after two more",
-            first + after + back, ["a", "b", "c", "a", "b", "c", "a"])  # fmt: skip
+    _expect(
+        check,
+        "c (picked last) goes down after a, b, c, and comes back after two more",
+        first + after + back,
+        ["a", "b", "c", "a", "b", "c", "a"],
+    )
 
 
 def _expect(check: Check, what: str, got: list[str], want: list[str]) -> None:
     if got != want:
-        check.fail(f"{what}: your turns were {', '.join(got)}; round-robin's are "
-                   f"{', '.join(want)}")  # fmt: skip
+        check.fail(f"{what}: your turns were {', '.join(got)}; round-robin's are {', '.join(want)}")
 
 
 def _live(check: Check, scheduler: Any, cluster: LocalCluster) -> None:
@@ -99,8 +110,10 @@ def _live(check: Check, scheduler: Any, cluster: LocalCluster) -> None:
                 check.stop("the first three tasks did not all start within 6 s")
             spread = sorted(view.name(manager.get_task(i).worker) for i in first)
             if spread != sorted(cluster.workers):
-                check.fail(f"three tasks on three workers went to {', '.join(spread)}: "
-                           "round-robin gives each worker one")  # fmt: skip
+                check.fail(
+                    f"three tasks on three workers went to {', '.join(spread)}: "
+                    "round-robin gives each worker one"
+                )
             victim = view.name(manager.get_task(first[1]).worker)
             with Nemesis(cluster, check.timeline).paused(victim):
                 down = wait_until(lambda: _node(manager, victim, view) == "down", timeout=6)
@@ -139,5 +152,7 @@ def _judge_live(
             check.fail(f"{task.name} is {task.state.name} on {where}: {task.reason}")
     workers = [view.name(manager.get_task(i).worker) for i in later]
     if len(set(workers)) != len(workers):
-        check.fail(f"rr-4 and rr-5 both went to {workers[0]}: with two workers up, "
-                   "round-robin gives one to each")  # fmt: skip
+        check.fail(
+            f"rr-4 and rr-5 both went to {workers[0]}: with two workers up, "
+            "round-robin gives one to each"
+        )
