@@ -78,11 +78,14 @@ def notebook_worker(
     state_dir: Path | None = None,
     reconcile_interval: float = 0.1,
     loop: bool = True,
+    keep_tasks: bool = False,
 ) -> Iterator[Any]:
     """A worker in this kernel: ``runtime`` is a runtime object or a kind ("process",
     "docker"), ``store`` the store for its tasks (memory by default). Its loop runs
     unless ``loop=False`` (then the checker turns the crank with ``step()``). On the
-    way out every task it still runs is stopped and its scratch folder removed."""
+    way out every task it still runs is stopped and its scratch folder removed, unless
+    ``keep_tasks``: then it is only closed, as a worker that restarts would be, and a
+    worker opened next on the same ``state_dir`` finds its tasks."""
     from cube.lab.show import shut_down
     from cube.runtime import choose
     from cube.worker.worker import Worker
@@ -103,6 +106,6 @@ def notebook_worker(
         yield worker
     finally:
         with contextlib.suppress(Exception):
-            shut_down(worker)
+            worker.close() if keep_tasks else shut_down(worker)
         if state_dir is None:
             remove_scratch(folder)

@@ -14,11 +14,13 @@ from cube.lab.checks.ch06_metrics import check_cpu_busy
 from cube.lab.checks.ch07_manager import check_take_turns
 from cube.lab.checks.ch08_manager_api import check_logs_handler
 from cube.lab.checks.ch09_failures import check_backoff
+from cube.lab.checks.ch11_persistence import check_folder_store
 
 __all__ = [
     "check_backoff",
     "check_cpu_busy",
     "check_find_worker",
+    "check_folder_store",
     "check_logs_handler",
     "check_status_of",
     "check_stop_handler",
