@@ -68,13 +68,23 @@ def exercise(module: str) -> Callable[[T], T]:
     ``__name__``."""
 
     def mark(piece: T) -> T:
-        inside_solution = getattr(piece, "__module__", "") == f"cube_solutions.{module}"
+        inside_solution = getattr(_function(piece), "__module__", "") == f"cube_solutions.{module}"
         if solutions_mode() and not inside_solution:
-            piece = getattr(solution(module), piece.__name__)  # type: ignore[attr-defined]
+            piece = getattr(solution(module), _name(piece))
         _tag(piece, module)
         return piece
 
     return mark
+
+
+def _function(piece: Any) -> Any:
+    """The piece itself, or for a click command the function it runs."""
+    callback = getattr(piece, "callback", None)
+    return callback if callable(callback) and not isinstance(piece, type) else piece
+
+
+def _name(piece: Any) -> str:
+    return _function(piece).__name__
 
 
 def _tag(piece: Any, module: str) -> None:

@@ -15,6 +15,7 @@ from cube.lab.checks.ch07_manager import check_take_turns
 from cube.lab.checks.ch08_manager_api import check_logs_handler
 from cube.lab.checks.ch09_failures import check_backoff
 from cube.lab.checks.ch11_persistence import check_folder_store
+from cube.lab.checks.ch12_cli import check_wait_command
 
 __all__ = [
     "check_backoff",
@@ -26,4 +27,5 @@ __all__ = [
     "check_stop_handler",
     "check_take_turns",
     "check_transitions",
+    "check_wait_command",
 ]
