@@ -103,8 +103,11 @@ class Client:
         body = work.to_wire() if isinstance(work, TaskEvent) else work
         return Task.from_wire(self._call("POST", "/tasks", json=body))
 
-    def stop(self, task_id: str | uuid.UUID) -> None:
-        self._call("DELETE", f"/tasks/{task_id}")
+    def stop(self, task_id: str | uuid.UUID, generation: int | None = None) -> None:
+        """Stop a task. A worker given the order's ``generation`` refuses (409) a stop
+        older than the order it follows."""
+        params = {"generation": generation} if generation is not None else None
+        self._call("DELETE", f"/tasks/{task_id}", params=params)
 
     def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
         """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
@@ -128,10 +131,22 @@ class Client:
     def close(self) -> None:
         self._session.close()
 
+    def get_raw(
+        self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> requests.Response:
+        """GET ``path``; the response itself (for its headers), errors raised as usual."""
+        return self._request("GET", path, params=params, timeout=timeout or self.timeout)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, timeout=self.timeout, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
         try:
-            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self._session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             raise Unreachable(0, f"cannot reach {self.url}: {_short(exc)}", url) from None
         if response.status_code >= 400:
@@ -143,9 +158,7 @@ class Client:
             if response.status_code >= 500:
                 error = CubeError
             raise error(response.status_code, message, url)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()
+        return response
 
     def __enter__(self) -> Client:
         return self

@@ -64,7 +64,8 @@ class Node:
         return cls(name=address.split("://")[-1].rstrip("/"), api=api.rstrip("/"))
 
     def observe(self, stats: dict[str, Any], seen: datetime) -> None:
-        """Take in one ``/stats`` answer (from a Python or a Go worker)."""
+        """Take in one ``/stats`` answer (from a Python or a Go worker); check it with
+        :func:`stats_problem` first."""
         mem, disk = stats.get("MemStats") or {}, stats.get("DiskStats") or {}
         self.memory = int(mem.get("mem_total", 0)) * KB
         self.memory_used = max(0, self.memory - int(mem.get("mem_available", 0)) * KB)
@@ -78,6 +79,12 @@ class Node:
         self._last_cpu = stats.get("CpuStats")
         self.stats = stats
         self.state, self.last_seen, self.reason = "up", seen, ""
+
+    def capable(self, health: dict[str, Any]) -> None:
+        """Take in what its ``/health`` says it can run (a Go worker says nothing)."""
+        self.runtime = str(health.get("Runtime") or "")
+        self.images = tuple(str(i) for i in health.get("Images") or ())
+        self.pulls = bool(health.get("Pulls", False))
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -129,6 +136,37 @@ class Node:
         )
 
 
+_NUMBER_PARTS = {
+    "MemStats": ("mem_total", "mem_available"),
+    "DiskStats": ("all", "used"),
+}
+
+
+def stats_problem(stats: Any) -> str:
+    """What is wrong with a ``/stats`` answer ("" when it is usable): a worker whose
+    statistics cannot be read is marked down, saying why, rather than trusted. ``null``
+    (a Go worker before its first collection) is not wrong: it means "not yet"."""
+    if stats is None:
+        return ""
+    if not isinstance(stats, dict):
+        return f"/stats answered a JSON {type(stats).__name__}, not an object"
+    for part, keys in _NUMBER_PARTS.items():
+        section = stats.get(part)
+        if not isinstance(section, dict):
+            return f"/stats has no {part} object"
+        for key in keys:
+            value = section.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                return f"/stats {part}.{key} is not a count: {value!r}"[:200]
+    for key in ("Cores", "CpuPercent"):
+        value = stats.get(key, 0)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"/stats {key} is not a number: {value!r}"[:200]
+    if not isinstance(stats.get("CpuStats") or {}, dict):
+        return "/stats CpuStats is not an object"
+    return ""
+
+
 @dataclass
 class NodeTable:
     """Many nodes as parallel arrays (index ``i`` is one node). Units: cores, bytes."""
@@ -145,6 +183,12 @@ class NodeTable:
     memory_allocated: np.ndarray
     disk_allocated: np.ndarray
     task_count: np.ndarray
+    # What each worker can run, as it reports it (see cube.feasibility); None in a table
+    # that does not know (the simulator's), which then passes the runtime and image checks.
+    runtimes: list[str] | None = None
+    images: list[tuple[str, ...]] | None = None
+    pulls: np.ndarray | None = None
+    refusals: list[str] | None = None  # per node, why it may not take this task ("": may)
 
     @classmethod
     def build(
@@ -196,6 +240,9 @@ class NodeTable:
         table.memory_allocated[:] = [n.memory_allocated for n in nodes]
         table.disk_allocated[:] = [n.disk_allocated for n in nodes]
         table.task_count[:] = [n.task_count for n in nodes]
+        table.runtimes = [n.runtime for n in nodes]
+        table.images = [n.images for n in nodes]
+        table.pulls = np.array([n.pulls for n in nodes], dtype=bool)
         return table
 
     def __len__(self) -> int:

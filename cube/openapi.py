@@ -252,11 +252,18 @@ def _worker_schemas() -> dict[str, Schema]:
     return {
         "WorkerHealth": {
             "type": "object",
-            "required": ["Status", "Name", "Runtime"],
+            "required": ["Status", "Name", "Runtime", "Images", "Pulls"],
             "properties": {
                 "Status": {"const": "ok"},
                 "Name": {"type": "string"},
                 "Runtime": {"enum": ["docker", "process"]},
+                "Images": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The images it has (Docker), or the programs it runs "
+                    "(process runtime: cube/echo, cube/busybox, with any tag).",
+                },
+                "Pulls": {"type": "boolean", "description": "Whether it can pull images."},
             },
             "additionalProperties": False,
         },
@@ -445,9 +452,19 @@ def _query_count(name: str, default: int, description: str) -> Schema:
 
 
 TAIL = _query_count("tail", 200, "How many of the last lines to return.")
+GENERATION: Schema = {
+    "name": "generation",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
+    "description": "The order's generation: a stop older than the order the worker "
+    "follows is refused (409), so a deposed manager cannot stop a newer copy.",
+}
 
 
-def _task_routes(task: Schema, what: str, logs_errors: tuple[int, ...]) -> dict[str, Schema]:
+def _task_routes(
+    task: Schema, what: str, logs_errors: tuple[int, ...], stop_parameters: list[Schema]
+) -> dict[str, Schema]:
     return {
         "/tasks": {
             "get": _op(f"list {what} tasks", (200, _json("The tasks.", _array(_ref("Task"))))),
@@ -465,6 +482,7 @@ def _task_routes(task: Schema, what: str, logs_errors: tuple[int, ...]) -> dict[
                 f"stop a {what} task",
                 (204, {"description": "Stopping (or cancelled, if it had not started)."}),
                 (400, 404, 409),
+                parameters=stop_parameters,
             ),
         },
         "/tasks/{task_id}/logs": {
@@ -527,7 +545,7 @@ def worker_document() -> Schema:
     """The worker API's OpenAPI document (a fresh copy each call)."""
     paths = {
         **_common_routes("worker", _ref("WorkerHealth")),
-        **_task_routes(_ref("WorkerTask"), "worker", ()),
+        **_task_routes(_ref("WorkerTask"), "worker", (), [GENERATION]),
         "/stats": {"get": _op("machine statistics", (200, _json("A sample.", _ref("Stats"))))},
     }
     return copy.deepcopy(
@@ -549,7 +567,7 @@ def manager_document() -> Schema:
     ]
     paths = {
         **_common_routes("manager", _ref("ManagerHealth")),
-        **_task_routes(_ref("Task"), "manager", (502,)),
+        **_task_routes(_ref("Task"), "manager", (502,), []),
         "/nodes": {"get": _op("list workers", (200, _json("The workers.", _array(_ref("Node")))))},
         "/events": {
             "get": _op(

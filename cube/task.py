@@ -16,7 +16,7 @@ the one table below. It is the book's final table plus cancellation (a task that
 started can be stopped) and stopping a failed task (so it is not restarted)::
 
     from \\ to   Pending  Scheduled  Running  Completed  Failed
-    Pending        .         yes        .       cancel      .
+    Pending        .         yes        .       cancel   no node
     Scheduled      .         yes       yes      cancel     yes
     Running        .       restart     yes       yes       yes
     Completed      .          .         .         .         .      (terminal)
@@ -28,6 +28,8 @@ started can be stopped) and stopping a failed task (so it is not restarted)::
   to a worker again.
 - Pending/Scheduled -> Completed cancels a task that never started (in the book such
   a stop request was accepted and then silently dropped).
+- Pending -> Failed: no worker could ever run it (its image exists nowhere), which is
+  worth saying at once rather than after restarts, as Kubernetes' ErrImagePull does.
 - Failed -> Completed records that a person stopped a failed task, so it is not
   restarted again.
 - Nothing leaves Completed, and nothing goes back to Pending.
@@ -64,7 +66,7 @@ class State(IntEnum):
 
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.Pending: frozenset({State.Scheduled, State.Completed}),
+    State.Pending: frozenset({State.Scheduled, State.Completed, State.Failed}),
     State.Scheduled: frozenset({State.Scheduled, State.Running, State.Completed, State.Failed}),
     State.Running: frozenset({State.Running, State.Completed, State.Failed, State.Scheduled}),
     State.Completed: frozenset(),
@@ -410,6 +412,18 @@ def _keys(data: Any, known: _Fields, where: str) -> dict[str, Any]:
     return out
 
 
+REASON_LIMIT = 4096
+_CUT = " [...cut]"
+
+
+def clip_reason(text: str) -> str:
+    """``text`` cut to fit a task's Reason, with a marker: what Cube builds from other
+    texts (a worker's reason inside "gave up after...") must stay readable back."""
+    if len(text) <= REASON_LIMIT:
+        return text
+    return text[: REASON_LIMIT - len(_CUT)] + _CUT
+
+
 # ---------------------------------------------------------------------------- types
 
 
@@ -503,7 +517,7 @@ class Task:
             finish_time=parse_time(d.get("FinishTime", ZERO_TIME), at + "FinishTime"),
             health_check=_health_check(d.get("HealthCheck", ""), at + "HealthCheck"),
             restart_count=_int(d.get("RestartCount", 0), at + "RestartCount"),
-            reason=_str(d.get("Reason", ""), at + "Reason", limit=4096),
+            reason=_str(d.get("Reason", ""), at + "Reason", limit=REASON_LIMIT),
             worker=_str(d.get("Worker", ""), at + "Worker"),
             created=parse_time(d.get("Created", ZERO_TIME), at + "Created"),
             desired=_desired(d.get("Desired", State.Running), at + "Desired"),

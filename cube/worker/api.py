@@ -1,13 +1,18 @@
 """The worker's REST API: the book's routes, with honest status codes.
 
 ==========================  ===================================================
-``GET    /tasks``            every task on this worker (``[]`` when none)
+``GET    /tasks``            every task on this worker (``[]`` when none); with
+                            ``?index=N&wait=5s`` a blocking query: answers once a
+                            task changed after index N (header ``X-Cube-Index``)
 ``POST   /tasks``            a TaskEvent, or a bare task; 201 + the task
 ``GET    /tasks/{id}``       the task, plus what the runtime says about it now
-``DELETE /tasks/{id}``       stop it (cancel it if not started); 204
+``DELETE /tasks/{id}``       stop it (cancel it if not started); 204. With
+                            ``?generation=N``, refused (409) when older than the
+                            order the worker follows
 ``GET    /tasks/{id}/logs``  the last lines its container or process printed
 ``GET    /stats``            machine statistics (the Go Cube's shape)
-``GET    /health``           liveness; open even when a token is required
+``GET    /health``           liveness, and what it can run (runtime, images);
+                            open even when a token is required
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 """
@@ -16,22 +21,26 @@ from __future__ import annotations
 
 import bottle
 
-from cube.http import json_app, query_int, read_json, send_json
+from cube.http import INDEX_HEADER, json_app, query_int, read_json, send_json, watch_query
 from cube.openapi import serve_document, worker_document
-from cube.task import parse_submission, parse_uuid
+from cube.task import MAX_GENERATION, parse_submission, parse_uuid
 from cube.worker.worker import Worker
 
 
 def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app(f"cube worker {worker.name}", token)
+    app.config["cube.on_stop"].append(worker.release_watchers)
 
     @app.get("/health")
     def health() -> dict[str, object]:
-        return {"Status": "ok", "Name": worker.name, "Runtime": worker.runtime.name}
+        return {"Status": "ok", "Name": worker.name, **worker.capabilities().to_wire()}
 
     @app.get("/tasks")
     def list_tasks() -> str:
+        watch = watch_query()
+        index = worker.wait_index(*watch) if watch else worker.index
+        bottle.response.set_header(INDEX_HEADER, str(index))
         return send_json([t.to_wire() for t in worker.tasks()])
 
     @app.post("/tasks")
@@ -47,7 +56,9 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
 
     @app.delete("/tasks/<task_id>")
     def stop_task(task_id: str) -> None:
-        worker.stop_task(str(parse_uuid(task_id)))
+        asked = "generation" in bottle.request.query
+        generation = query_int("generation", 0, MAX_GENERATION) if asked else None
+        worker.stop_task(str(parse_uuid(task_id)), generation)
         bottle.response.status = 204
 
     @app.get("/tasks/<task_id>/logs")
