@@ -22,7 +22,7 @@ from cube.client import CubeError, WorkerClient
 from cube.cluster import LocalCluster
 from cube.lab.scratch import remove_scratch, scratch_dir
 from cube.store import MemoryStore, Store, WireCodec
-from cube.task import Task, TaskEvent
+from cube.task import Task
 
 # Short intervals, so that a check under a nemesis takes seconds.
 FAST = {"update_interval": 0.2, "health_interval": 0.3, "node_ttl": 1.0, "http_timeout": 0.5}
@@ -93,13 +93,8 @@ def notebook_worker(
     folder = state_dir or scratch_dir(f"cube-{name}-")
     if isinstance(runtime, str):
         runtime = choose(runtime, owner=name, state_dir=folder / "processes")
-    worker = Worker(
-        name,
-        store if store is not None else MemoryStore(WireCodec(Task)),
-        runtime,
-        queue=MemoryStore(WireCodec(TaskEvent)),
-        reconcile_interval=reconcile_interval,
-    )
+    tasks = store if store is not None else MemoryStore(WireCodec(Task))
+    worker = Worker(name, tasks, runtime, reconcile_interval=reconcile_interval)
     if loop:
         worker.start()
     try:

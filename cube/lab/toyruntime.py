@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cube.runtime import Managed, Started, Status, UnknownImage
+from cube.runtime import Capabilities, Managed, Started, Status, UnknownImage, attempt_label
 from cube.runtime.process import ECHO_SCRIPT
 from cube.task import Task
 
@@ -36,7 +36,11 @@ class ToyRuntime:
 
     def __init__(self, status_of: StatusOf, folder: Path) -> None:
         self.status_of, self.folder = status_of, folder
-        self.processes: dict[str, tuple[str, subprocess.Popen[bytes]]] = {}
+        # container ID -> (task ID, the order it was started for, the process)
+        self.processes: dict[str, tuple[str, str, subprocess.Popen[bytes]]] = {}
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(self.name, ("cube/echo",))
 
     def check(self, task: Task) -> None:
         if task.image.partition(":")[0] != "cube/echo":
@@ -58,7 +62,7 @@ class ToyRuntime:
         os.close(write_fd)
         with os.fdopen(read_fd, "rb") as ready:
             port = ready.readline().decode().strip() if select.select([ready], [], [], 5)[0] else ""
-        self.processes[container_id] = (str(task.id), process)
+        self.processes[container_id] = (str(task.id), attempt_label(task), process)
         ports = {"7777/tcp": [{"HostIp": "127.0.0.1", "HostPort": port}]} if port.isdigit() else {}
         return Started(container_id, ports)
 
@@ -66,26 +70,30 @@ class ToyRuntime:
         entry = self.processes.get(container_id)
         if entry is None:
             return Status(container_id, False, "missing", reason=f"no process {container_id}")
-        return self.status_of(entry[1], container_id)
+        return self.status_of(entry[2], container_id)
 
     def stop(self, container_id: str) -> None:
         entry = self.processes.pop(container_id, None)
-        if entry is not None and entry[1].poll() is None:
-            entry[1].terminate()
+        process = entry[2] if entry is not None else None
+        if process is not None and process.poll() is None:
+            process.terminate()
             try:
-                entry[1].wait(timeout=3)
+                process.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                entry[1].kill()
-                entry[1].wait()
+                process.kill()
+                process.wait()
 
     def kill(self, container_id: str) -> None:
         entry = self.processes.get(container_id)
-        if entry is not None and entry[1].poll() is None:
-            entry[1].kill()
-            entry[1].wait()
+        if entry is not None and entry[2].poll() is None:
+            entry[2].kill()
+            entry[2].wait()
 
     def logs(self, container_id: str, tail: int = 200) -> str:
         return ""
 
     def list_managed(self) -> list[Managed]:
-        return [Managed(task_id, self.inspect(cid)) for cid, (task_id, _) in self.processes.items()]
+        return [
+            Managed(task_id, self.inspect(cid), attempt)
+            for cid, (task_id, attempt, _) in self.processes.items()
+        ]

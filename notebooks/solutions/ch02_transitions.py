@@ -8,7 +8,7 @@ from cube.task import State
 def transitions():
     """Each state -> the set of states a task in it may move to."""
     return {
-        State.Pending: {State.Scheduled, State.Completed},
+        State.Pending: {State.Scheduled, State.Completed, State.Failed},
         State.Scheduled: {State.Scheduled, State.Running, State.Completed, State.Failed},
         State.Running: {State.Running, State.Completed, State.Failed, State.Scheduled},
         State.Completed: set(),

@@ -22,7 +22,7 @@ from cube.lab.checks.core import Check, quiet_logs
 from cube.lab.live import notebook_worker
 from cube.lab.verdict import Verdict
 from cube.lab.watch import Watch, of_worker
-from cube.task import State, Task, TaskEvent, TransitionError
+from cube.task import State, Task, TaskEvent, TransitionError, ValidationError
 
 LANE = "worker (in this kernel)"
 HINT = (
@@ -35,6 +35,7 @@ NEEDED: dict[tuple[State, State], str] = {
     (State.Running, State.Completed): "someone stops a running task",
     (State.Running, State.Failed): "a running task crashes",
     (State.Scheduled, State.Failed): "a task cannot be started (an unknown image)",
+    (State.Pending, State.Failed): "no worker could ever run it (its image exists nowhere)",
     (State.Failed, State.Scheduled): "a crashed task is restarted",
     (State.Running, State.Scheduled): "a sick but running task is restarted",
     (State.Pending, State.Completed): "a task is cancelled before it is placed",
@@ -197,7 +198,7 @@ def _refusals(check: Check, worker: Any, done: Task) -> None:
         try:
             worker.submit(event)
             worker.step()
-        except TransitionError:
+        except (TransitionError, ValidationError):  # refused, as it must be
             continue
         now = worker.get_task(str(done.id))
         check.fail(

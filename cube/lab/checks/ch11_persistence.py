@@ -42,6 +42,7 @@ class LearnerStore(Store[Any]):
 
     def __init__(self, inner: Any, codec: Any) -> None:
         self.inner, self.codec, self.name = inner, codec, f"your store in {inner.folder}"
+        self.aside: dict[str, dict[str, Any]] = {}
 
     def _raw_put(self, key: str, text: str) -> None:
         self.inner.put(key, text)
@@ -57,6 +58,12 @@ class LearnerStore(Store[Any]):
 
     def _raw_contains(self, key: str) -> bool:
         return key in self._raw_keys()
+
+    def _aside_put(self, key: str, entry: dict[str, Any]) -> None:
+        self.aside[key] = entry  # unreadable records, kept in memory for the check
+
+    def _aside_items(self) -> list[tuple[str, dict[str, Any]]]:
+        return list(self.aside.items())
 
 
 def check_folder_store(store_class: Callable[[Path], Any]) -> Verdict:
