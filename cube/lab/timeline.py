@@ -26,6 +26,7 @@ COLOURS = {
     "Running": "#16a34a",
     "Completed": "#374151",
     "Failed": "#dc2626",
+    "cut short": "#f87171",  # a simulated run ended by its node's failure
 }
 OTHER = "#a78bfa"
 FAULT = "#f59e0b"
@@ -60,6 +61,7 @@ class Timeline:
 
     title: str = ""
     origin: float = field(default_factory=time.monotonic)
+    row_labels: bool = True  # False where rows are only slots (a simulation's)
     spans: list[Span] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     _open: dict[tuple[str, str], tuple[str, float]] = field(default_factory=dict)
@@ -136,7 +138,8 @@ class Timeline:
         self._draw_faults(ax, rows, y)
         self._label(ax, rows)
         ax.set_xlabel("seconds")
-        ax.set_xlim(0, max([self.now(), *(s.end for s in self.spans)]) * 1.02 + 0.05)
+        ends = [s.end for s in self.spans] + [f.end for f in self.faults if f.end is not None]
+        ax.set_xlim(0, max(ends, default=1.0) * 1.02 + 0.05)
         ax.set_title(title or self.title, fontsize=10, loc="left")
         self._legend(ax)
         return figure
@@ -205,7 +208,7 @@ class Timeline:
         for fault in self.faults:
             if fault.row is not None:
                 starts.setdefault((fault.lane or "", fault.row), fault.start)
-        for i, key in enumerate(rows):
+        for i, key in enumerate(rows if self.row_labels else []):
             box = {"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0}
             ax.text(starts.get(key, 0.0), i, f" {key[1]}", va="center", fontsize=7, bbox=box)
 

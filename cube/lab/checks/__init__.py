@@ -14,6 +14,7 @@ from cube.lab.checks.ch06_metrics import check_cpu_busy
 from cube.lab.checks.ch07_manager import check_take_turns
 from cube.lab.checks.ch08_manager_api import check_logs_handler
 from cube.lab.checks.ch09_failures import check_backoff
+from cube.lab.checks.ch10_schedulers import check_packer
 from cube.lab.checks.ch11_persistence import check_folder_store
 from cube.lab.checks.ch12_cli import check_wait_command
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_find_worker",
     "check_folder_store",
     "check_logs_handler",
+    "check_packer",
     "check_status_of",
     "check_stop_handler",
     "check_take_turns",
