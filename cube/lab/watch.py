@@ -52,15 +52,32 @@ class Watch:
             self.timeline.observe(list(self.sample()))
 
 
+class Names:
+    """A row name per task: its own name, or "name (2)" for a second task of that name
+    (names need not be unique; a picture's rows must be)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, str] = {}
+        self._count: dict[str, int] = {}
+
+    def __call__(self, task: Task) -> str:
+        key = str(task.id)
+        if key not in self._by_id:
+            n = self._count[task.name] = self._count.get(task.name, 0) + 1
+            self._by_id[key] = task.name if n == 1 else f"{task.name} ({n})"
+        return self._by_id[key]
+
+
 def task_rows(
     tasks: Iterable[Task],
     name_of: Callable[[str], str] = lambda address: address,
     only: Callable[[Task], bool] = lambda task: True,
+    rows: Callable[[Task], str] = lambda task: task.name,
 ) -> list[Observation]:
     """Tasks as observations: the worker's name (``name_of`` its address), the task's
-    name and its state."""
+    row name and its state."""
     return [
-        (name_of(t.worker) if t.worker else UNPLACED, t.name, t.state.name)
+        (name_of(t.worker) if t.worker else UNPLACED, rows(t), t.state.name)
         for t in tasks
         if only(t)
     ]
@@ -70,16 +87,19 @@ def of_client(
     client: Any, name_of: Callable[[str], str], only: Callable[[Task], bool] = lambda t: True
 ) -> Sampler:
     """A sampler asking a manager (or worker) API for its tasks."""
-    return lambda: task_rows(client.tasks(), name_of, only)
+    rows = Names()
+    return lambda: task_rows(client.tasks(), name_of, only, rows)
 
 
 def of_worker(worker: Any, lane: str, only: Callable[[Task], bool] = lambda t: True) -> Sampler:
     """A sampler reading an in-process worker's tasks (all on one lane)."""
-    return lambda: [(lane, t.name, t.state.name) for t in worker.tasks() if only(t)]
+    rows = Names()
+    return lambda: [(lane, rows(t), t.state.name) for t in worker.tasks() if only(t)]
 
 
 def of_manager(
     manager: Any, name_of: Callable[[str], str], only: Callable[[Task], bool] = lambda t: True
 ) -> Sampler:
     """A sampler reading an in-process manager's tasks."""
-    return lambda: task_rows(manager.list_tasks(), name_of, only)
+    rows = Names()
+    return lambda: task_rows(manager.list_tasks(), name_of, only, rows)

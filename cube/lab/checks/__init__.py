@@ -17,9 +17,11 @@ from cube.lab.checks.ch09_failures import check_backoff
 from cube.lab.checks.ch10_schedulers import check_packer
 from cube.lab.checks.ch11_persistence import check_folder_store
 from cube.lab.checks.ch12_cli import check_wait_command
+from cube.lab.checks.ch13_controller import check_controller
 
 __all__ = [
     "check_backoff",
+    "check_controller",
     "check_cpu_busy",
     "check_find_worker",
     "check_folder_store",
