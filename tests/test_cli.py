@@ -145,6 +145,7 @@ def test_run_status_stop_logs_events_node(up, tmp_path):
 
 
 def test_cube_up_resumes_on_the_same_data_dir(up):
+    assert "Try:  cube run --name web --image cube/echo " in up.log.read_text()
     up.cli("run", "--name", "survivor", "--image", "cube/echo")
     eventually(lambda: status_table(up)[0]["STATE"] == "Running")
     up.ctrl_c()
@@ -216,3 +217,15 @@ def test_version_and_help_with_examples():
         assert helped.returncode == 0, command
         assert "Example" in helped.stdout, command
     assert cube_cli("bogus").returncode == 2
+
+
+@pytest.mark.docker
+def test_cube_up_suggests_an_image_its_runtime_can_run():
+    from cube.cluster import LocalCluster
+
+    cluster = LocalCluster(workers=1, runtime="docker")
+    try:
+        assert cluster.image == "cube/busybox:latest"  # not cube/echo, which Docker lacks
+    finally:
+        cluster.stop()
+    assert not cluster.data_dir.exists()

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
+from cube import faults
 from cube.client import BadRequest, Conflict, CubeError, NotFound, Unreachable
 from cube.manager.health import probe
 from cube.manager.observe import Watcher
@@ -145,6 +146,8 @@ class Control:
                 m.save(plan.task, note=plan.note)
             if plan.ordered:
                 m.record(TaskEvent(task=plan.task, state=State.Running))
+        if plan.actions:
+            faults.point("manager-saved")
         changed = False
         for action in plan.actions:
             changed |= self._send(action)

@@ -40,6 +40,7 @@ from typing import BinaryIO
 
 import psutil
 
+from cube import faults
 from cube.runtime import (
     Capabilities,
     Managed,
@@ -241,11 +242,13 @@ class ProcessRuntime:
                 os.close(write_fd)  # so that the pipe reads EOF once the child is gone
             with _children_lock:
                 _children[container_id] = child
+            faults.point("process-spawned")
             with contextlib.suppress(psutil.NoSuchProcess):
                 created = psutil.Process(child.pid).create_time()
                 self._save(replace(record, pid=child.pid, create_time=created))
             line = _read_line(ready, READY_TIMEOUT)
         if line is not None and line.isdigit():
+            faults.point("process-ready")
             return int(line)
         with _children_lock:
             _children.pop(container_id, None)

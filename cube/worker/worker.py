@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
+from cube import faults
 from cube.runtime import (
     Capabilities,
     Runtime,
@@ -274,6 +275,7 @@ class Worker:
             why = str(exc) if isinstance(exc, RuntimeFailure) else f"unexpected error: {exc}"
             self._update(task, lambda t: orders.failed(t, why))
             return
+        faults.point("worker-started")
         kept = self._update(
             task, lambda t: orders.started(t, started.container_id, started.host_ports)
         )
