@@ -9,6 +9,7 @@ with what went wrong, a hint and a timeline picture.
 from cube.lab.checks.ch01_pieces import check_find_worker
 from cube.lab.checks.ch02_transitions import check_transitions
 from cube.lab.checks.ch03_runtime import check_status_of
+from cube.lab.checks.ch04_worker import check_next_step
 from cube.lab.checks.ch05_worker_api import check_stop_handler
 from cube.lab.checks.ch06_metrics import check_cpu_busy
 from cube.lab.checks.ch07_manager import check_take_turns
@@ -26,6 +27,7 @@ __all__ = [
     "check_find_worker",
     "check_folder_store",
     "check_logs_handler",
+    "check_next_step",
     "check_packer",
     "check_status_of",
     "check_stop_handler",
