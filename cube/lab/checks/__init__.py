@@ -6,6 +6,7 @@ where the chapter is about failure, and returns a :class:`~cube.lab.verdict.Verd
 with what went wrong, a hint and a timeline picture.
 """
 
+from cube.lab.checks.ch00_index import check_own_task
 from cube.lab.checks.ch01_pieces import check_find_worker
 from cube.lab.checks.ch02_transitions import check_transitions
 from cube.lab.checks.ch03_runtime import check_status_of
@@ -28,6 +29,7 @@ __all__ = [
     "check_folder_store",
     "check_logs_handler",
     "check_next_step",
+    "check_own_task",
     "check_packer",
     "check_status_of",
     "check_stop_handler",
