@@ -7,15 +7,15 @@ on, and its temporary folders would stay. So whoever starts such things also sta
 reaper, which waits for the owner's death without polling (a Linux pidfd; elsewhere
 the end of a pipe only the owner holds) and then:
 
-1. asks the cluster's components (``cube manager``/``cube worker`` processes whose
-   command line names the watched folder) to stop, with SIGTERM after SIGCONT in case
-   one was paused, so workers stop their tasks in order, as ``stop()`` would have;
-2. when the folder is to be removed (it was a temporary one, so nothing in it can be
-   wanted later): stops what each named worker's runtime still runs for it (Docker
-   containers too), kills every process still naming the folder (SIGKILL, to its whole
-   session), and removes the folder;
-3. otherwise kills only components that did not stop, leaving tasks a worker was told
-   to keep (``cube up --keep-tasks``) running, as a clean stop would.
+- when the folder is to be removed (a temporary one: nothing in it can be wanted
+  later), kills the cluster's components (``cube manager``/``cube worker`` processes
+  whose command line names the folder), stops what each named worker's runtime still
+  runs for it (Docker containers too), kills every process still naming the folder
+  (SIGKILL, to its whole session), and removes the folder;
+- otherwise asks the components to stop (SIGTERM, after SIGCONT in case one was
+  paused), as ``stop()`` would have, so workers stop their tasks or, if told to keep
+  them (``cube up --keep-tasks``), leave them running; those that do not stop in time
+  are killed.
 
 An owner that cleans up by itself says so with :meth:`Reaper.done` and the reaper
 exits without touching anything. Run as ``python -m cube.reaper``.
@@ -103,13 +103,16 @@ def wait_for_owner(owner: int) -> bool:
 
 def reap(path: Path, remove: bool, runtime: str = "", workers: list[str] | None = None) -> None:
     """Stop everything started under ``path`` (see the module's docstring)."""
-    _stop(_processes(path, components_only=True), signal.SIGTERM, TERM_GRACE)
     if not remove:
+        _stop(_processes(path, components_only=True), signal.SIGTERM, TERM_GRACE)
         _stop(_processes(path, components_only=True), signal.SIGKILL, KILL_GRACE)
         return
-    if runtime and workers:
+    # Nothing under a temporary folder is wanted any more: no need to be gentle, but
+    # the components go first, so that no worker starts a task while the rest is ended.
+    _stop(_processes(path, components_only=True), signal.SIGKILL, KILL_GRACE)
+    _stop(_processes(path), signal.SIGKILL, KILL_GRACE)  # task processes name the folder
+    if runtime == "docker" and workers:  # containers do not: their runtime finds them
         _stop_runtime_tasks(path, runtime, workers)
-    _stop(_processes(path), signal.SIGKILL, KILL_GRACE)
     shutil.rmtree(path, ignore_errors=True)
 
 
