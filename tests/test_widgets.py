@@ -82,6 +82,7 @@ def test_a_paused_manager_holds_up_nothing_and_resume_acts_at_once(cluster, boar
     board.controls.buttons[("manager", "pause")].click()
     try:
         assert "paused" in board.controls.labels["manager"].value
+        assert "pause manager: done, it is paused" in board.controls.message.value
         began = time.monotonic()
         board.refresh_button.click()
         board.wait(timeout=5)

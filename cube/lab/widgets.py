@@ -396,11 +396,21 @@ class ComponentControls(_Panel):
         except (RuntimeError, KeyError) as exc:
             self.say(str(exc), ok=False)
         else:
-            now = self.cluster.component(name).state
+            now = self._settled(name, {"pause": "paused", "resume": "running"}.get(action))
             self.say(f"{action} {name}: done, it is {now}")
         self.refresh()
         if self.on_change:
             self.on_change()
+
+    def _settled(self, name: str, expected: str | None, timeout: float = 1.0) -> str:
+        """The component's state once a signal has landed (the process table shows a
+        SIGSTOP or SIGCONT a moment after it is sent)."""
+        deadline = time.monotonic() + timeout
+        state = self.cluster.component(name).state
+        while expected and state != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+            state = self.cluster.component(name).state
+        return state
 
     def refresh(self) -> None:
         for name, label in self.labels.items():
