@@ -79,7 +79,8 @@ def check_logs_handler(logs_handler: Handler, cluster: LocalCluster) -> Verdict:
 
 
 def _app(handler: Handler, manager: LiveManager, errors: list[BaseException]) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=False)
+    app = bottle.Bottle()
+    app.config["catchall"] = False  # a raising handler is a 500, seen by the checker
 
     @app.get("/tasks/<task_id>/logs")
     def route(task_id: str) -> str:
