@@ -164,3 +164,14 @@ def test_a_controller_that_counts_only_live_states(cluster):
             client.stop(extra.id)
 
     _fails(checks.check_controller(live_only, cluster), "still wanted Running, so it counts")
+
+
+def test_the_books_stop_handler():
+    from cube.lab.live import notebook_worker
+
+    def book(worker, task_id):  # no checks: whatever goes wrong escapes as a 500
+        worker.stop_task(task_id)
+        return 204, None
+
+    with notebook_worker("test-05") as worker:
+        _fails(checks.check_stop_handler(book, worker), "500, not 404", "500, not 400")
