@@ -26,6 +26,7 @@ import ipywidgets as w
 from cube.client import Client, CubeError, ManagerClient
 from cube.cluster import LocalCluster
 from cube.lab.background import Every, Lane
+from cube.lab.view import ClusterView
 from cube.node import format_size
 from cube.task import State, Task
 
@@ -51,32 +52,6 @@ def badge(text: str, colour: str) -> str:
 
 def state_badge(state: State) -> str:
     return badge(state.name, STATE_COLOURS[state])
-
-
-class ClusterView:
-    """What panels need to know about a LocalCluster without asking it anything: each
-    worker's name by address, and whether the manager can answer at all."""
-
-    def __init__(self, cluster: LocalCluster) -> None:
-        self.cluster = cluster
-
-    def name(self, address: str) -> str:
-        for name, component in self.cluster.workers.items():
-            if component.address == address:
-                return name
-        return address
-
-    def manager_down(self) -> str:
-        """Why the manager cannot answer now ("" when it can), read from the process
-        table: a paused or stopped manager is never waited on."""
-        state = self.cluster.manager.state
-        if state == "running":
-            return ""
-        return f"the manager is {state}"
-
-    @property
-    def closed(self) -> bool:
-        return self.cluster.closed
 
 
 class _Panel(w.VBox):

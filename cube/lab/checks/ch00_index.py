@@ -10,8 +10,8 @@ from cube.client import WillNotHappen
 from cube.cluster import LocalCluster
 from cube.lab.checks.core import Check
 from cube.lab.verdict import Verdict
+from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
-from cube.lab.widgets import ClusterView
 from cube.task import State
 
 HINT = "submit a task with that name, with the form above or cluster.client.submit(...)"

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from cube.cluster import LocalCluster
 from cube.lab.checks.core import Check
 from cube.lab.verdict import Verdict
+from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
-from cube.lab.widgets import ClusterView
 from cube.task import State
 
 PREFIX = "find-"

@@ -19,8 +19,8 @@ from cube.lab.checks.core import Check, quiet_logs, wait_until
 from cube.lab.live import notebook_manager
 from cube.lab.nemesis import Nemesis
 from cube.lab.verdict import Verdict
+from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_manager
-from cube.lab.widgets import ClusterView
 from cube.node import NodeTable
 from cube.scheduler import place
 from cube.task import State, Task, TaskEvent

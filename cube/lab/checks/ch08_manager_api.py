@@ -29,8 +29,8 @@ from cube.http import Server
 from cube.lab.checks.core import Check, wait_until
 from cube.lab.nemesis import Nemesis
 from cube.lab.verdict import Verdict
+from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
-from cube.lab.widgets import ClusterView
 from cube.task import State, Task, UnknownTask, ValidationError
 
 Handler = Callable[[Any, str], tuple[int, Any]]

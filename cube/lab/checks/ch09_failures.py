@@ -20,8 +20,8 @@ from cube.lab.live import notebook_manager
 from cube.lab.nemesis import Nemesis
 from cube.lab.timeline import Span
 from cube.lab.verdict import Verdict
+from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_manager
-from cube.lab.widgets import ClusterView
 from cube.manager.health import RestartPolicy
 from cube.task import State, Task, TaskEvent
 

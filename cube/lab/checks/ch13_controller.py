@@ -26,8 +26,8 @@ from cube.cluster import LocalCluster
 from cube.lab.checks.core import Check, wait_until
 from cube.lab.nemesis import Nemesis
 from cube.lab.verdict import Verdict
+from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
-from cube.lab.widgets import ClusterView
 from cube.task import State, Task
 
 NAME = "web"
