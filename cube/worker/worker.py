@@ -201,7 +201,7 @@ class Worker:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)  # queued work is redone on start
         if suspend_tasks:
             for task in self.store.list():
                 if task.state is State.Running:
@@ -266,7 +266,10 @@ class Worker:
         """Start a new copy for the record's order (stopping an older copy first)."""
         if task.container_id:
             self.runtime.stop(task.container_id)
-            task = self._update(task, lambda t: t.replace(container_id=""))
+            cleared = self._update(task, lambda t: t.replace(container_id=""))
+            if cleared is None:
+                return  # a newer order came in meanwhile; it has its own start
+            task = cleared
         try:
             started = self.runtime.start(task)
         except Exception as exc:
