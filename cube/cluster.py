@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 import requests
 
 from cube.client import ManagerClient, WorkerClient
-from cube.reaper import Reaper
+from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
 
@@ -153,7 +152,8 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop the manager, then the workers (which stop their tasks unless
-        ``keep_tasks``). Removes the data directory if this cluster made it."""
+        ``keep_tasks``). If this cluster made its data directory, it removes it, and
+        ends any task still running from it first: nothing could adopt it later."""
         atexit.unregister(self.stop)
         self._terminate(self.manager)
         workers = list(self.workers.values())
@@ -162,8 +162,8 @@ class LocalCluster:
         for component in workers:
             self._terminate(component)
         self.client.close()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self._own_dir:  # tasks kept (keep_tasks) could never be adopted again: end them
+            reap(self.data_dir, remove=True, runtime=self.runtime, workers=list(self.workers))
         if self._reaper is not None:
             self._reaper.done()
             self._reaper = None
