@@ -24,18 +24,18 @@ lab: $(LAB)
 	$(BIN)/jupyter lab --notebook-dir=notebooks notebooks/00-index.ipynb
 
 test: $(STAMP)
-	$(BIN)/ruff check cube tests bench
-	$(BIN)/ruff format --check cube tests bench
+	$(BIN)/ruff check cube tests bench notebooks/solutions
+	$(BIN)/ruff format --check cube tests bench notebooks/solutions
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check cube tests bench
+	$(BIN)/ruff check cube tests bench notebooks/solutions
 
 format: $(STAMP)
-	$(BIN)/ruff format cube tests bench
+	$(BIN)/ruff format cube tests bench notebooks/solutions
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -48,11 +48,27 @@ class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
 
 
+class WillNotHappen(RuntimeError):
+    """:meth:`Client.wait_for` gave up early: the task has settled in a state from which
+    the awaited one cannot be reached. ``task`` is the task as last seen."""
+
+    def __init__(self, task: Task, states: tuple[State, ...]) -> None:
+        wanted = " or ".join(s.name for s in states)
+        why = f": {task.reason}" if task.reason else ""
+        super().__init__(
+            f"task {task.name} ({str(task.id)[:8]}) is {task.state.name} and will not "
+            f"become {wanted}{why}"
+        )
+        self.task, self.states = task, states
+
+
 _BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
 
 
 class Client:
     """What both APIs share: tasks, health, and the error handling."""
+
+    restarts = False  # does the other side restart a Failed task by itself?
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
         self.url = url if "://" in url else f"http://{url}"
@@ -61,6 +77,13 @@ class Client:
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def with_timeout(self, seconds: float) -> Client:
+        """A client for the same API and credentials that waits at most ``seconds`` per
+        call (widgets want an answer, or a clear "no answer", within a second)."""
+        other = type(self)(self.url, timeout=seconds)
+        other._session.headers.update(self._session.headers)
+        return other
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
@@ -88,10 +111,19 @@ class Client:
 
     def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
         """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
-        in-process, :meth:`cube.manager.Manager.wait_for` wakes on the change itself)."""
-        return wait_for_state(
-            lambda: self.task(task_id), states, timeout, lambda left: time.sleep(min(0.05, left))
-        )
+        in-process, :meth:`cube.manager.Manager.wait_for` wakes on the change itself).
+
+        Raises :class:`WillNotHappen`, with the task's state and reason, as soon as the
+        task settles where none of ``states`` can follow (a stopped task will never run),
+        rather than sitting out the timeout; :class:`TimeoutError` when time runs out."""
+
+        def get() -> Task:
+            task = self.task(task_id)
+            if task.state not in states and not reachable(task, states, self.restarts):
+                raise WillNotHappen(task, states)
+            return task
+
+        return wait_for_state(get, states, timeout, lambda left: time.sleep(min(0.05, left)))
 
     def logs(self, task_id: str | uuid.UUID, tail: int = 200) -> str:
         return self._call("GET", f"/tasks/{task_id}/logs", params={"tail": tail})["Logs"]
@@ -149,6 +181,8 @@ class WorkerClient(Client):
 class ManagerClient(Client):
     """Talks to the manager (``cube manager``, default port 5555)."""
 
+    restarts = True
+
     def nodes(self) -> list[dict[str, Any]]:
         return self._call("GET", "/nodes")
 
@@ -164,6 +198,26 @@ class ManagerClient(Client):
         response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
         header = response.headers.get("X-Cube-Index", "0")
         return response.json(), int(header) if header.isdigit() else 0
+
+
+def reachable(task: Task, states: tuple[State, ...], restarts: bool) -> bool:
+    """Can ``task`` still get to one of ``states``? Not from Completed (nothing leaves
+    it), nor from a Failed task that nobody will restart, which can only be stopped: a
+    worker never restarts a task by itself, and a manager does not once it has given up
+    or been asked to stop it."""
+    if task.state is State.Completed:
+        return False
+    if task.state is State.Failed and not (restarts and _restart_coming(task)):
+        return State.Completed in states
+    return True
+
+
+def _restart_coming(task: Task) -> bool:
+    """Will the manager restart this Failed task? Yes while one is due, or unless it has
+    said it gave up or was asked to stop it."""
+    if task.restart_at is not None:
+        return True
+    return task.desired is not State.Completed and not task.reason.startswith("gave up")
 
 
 def _short(exc: Exception) -> str:

@@ -145,6 +145,7 @@ def test_run_status_stop_logs_events_node(up, tmp_path):
 
 
 def test_cube_up_resumes_on_the_same_data_dir(up):
+    # `cube up` prints this once every worker answers; the manager may answer a moment before
     eventually(lambda: "Try:  cube run --name web --image cube/echo " in up.log.read_text())
     up.cli("run", "--name", "survivor", "--image", "cube/echo")
     eventually(lambda: status_table(up)[0]["STATE"] == "Running")
