@@ -13,12 +13,14 @@ traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import hmac
 import ipaddress
 import json
 import logging
 import random
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,6 +162,7 @@ def query_int(name: str, default: int, limit: int = 100_000) -> int:
 
 
 MAX_WAIT = 60.0
+SLOW_STOP = 10.0  # seconds: a stop taking longer logs every thread's stack
 SPARE_THREADS = 4
 GROW_THREADS = 16
 MAX_THREADS = 1024
@@ -359,7 +362,12 @@ def serve_until_stopped(server: Server, on_stop: Callable[[], None]) -> None:
         stopping.wait()
         log.info("stopping")
     finally:
-        server.stop()
-        on_stop()
+        # A stop that hangs says where: every thread's stack goes to the log.
+        faulthandler.dump_traceback_later(SLOW_STOP, file=sys.stderr)
+        try:
+            server.stop()
+            on_stop()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

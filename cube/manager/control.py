@@ -127,18 +127,18 @@ class Control:
                 self.pool.submit(self._process, task_id)
 
     def _process(self, task_id: str) -> None:
-        again: float | None = None
+        again: tuple[float, str] | None = None
         try:
             again = self.reconcile_one(task_id)
         except Exception:
             log.exception("reconciling task %s failed; trying again shortly", task_id)
-            again = time.time() + self.m.update_interval
+            again = time.time() + self.m.update_interval, "after an error"
         finally:
-            self.m.timers.done(task_id, again, "plan")
+            self.m.timers.done(task_id, *(again or (None, "")))
 
-    def reconcile_one(self, task_id: str) -> float | None:
+    def reconcile_one(self, task_id: str) -> tuple[float, str] | None:
         """Decide for one task, store the decision, send its orders. Returns when to
-        look at it again (epoch seconds), or None."""
+        look at it again (epoch seconds) and why, or None."""
         m = self.m
         with m.lock:
             task = m.records.get(task_id)
@@ -156,8 +156,10 @@ class Control:
         for action in plan.actions:
             changed |= self._send(action)
         if changed:
-            return time.time()
-        return plan.wake.timestamp() if plan.wake else None
+            return time.time(), "an order's answer"
+        if plan.wake is None:
+            return None
+        return plan.wake.timestamp(), (plan.note or "no answer yet to its order")[:120]
 
     # -------------------------------------------------------------------- acting
 
