@@ -14,6 +14,7 @@ depend on how the manager or the worker is built.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,23 @@ def notebook_manager(
         options["restart"] = restart
     manager = Manager(addresses, scheduler, **options).start()
     try:
+        _wait_up(manager)
         yield manager
     finally:
         ids = [str(t.id) for t in manager.list_tasks()]
         manager.close()
         _stop_everywhere(cluster, ids)
+
+
+def _wait_up(manager: Any, timeout: float = 10.0) -> None:
+    """Until the manager has heard from every worker: on a busy machine its first probe
+    may time out, and a checker must not mistake that for the learner's doing."""
+    deadline = time.monotonic() + timeout
+    with manager.cluster.changes.cond:
+        while time.monotonic() < deadline:
+            if all(node.state == "up" for node in manager.list_nodes()):
+                return
+            manager.cluster.changes.cond.wait(0.2)
 
 
 def _stop_everywhere(cluster: LocalCluster, task_ids: list[str]) -> None:
