@@ -195,9 +195,13 @@ class ManagerClient(Client):
         """A blocking query: ``path``'s answer once it changed after ``index`` (or after
         ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
         query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
+        began = time.monotonic()
         response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
         header = response.headers.get("X-Cube-Index", "0")
-        return response.json(), int(header) if header.isdigit() else 0
+        now = int(header) if header.isdigit() else 0
+        if index and now == index and time.monotonic() - began < wait / 2:
+            time.sleep(min(1.0, wait))  # answered early with no change (a stopping server)
+        return response.json(), now
 
 
 def reachable(task: Task, states: tuple[State, ...], restarts: bool) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,6 +165,8 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            ok = self.once(WATCH_WAIT if self._index else 0.0)
-            if not ok or not self._index:
-                self._stop.wait(self.interval)  # no watch here (or no answer): ask later
+            asked, began = self._index, time.monotonic()
+            ok = self.once(WATCH_WAIT if asked else 0.0)
+            early = asked and self._index == asked and time.monotonic() - began < WATCH_WAIT / 2
+            if not ok or not self._index or early:  # no watch here, no answer, or a worker
+                self._stop.wait(self.interval)  # answering at once as it stops: ask later
