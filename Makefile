@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 LAB    := $(VENV)/.installed-lab
+# Tests mostly wait on real processes, so three at a time fit on two cores; each file
+# (each notebook) stays on one worker, in order.
+JOBS   ?= 3
 
 .PHONY: lab test bench lint format clean
 
@@ -26,7 +29,8 @@ lab: $(LAB)
 test: $(STAMP)
 	$(BIN)/ruff check cube tests bench notebooks/solutions
 	$(BIN)/ruff format --check cube tests bench notebooks/solutions
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+		-n $(JOBS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
