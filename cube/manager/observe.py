@@ -65,15 +65,6 @@ class Reports:
         changed = {k for k in fresh.keys() | old.keys() if fresh.get(k) != old.get(k)}
         return changed, False
 
-    def put(self, worker: str, task: Task) -> bool:
-        """One copy, as a worker just answered it (to a post); True when it changed."""
-        with self._lock:
-            known = self._lists.get(worker)
-            if known is None or known.get(str(task.id)) == task:
-                return False
-            known[str(task.id)] = task
-            return True
-
     def drop(self, worker: str, task_id: str) -> None:
         with self._lock:
             known = self._lists.get(worker)
