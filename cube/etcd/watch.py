@@ -105,6 +105,9 @@ class Watch:
         return self.next_revision - 1
 
     def start(self) -> Watch:
+        """Start the thread (once: a started watch is returned as it is)."""
+        if self._thread is not None:
+            return self
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
         return self
