@@ -22,6 +22,7 @@ from cube.etcd import (
     Election,
     EtcdClient,
     EtcdStore,
+    EtcdUnavailable,
     NotLeader,
     Txn,
     current_leader,
@@ -219,7 +220,7 @@ def test_a_leader_paused_past_its_lease_is_fenced_when_resumed(client, prefix, c
 # ---------------------------------------------------------------------- etcd's faults
 
 
-def test_a_three_member_etcd_keeps_working_with_one_member_killed(local_etcd, contenders):
+def test_a_three_member_etcd_works_with_a_member_killed_and_after_losing_quorum(local_etcd, contenders):
     cluster = local_etcd(3)
     client = cluster.client(timeout=2)
     prefix = "/cube"
@@ -247,7 +248,27 @@ def test_a_three_member_etcd_keeps_working_with_one_member_killed(local_etcd, co
 
     count = len(log_entries(client, prefix))
     eventually(lambda: len(log_entries(client, prefix)) > count + 5, 4 * TTL, "a leader writing")
+
+    # two down: no quorum. The last member says "no leader" at once (no hanging), and
+    # once the others are back everything goes on where it was.
+    second = next(m for m in cluster.members if m is not victim and m.url == client.current)
+    second.kill()
+    eventually(lambda: _unavailable_fast(store), 10, "'no leader' from the last member")
     victim.start()
+    second.start()
     cluster.wait_healthy()
+    store.put("back", 1)
+    eventually(lambda: seen and seen[-1].key == "back", 10, "the watch after the outage")
+    count = len(log_entries(client, prefix))
+    eventually(lambda: len(log_entries(client, prefix)) > count + 5, 4 * TTL, "a leader again")
     watcher.close()
     check_fenced_history(client, prefix, group.values())
+
+
+def _unavailable_fast(store: EtcdStore) -> bool:
+    started = time.monotonic()
+    try:
+        store.get("before-0")
+    except EtcdUnavailable:
+        return time.monotonic() - started < 0.5
+    return False

@@ -27,8 +27,9 @@ Several endpoints: requests go to the member that answered last; one that cannot
 reached, or says it has no leader, is skipped for the next. A read is tried on every
 member. A write whose answer was lost after it was sent is not sent again blindly (it
 may have been applied): :class:`~cube.etcd.errors.OutcomeUnknown` says so, and the
-caller reads back. Reads are linearizable (etcd's default), so a member cut off from
-its cluster answers an error rather than old data.
+caller reads back. Reads are linearizable (etcd's default), and every request asks for
+a member with a leader (etcd's "require leader"), so a member cut off from its cluster
+answers "no leader" at once, rather than old data or a timeout, and is skipped.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ from cube.etcd.errors import Compacted, EtcdError, EtcdUnavailable, OutcomeUnkno
 from cube.store import StoreFull
 
 CONNECT_TIMEOUT = 1.0  # seconds to open a connection: a member that is down is skipped fast
+# etcd's "require leader" (gRPC metadata, which the gateway takes from this header): a
+# member cut off from its cluster answers "no leader" at once instead of waiting out its
+# request timeout, and ends a watch it can no longer serve, so the next member is tried
+HEADERS = {"Content-Type": "application/json", "Grpc-Metadata-hasleader": "true"}
 # what a member answers when it cannot serve now but another member may (gRPC codes)
 UNAVAILABLE, RESOURCE_EXHAUSTED = 14, 8
 AMBIGUOUS = ("request timed out",)  # etcd's words for "proposed, outcome unknown"
@@ -334,7 +339,7 @@ class EtcdClient:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            session.headers["Content-Type"] = "application/json"
+            session.headers.update(HEADERS)
             self._local.session = session
             with self._lock:
                 self._sessions.append(session)

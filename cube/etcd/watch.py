@@ -9,8 +9,11 @@ etcd with the oldest revision it still has, and :class:`Watch` tells its caller
 (``on_compacted``), who must read afresh (list, then watch from the list's revision:
 what Kubernetes' informers do) and says where to resume.
 
-A stream that stays silent for ``idle`` seconds is opened again the same way, so a
-member that hangs without closing its connection (paused, cut off) is left too.
+A member that loses its cluster ends the watch itself (the watch asks for etcd's
+"require leader"), and TCP keepalives find a connection whose peer vanished (a machine
+down, a network cut): either way the watch moves on. ``idle`` adds a limit on silence
+(off by default: a quiet prefix is not a fault, and a watch that reconnects from an old
+revision may find its history compacted).
 
 The stream is read with the standard library's ``http.client`` rather than
 ``requests``: the watch owns its socket, so :meth:`Watch.close` can shut it down and
@@ -30,11 +33,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from cube.etcd.client import CONNECT_TIMEOUT, EtcdClient, KeyValue, b64, prefix_end
+from cube.etcd.client import CONNECT_TIMEOUT, HEADERS, EtcdClient, KeyValue, b64, prefix_end
 
 log = logging.getLogger(__name__)
 
-IDLE = 30.0  # seconds of silence after which a watch reconnects (from where it was)
+KEEPALIVE = (10, 3, 3)  # TCP: first probe after 10 s idle, every 3 s, 3 unanswered: gone
 RETRY_MAX = 1.0  # seconds: the longest pause between two attempts to reconnect
 
 
@@ -81,7 +84,7 @@ class Watch:
         end: str | None = None,
         from_revision: int = 0,
         on_compacted: Callable[[int], int | None] | None = None,
-        idle: float = IDLE,
+        idle: float | None = None,
         name: str = "etcd-watch",
     ) -> None:
         self.client = client
@@ -173,12 +176,9 @@ class Watch:
         try:
             conn.connect()
             conn.sock.settimeout(self.idle)
-            conn.request(
-                "POST",
-                "/v3/watch",
-                body=json.dumps(self._create_request()),
-                headers={"Content-Type": "application/json"},
-            )
+            _keepalive(conn.sock)
+            body = json.dumps(self._create_request())
+            conn.request("POST", "/v3/watch", body=body, headers=HEADERS)
             response = conn.getresponse()
             if response.status != 200:
                 raise _Reconnect(f"HTTP {response.status}: {response.read(200)!r}")
@@ -249,6 +249,16 @@ class Watch:
                 oldest,
             )
         self.next_revision = resume or oldest
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalives, so a peer that vanished without closing is noticed (Linux)."""
+    idle, interval, count = KEEPALIVE
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
 
 
 def watch(
