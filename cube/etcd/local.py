@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -178,15 +179,23 @@ class LocalEtcd:
         self.stop()
 
 
-def free_ports(count: int, tries: int = 50) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 now."""
+def free_ports(count: int, tries: int = 200) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 now, below the range
+    the kernel hands out to outgoing connections: a member killed and started again
+    must find its ports still free, not taken meanwhile by some client's connection."""
+    low = _ephemeral_low()
     for _ in range(tries):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count < 65536 and all(_free(p) for p in range(first, first + count)):
+        first = random.randrange(max(1024, low - 12000), low - count)
+        if all(_free(p) for p in range(first, first + count)):
             return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    raise RuntimeError(f"no {count} consecutive free ports found below {low}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default; elsewhere, a guess
 
 
 def _free(port: int) -> bool:
