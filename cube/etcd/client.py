@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,11 +146,17 @@ def parse_endpoints(spec: str | Sequence[str]) -> list[str]:
 
 
 class EtcdClient:
-    """etcd's v3 API over HTTP, on one or several endpoints. Thread-safe."""
+    """etcd's v3 API over HTTP, on one or several endpoints. Thread-safe.
 
-    def __init__(self, endpoints: str | Sequence[str], timeout: float = 5.0) -> None:
+    ``timeout`` bounds one request to one member; ``patience`` one call, across members
+    and retries (default: the same)."""
+
+    def __init__(
+        self, endpoints: str | Sequence[str], timeout: float = 5.0, patience: float | None = None
+    ) -> None:
         self.endpoints = parse_endpoints(endpoints)
-        self.timeout = timeout
+        self.timeout = timeout  # seconds for one request to one member
+        self.patience = timeout if patience is None else patience  # for one call, in all
         self._current = 0
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -173,18 +180,37 @@ class EtcdClient:
     def call(
         self, path: str, body: dict[str, Any], *, retry: bool = True, timeout: float | None = None
     ) -> dict[str, Any]:
-        """POST ``body`` to ``/v3/<path>`` on the first endpoint that can answer.
+        """POST ``body`` to ``/v3/<path>`` on the first endpoint that can answer, trying
+        them all again (briefly pausing) while none can, for up to ``timeout`` (default:
+        the client's ``patience``): an etcd cluster electing a new leader answers "no
+        leader" for a second or two.
 
         ``retry=False`` for writes that must not be applied twice (transactions,
-        deletes): once one may have reached etcd, it is not sent to another member.
+        deletes): once one may have reached etcd, it is not sent again.
         Raises :class:`EtcdUnavailable`, :class:`OutcomeUnknown`,
         :class:`~cube.store.StoreFull`, :class:`Compacted` or :class:`EtcdError`."""
-        tried: list[str] = []
-        wait = timeout or self.timeout
+        deadline = time.monotonic() + (timeout if timeout is not None else self.patience)
+        pause = 0.05
+        while True:
+            tried: list[str] = []
+            answer = self._round(path, body, retry, deadline, tried)
+            if answer is not None:
+                return answer
+            if time.monotonic() + pause >= deadline:
+                raise EtcdUnavailable(f"no etcd endpoint answered {path}: {'; '.join(tried)}")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _round(
+        self, path: str, body: dict[str, Any], retry: bool, deadline: float, tried: list[str]
+    ) -> dict[str, Any] | None:
+        """One try on each endpoint, from the current one; None when none could answer
+        (why each could not is added to ``tried``)."""
         first = self._current
         for step in range(len(self.endpoints)):
             index = (first + step) % len(self.endpoints)
             endpoint = self.endpoints[index]
+            wait = max(0.05, min(self.timeout, deadline - time.monotonic()))
             try:
                 response = self._session().post(
                     f"{endpoint}/v3/{path}",
@@ -210,7 +236,7 @@ class EtcdClient:
             if "compacted" in message:
                 raise Compacted(message)
             raise EtcdError(f"etcd {endpoint}: {message}", code)
-        raise EtcdUnavailable(f"no etcd endpoint answered {path}: {'; '.join(tried)}")
+        return None
 
     # ------------------------------------------------------------------ keys
 
