@@ -153,6 +153,7 @@ def _kill_the_leader(
 
     w = watch(client, f"{prefix}/log/", written)
     w.ready.wait(5)
+    time.sleep(0.5)  # let it lead a while: a longer history to check
     os.kill(procs[leader.name].pid, signal.SIGKILL)
     killed = time.monotonic()
     procs.pop(leader.name).wait()
