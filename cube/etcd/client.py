@@ -20,8 +20,9 @@ Why not a library. Tried against Debian's etcd 3.4.23:
   socket it found by file number. It would add four dependencies (futurist,
   debtcollector, pbr, wrapt) for what is a few dozen lines below.
 
-So the gateway, directly: one small class, no new dependency (the ``etcd`` extra stays
-empty; the store is there only with ``--store etcd``), every call visible.
+So the gateway, directly: one small class, every call visible, and no new dependency
+(``requests`` is one already), so no ``etcd`` extra is needed: what ``--store etcd``
+needs beyond Cube's core is an etcd server.
 
 Several endpoints: requests go to the member that answered last; one that cannot be
 reached, or says it has no leader, is skipped for the next. A read is tried on every
