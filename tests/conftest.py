@@ -1,13 +1,20 @@
 """Shared fixtures. Docker tests skip without a daemon, except in CI
-(``CUBE_REQUIRE_DOCKER=1``), where a missing daemon is a failure."""
+(``CUBE_REQUIRE_DOCKER=1``), where a missing daemon is a failure; etcd tests likewise
+without etcd (``CUBE_REQUIRE_ETCD=1``)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from cube.runtime import docker_available
+
+if TYPE_CHECKING:
+    from cube.etcd import LocalEtcd
 
 REQUIRE_DOCKER = os.environ.get("CUBE_REQUIRE_DOCKER") == "1"
 
@@ -21,10 +28,52 @@ def docker_ok() -> None:
         pytest.skip(why)
 
 
+@pytest.fixture(scope="session")
+def etcd_ok(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
+    """The endpoints of a real etcd: ``CUBE_ETCD``'s (CI starts one with
+    scripts/etcd-up.sh), else a member started for the session where etcd is installed."""
+    from etcd_helpers import REQUIRE_ETCD, session_etcd, why_no_etcd
+
+    why = why_no_etcd()
+    if why:
+        if REQUIRE_ETCD:
+            pytest.fail(f"CUBE_REQUIRE_ETCD=1 but {why}")
+        pytest.skip(why)
+    with session_etcd(tmp_path_factory.mktemp("etcd")) as endpoints:
+        yield endpoints
+
+
+@pytest.fixture
+def local_etcd(tmp_path: Path) -> Iterator[Callable[..., LocalEtcd]]:
+    """Start etcd clusters of a test's own (to kill, pause, restart members), on free
+    ports; every one is stopped and its data removed after the test."""
+    from etcd_helpers import REQUIRE_ETCD
+
+    from cube.etcd import LocalEtcd, etcd_binary
+
+    if etcd_binary() is None:
+        why = "no etcd installed (scripts/etcd-up.sh installs Debian's etcd-server)"
+        if REQUIRE_ETCD:
+            pytest.fail(f"CUBE_REQUIRE_ETCD=1 but {why}")
+        pytest.skip(why)
+    started: list[LocalEtcd] = []
+
+    def start(members: int = 1, **options: Any) -> LocalEtcd:
+        cluster = LocalEtcd.on_free_ports(tmp_path / f"etcd-{len(started)}", members, **options)
+        started.append(cluster)
+        return cluster.start()
+
+    yield start
+    for cluster in started:
+        cluster.remove()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("docker"):
             item.fixturenames.insert(0, "docker_ok")
+        if item.get_closest_marker("etcd"):
+            item.fixturenames.insert(0, "etcd_ok")
 
 
 @pytest.fixture(autouse=True)
