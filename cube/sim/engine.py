@@ -359,6 +359,7 @@ class _Engine:
             wait=wait,
             waiting=np.array(waiting, dtype=np.int64),
             node_names=list(self.nodes.names),
+            checked=self.placer.checked if isinstance(self.placer, Verified) else 0,
         )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from cube.node import Demand, NodeTable
 from cube.scheduler import BestFit, Epvm, Greedy, RoundRobin, Scheduler
-from cube.sim.fastscore import CORES, ROOM, FastBestFit, FastEpvm
+from cube.sim.fastscore import FastBestFit, FastEpvm
 from cube.sim.placement import Free, Placer
 
 
@@ -92,7 +92,7 @@ class FastGreedy:
         if self.nodes.up.item(w) and self.free.fits(task, w):
             return w
         np.copyto(self.score, self.use)
-        return self.free.lowest(task, self.score, (ROOM, CORES))
+        return self.free.lowest(task, self.score, ("memory", "cpu", "all"))
 
 
 FAST: dict[type, type] = {

@@ -26,13 +26,14 @@ from cube.sim.placement import Free, ask, rows
 LN_LIEB, LN10 = math.log(LIEB), math.log(10)
 TIE = 1e-8  # relative; the factors are good to about 1e-15, best-fit's unclipped edge to 3e-9
 FEW = 256  # close calls among more nodes than this go to the scheduler on the whole table
-CORES, ROOM = ("cpu",), ("memory", "disk")
-STAGES = (CORES, ROOM)  # what a node full of tasks runs out of first, then the rest
+STAGES = ("cpu", "memory", "all")  # what E-PVM's favourites lack first, then the rest
 
 
 class _Scored:
-    """What FastEpvm and FastBestFit share: per-node factors, scratch arrays, the
-    decision, and handing close calls to the scheduler."""
+    """What FastEpvm and FastBestFit share: per-node factors (rows of ``factors``),
+    scratch arrays, the decision, and handing close calls to the scheduler."""
+
+    factors: np.ndarray
 
     def __init__(self, scheduler: Scheduler, nodes: NodeTable) -> None:
         self.scheduler, self.nodes, self.free = scheduler, nodes, Free(nodes)
@@ -68,7 +69,19 @@ class _Scored:
             return f(sizes[0])
         return np.array([f(size) for size in sizes])[of]
 
-    def decide(self, task: Demand, stages: tuple[tuple[str, ...], ...]) -> int | None:
+    def _weighted(self, weights: list[np.ndarray | float]) -> np.ndarray:
+        """``self.score`` = the sum of each row of ``self.factors`` times its weight: one
+        matrix-vector product when every weight is a number (all nodes one size)."""
+        score = self.score
+        if all(isinstance(w, float) for w in weights):
+            return np.matmul(np.array(weights), self.factors, out=score)
+        np.multiply(self.factors[0], weights[0], out=score)
+        for row, weight in zip(self.factors[1:], weights[1:], strict=True):
+            np.multiply(row, weight, out=self.term)
+            score += self.term
+        return score
+
+    def decide(self, task: Demand, stages: tuple[str, ...]) -> int | None:
         """The winner, given ``self.score`` for every node, barring those without room
         in ``stages`` as needed (see :meth:`Free.lowest`)."""
         score = self.score
@@ -107,8 +120,8 @@ class FastEpvm(_Scored):
     are barred only when that winner turns out not to fit."""
 
     def __init__(self, scheduler: Epvm, nodes: NodeTable) -> None:
-        n = len(nodes)
-        self.cpu_power, self.memory_power, self.jobs = np.empty(n), np.empty(n), np.empty(n)
+        self.factors = np.empty((3, len(nodes)))
+        self.memory_power, self.cpu_power, self.jobs = self.factors  # row views
         super().__init__(scheduler, nodes)
 
     def _factors(self, i: int) -> None:
@@ -127,27 +140,23 @@ class FastEpvm(_Scored):
         per_cpu = self._per_size(
             lambda size: math.expm1(LN_LIEB * cpu / size), self.cores, self.cores_of
         )
-        score, term = self.score, self.term
-        np.multiply(self.memory_power, per_memory, out=score)
-        np.multiply(self.cpu_power, per_cpu, out=term)
-        score += term
-        score += self.jobs
+        self._weighted([per_memory, per_cpu, 1.0])
         return self.decide(task, STAGES)
 
 
 class FastBestFit(_Scored):
     """Best-fit's score, ``10**-u * 10**(1 - du) + 10**-m * 10**(1 - dm)`` (each term at
     least 1), with each node's ``10**-u`` and ``10**-m`` kept (zero on a node that is
-    down). Best-fit prefers the fullest node, which rarely has room for more cores, so
-    nodes short of cores are always barred.
+    down). Best-fit prefers the fullest node, which rarely has room, so nodes short of
+    anything the task asks are always barred first.
 
     On a table without measured use (a simulated cluster) a term falls below 1 only on
     a node without room, or by rounding on one exactly full (by at most 3e-9, well
     inside ``TIE``), so the clipping at 1 is left out."""
 
     def __init__(self, scheduler: BestFit, nodes: NodeTable) -> None:
-        n = len(nodes)
-        self.cpu_power, self.memory_power = np.empty(n), np.empty(n)
+        self.factors = np.empty((2, len(nodes)))
+        self.cpu_power, self.memory_power = self.factors  # row views
         # whole cores and at least a MiB keep the unclipped terms within 3e-9 of the real
         self.unmeasured = not (nodes.cpu_load.any() or nodes.memory_used.any())
         self.unmeasured &= bool(nodes.cores.min() >= 1 and nodes.memory.min() >= 1 << 20)
@@ -169,12 +178,12 @@ class FastBestFit(_Scored):
         per_memory = self._per_size(
             lambda size: math.exp(LN10 * (1 - memory / size)), self.memory, self.memory_of
         )
-        score, term = self.score, self.term
-        np.multiply(self.cpu_power, per_cpu, out=score)
-        np.multiply(self.memory_power, per_memory, out=term)
-        if not self.unmeasured:
-            np.maximum(score, 1, out=score)
-            np.maximum(term, 1, out=term)
-        score += term
-        self.free.bar(task, score, CORES)
-        return self.decide(task, (ROOM,))
+        if self.unmeasured:
+            score = self._weighted([per_cpu, per_memory])
+        else:
+            score, term = self.score, self.term
+            np.maximum(np.multiply(self.cpu_power, per_cpu, out=score), 1, out=score)
+            np.maximum(np.multiply(self.memory_power, per_memory, out=term), 1, out=term)
+            score += term
+        self.free.bar(task, score, ("cpu", "memory", "disk"))
+        return self.decide(task, ())

@@ -28,10 +28,10 @@ import numpy as np
 
 from cube.node import Demand, NodeTable
 from cube.scheduler import Scheduler, fits
+from cube.sim.ladder import BARRED, CPU_RUNGS, MEMORY_RUNGS, Ladder
 
 EDGE = 1e-6  # cores: a node this close to fitting is decided by cube.scheduler.fits
 BYTE_EDGE = 0.5  # bytes: the same for memory and disk (whole numbers of bytes, as a rule)
-BARRED = 1e300  # added to the score of a node that cannot take the task
 TIE = 1e-9  # relative: scores this close are decided by the scheduler itself
 _COLUMNS = tuple(f.name for f in fields(NodeTable) if f.name != "names")
 
@@ -95,23 +95,30 @@ class Free:
         n = len(nodes)
         self.cpu, self.memory, self.disk = np.empty(n), np.empty(n), np.empty(n)
         self.least_disk = math.inf
+        self.ladders: dict[str, Ladder] = {}
         for i in range(n):
             self.update(i)
         self.least_disk = self._least_disk()
+        self.ladders = {
+            "cpu": Ladder(CPU_RUNGS, self.cpu),
+            "memory": Ladder(MEMORY_RUNGS, self.memory),
+        }
         self._bad, self._also = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
         self._penalty = np.empty(n)
 
     def update(self, i: int) -> None:
         t = self.nodes
-        if not t.up[i]:
-            self.cpu[i] = self.memory[i] = self.disk[i] = -math.inf
-            return
-        self.cpu[i] = self.cores[i] - t.cpu_allocated.item(i)
-        self.memory[i] = self.memory_size[i] - max(self.memory_used[i], t.memory_allocated.item(i))
-        disk = self.disk_size[i] - max(self.disk_used[i], t.disk_allocated.item(i))
-        self.disk[i] = disk
-        if disk < self.least_disk:
-            self.least_disk = disk
+        if t.up.item(i):
+            cpu = self.cores[i] - t.cpu_allocated.item(i)
+            memory = self.memory_size[i] - max(self.memory_used[i], t.memory_allocated.item(i))
+            disk = self.disk_size[i] - max(self.disk_used[i], t.disk_allocated.item(i))
+            self.least_disk = min(self.least_disk, disk)
+        else:
+            cpu = memory = disk = -math.inf
+        self.cpu[i], self.memory[i], self.disk[i] = cpu, memory, disk
+        if self.ladders:
+            self.ladders["cpu"].update(i, cpu)
+            self.ladders["memory"].update(i, memory)
 
     def _least_disk(self) -> float:
         """The least free disk on any node that is up (a floor: it may lag, lower)."""
@@ -153,13 +160,13 @@ class Free:
         self._penalty *= BARRED
         score += self._penalty
 
-    def lowest(
-        self, task: Demand, score: np.ndarray, stages: tuple[tuple[str, ...], ...]
-    ) -> int | None:
+    def lowest(self, task: Demand, score: np.ndarray, stages: tuple[str, ...]) -> int | None:
         """The node with the lowest ``score`` (the first of equals) that fits ``task``,
-        or None. Each time the winner turns out not to fit, the nodes short of the next
-        group of ``stages`` are barred (:meth:`bar`) before looking again: the right
-        order (what the scheduler's favourites usually lack first) saves passes."""
+        or None. Each time the winner turns out not to fit, the next of ``stages`` bars
+        more of the nodes without room before looking again: ``"cpu"`` and ``"memory"``
+        by a ladder (:mod:`cube.sim.ladder`, one pass), then ``"all"`` exactly
+        (:meth:`bar`, a few passes). In the right order (what the scheduler's favourites
+        usually lack first) most decisions need one stage or none."""
         stage = 0
         while True:
             w = int(score.argmin())
@@ -170,10 +177,19 @@ class Free:
             if not self.nodes.up.item(w):
                 self._add_penalty(score, np.logical_not(self.nodes.up, out=self._bad))
             elif stage < len(stages):
-                self.bar(task, score, stages[stage])
+                self._bar_stage(task, score, stages[stage])
                 stage += 1
             else:
                 score[w] = math.inf  # on the edge of fitting, and not: not this one
+
+    def _bar_stage(self, task: Demand, score: np.ndarray, stage: str) -> None:
+        if stage == "all":
+            self.bar(task, score, ("cpu", "memory", "disk"))
+            return
+        want = getattr(task, stage) - (EDGE if stage == "cpu" else BYTE_EDGE)
+        row = self.ladders[stage].row(want)
+        if row is not None:
+            score += row
 
     def short_of_disk(self, want: float) -> bool:
         """Might some node that is up have less than ``want`` disk free?"""
@@ -212,6 +228,7 @@ class Verified:
     def __init__(self, fast: Placer, scheduler: Scheduler, nodes: NodeTable, every: int) -> None:
         self.fast, self.scheduler, self.nodes, self.every = fast, scheduler, nodes, every
         self.decisions = self.checked = 0
+        self.changed = fast.changed  # nothing to check there: straight through
 
     def place(self, task: Demand) -> int | None:
         self.decisions += 1
@@ -230,6 +247,3 @@ class Verified:
                 "simulate(..., fast=False) runs without the fast path"
             )
         return got
-
-    def changed(self, node: int) -> None:
-        self.fast.changed(node)
