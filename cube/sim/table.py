@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 GROUP = ("cluster", "load", "scheduler")
-HEADLINE = ("cpu_utilisation", "stranded_cpu", "wait_p50", "wait_p99", "unplaced")
+HEADLINE = ("cpu_utilisation", "stranded_cpu", "stranded_memory", "wait_p99", "makespan")
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom
 T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201,
        2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074,
