@@ -82,9 +82,9 @@ class FastGreedy:
         self.score = np.empty(len(nodes))
 
     def changed(self, node: int) -> None:
-        self.free.update(node)
-        allocated = self.nodes.cpu_allocated.item(node)
-        self.use[node] = max(self.load[node], allocated / max(self.free.cores[node], 1e-9))
+        row = self.free.row(node)
+        self.free.update(node, row)
+        self.use[node] = max(self.load[node], row.cpu / max(self.free.cores[node], 1e-9))
 
     def place(self, task: Demand) -> int | None:
         # the least busy CPU often has room; when not, it is most often short of memory

@@ -14,6 +14,7 @@ any such difference); otherwise the scheduler itself decides among the close one
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from cube.node import Demand, NodeTable
 from cube.scheduler import LIEB, MAX_JOBS, BestFit, Epvm, Scheduler
-from cube.sim.placement import Free, ask, rows
+from cube.sim.placement import Free, Row, ask, rows
 
 LN_LIEB, LN10 = math.log(LIEB), math.log(10)
 TIE = 1e-8  # relative; the factors are good to about 1e-15, best-fit's unclipped edge to 3e-9
@@ -44,21 +45,26 @@ class _Scored:
         self.score, self.term = np.empty(n), np.empty(n)
         self.size_cpu, self.size_memory = self.free.cores, self.free.memory_size
         self.load, self.memory_used = nodes.cpu_load.tolist(), self.free.memory_used
+        fixed = [nodes.cores, nodes.memory, nodes.disk, nodes.cpu_load, nodes.memory_used]
+        fixed.append(nodes.disk_used)
+        self.kind = np.unique(np.stack(fixed, axis=1), axis=0, return_inverse=True)[1].ravel()
+        self.empty = np.zeros(n, dtype=bool)  # up, and nothing promised: a fresh node
         for i in range(n):
-            self._factors(i)
+            self.changed(i)
 
     def changed(self, node: int) -> None:
-        self.free.update(node)
-        self._factors(node)
+        row = self.free.row(node)
+        self.free.update(node, row)
+        self._factors(node, row)
+        self.empty[node] = row.empty
 
-    def _factors(self, i: int) -> None:
+    def _factors(self, i: int, row: Row) -> None:
         raise NotImplementedError
 
-    def _use(self, i: int) -> tuple[float, float]:
+    def _use(self, i: int, row: Row) -> tuple[float, float]:
         """Node ``i``'s CPU and memory shares in use, as the schedulers compute them."""
-        t = self.nodes
-        cpu = max(self.load[i], t.cpu_allocated.item(i) / max(self.size_cpu[i], 1e-9))
-        memory = max(self.memory_used[i], t.memory_allocated.item(i))
+        cpu = max(self.load[i], row.cpu / max(self.size_cpu[i], 1e-9))
+        memory = max(self.memory_used[i], row.memory)
         return cpu, memory / max(self.size_memory[i], 1.0)
 
     def _per_size(
@@ -96,12 +102,25 @@ class _Scored:
         if runner_up > best + margin:
             return w
         close = (score <= best + margin).nonzero()[0]
-        if len(close) > FEW:  # many equal nodes (an empty cluster): as cheap to ask all
-            return ask(self.scheduler, task, self.nodes)
+        if len(close) > FEW:
+            if self._twins(close) and self.free.fits(task, int(close[0])):
+                return int(close[0])  # identical rows score alike: the first wins the tie
+            return ask(self.scheduler, task, self.nodes)  # as cheap as asking about `close`
         pick = ask(self.judge, task, rows(self.nodes, close))
         if pick is not None and score[close[pick]] <= best + margin / 2:
             return int(close[pick])
         return ask(self.scheduler, task, self.nodes)  # the winner may lie outside `close`
+
+    def _twins(self, close: np.ndarray) -> bool:
+        """Are the nodes ``close`` all fresh and of one kind, hence identical rows?"""
+        kind = self.kind[close]
+        return bool(self.empty[close].all() and (kind == kind[0]).all())
+
+
+@functools.cache
+def _jobs(n: int) -> float:
+    """E-PVM's cost of one more task on a node running ``n``."""
+    return 2 * (LIEB ** ((n + 1) / MAX_JOBS) - LIEB ** (n / MAX_JOBS))
 
 
 def _sizes(capacity: np.ndarray, floor: float) -> tuple[list[float], np.ndarray]:
@@ -124,13 +143,11 @@ class FastEpvm(_Scored):
         self.memory_power, self.cpu_power, self.jobs = self.factors  # row views
         super().__init__(scheduler, nodes)
 
-    def _factors(self, i: int) -> None:
-        cpu, memory = self._use(i)
+    def _factors(self, i: int, row: Row) -> None:
+        cpu, memory = self._use(i, row)
         self.cpu_power[i] = math.exp(cpu * LN_LIEB)
         self.memory_power[i] = math.exp(memory * LN_LIEB)
-        n = self.nodes.task_count.item(i)
-        jobs = 2 * (LIEB ** ((n + 1) / MAX_JOBS) - LIEB ** (n / MAX_JOBS))
-        self.jobs[i] = jobs if self.nodes.up[i] else math.inf
+        self.jobs[i] = _jobs(row.tasks) if row.up else math.inf
 
     def place(self, task: Demand) -> int | None:
         cpu, memory = (task.cpu if task.cpu > 0 else 1.0), task.memory
@@ -162,11 +179,11 @@ class FastBestFit(_Scored):
         self.unmeasured &= bool(nodes.cores.min() >= 1 and nodes.memory.min() >= 1 << 20)
         super().__init__(scheduler, nodes)
 
-    def _factors(self, i: int) -> None:
-        if not self.nodes.up[i]:
+    def _factors(self, i: int, row: Row) -> None:
+        if not row.up:
             self.cpu_power[i] = self.memory_power[i] = 0.0
             return
-        cpu, memory = self._use(i)
+        cpu, memory = self._use(i, row)
         self.cpu_power[i] = math.exp(-cpu * LN10)
         self.memory_power[i] = math.exp(-memory * LN10)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -77,6 +77,21 @@ def rows(nodes: NodeTable, index: np.ndarray) -> NodeTable:
     return NodeTable(names=[nodes.names[i] for i in index.tolist()], **taken)
 
 
+class Row(NamedTuple):
+    """What a node has promised to tasks (and whether it is up), as the engine left it."""
+
+    up: bool
+    cpu: float
+    memory: float
+    disk: float
+    tasks: int
+
+    @property
+    def empty(self) -> bool:
+        """Up, with nothing promised: a node as fresh as when the simulation began."""
+        return self.up and not (self.tasks or self.cpu or self.memory or self.disk)
+
+
 class Free:
     """What each node has free (cores, memory, disk; minus infinity on a node that is
     down), kept up to date one node at a time, and the fit questions the fast paths ask.
@@ -106,12 +121,24 @@ class Free:
         self._bad, self._also = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
         self._penalty = np.empty(n)
 
-    def update(self, i: int) -> None:
+    def row(self, i: int) -> Row:
+        """What node ``i`` has promised to tasks now, read once from the table."""
         t = self.nodes
-        if t.up.item(i):
-            cpu = self.cores[i] - t.cpu_allocated.item(i)
-            memory = self.memory_size[i] - max(self.memory_used[i], t.memory_allocated.item(i))
-            disk = self.disk_size[i] - max(self.disk_used[i], t.disk_allocated.item(i))
+        return Row(
+            t.up.item(i),
+            t.cpu_allocated.item(i),
+            t.memory_allocated.item(i),
+            t.disk_allocated.item(i),
+            t.task_count.item(i),
+        )
+
+    def update(self, i: int, row: Row | None = None) -> None:
+        """Node ``i`` changed; ``row`` is what :meth:`row` says, if already read."""
+        up, cpu_promised, memory_promised, disk_promised, _ = row or self.row(i)
+        if up:
+            cpu = self.cores[i] - cpu_promised
+            memory = self.memory_size[i] - max(self.memory_used[i], memory_promised)
+            disk = self.disk_size[i] - max(self.disk_used[i], disk_promised)
             self.least_disk = min(self.least_disk, disk)
         else:
             cpu = memory = disk = -math.inf
