@@ -11,7 +11,7 @@ numbers and asserts nothing about them: timings depend on the machine.
 3. Scale: per scheduler, 100,000 tasks on 5,000 nodes and 1,000,000 on 10,000, each in
    a fresh process: wall time of the simulation, the process's peak memory (max RSS),
    the ratio between the two sizes, and how many decisions of the fast path were also
-   put to ``cube.scheduler`` (every 100th; all must agree or the run stops). The small
+   put to ``cube.scheduler`` (every 500th; all must agree or the run stops). The small
    size also runs without the fast path, asking the scheduler every time, as before.
 """
 

@@ -62,7 +62,7 @@ def simulate(
     progress: bool | None = None,
     check: bool = False,
     fast: bool = True,
-    verify: int = 100,
+    verify: int = 500,
 ) -> Result:
     """Run ``workload`` on a copy of ``nodes`` with ``scheduler`` (an object or a name).
 

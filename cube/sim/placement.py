@@ -14,8 +14,11 @@ on the whole table and stops the run if the answers differ, so a fast path that 
 behind a change to :mod:`cube.scheduler` cannot go unnoticed.
 
 The fit rule itself stays in :func:`cube.scheduler.fits`. The fast path's narrowing
-(:meth:`Free.mask`) only ever keeps *more* nodes than fit, never fewer, and a node is
-taken without asking ``fits`` only when it clears every limit by a wide margin.
+(:meth:`Free.mask`, :meth:`Free.bar` and the ladders of :mod:`cube.sim.ladder`) only
+ever keeps *more* nodes than fit, never fewer, and a node is taken without asking
+``fits`` only when it clears every limit by a margin (``EDGE``, ``BYTE_EDGE``) far wider
+than rounding. These comparisons are a second, looser statement of the fit rule, kept
+here because asking ``fits`` about every node is what made a decision slow.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from cube.sim.ladder import BARRED, CPU_RUNGS, MEMORY_RUNGS, Ladder
 
 EDGE = 1e-6  # cores: a node this close to fitting is decided by cube.scheduler.fits
 BYTE_EDGE = 0.5  # bytes: the same for memory and disk (whole numbers of bytes, as a rule)
-TIE = 1e-9  # relative: scores this close are decided by the scheduler itself
 _COLUMNS = tuple(f.name for f in fields(NodeTable) if f.name != "names")
 
 
