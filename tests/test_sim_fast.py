@@ -108,3 +108,22 @@ def test_a_fast_path_that_disagrees_with_the_scheduler_stops_the_run(monkeypatch
     monkeypatch.setitem(FAST, type(make("greedy")), Off)
     with pytest.raises(PlacementMismatch, match=r"decision 7: .* greedy on the whole table"):
         sim.simulate("greedy", work, nodes, verify=7)
+
+
+@pytest.mark.parametrize("ladders", [False, True])
+def test_lowest_fitting_node_whatever_the_barring(ladders):
+    """Staged barring, by ladder rows or exactly, finds what a plain search finds: the
+    lowest score among the nodes that fit, the first of equals."""
+    rng = np.random.default_rng(8)
+    nodes = sim.nodes(200, {sim.SMALL: 1, sim.STANDARD: 1})
+    nodes.cpu_allocated[:] = np.minimum(np.round(rng.uniform(0, 16, 200), 2), nodes.cores)
+    nodes.memory_allocated[:] = np.minimum(rng.integers(0, 64, 200) * GIB, nodes.memory)
+    nodes.up[::17] = False
+    free = Free(nodes, ladders=ladders)
+    for _ in range(200):
+        task = SimTask(float(rng.choice([0, 0.5, 2, 7.5])), int(rng.choice([0, 1, 20])) * GIB, 0)
+        score = rng.integers(0, 5, 200).astype(float)  # many ties
+        ok = fits(task, nodes)
+        expected = int(np.flatnonzero(ok)[np.argmin(score[ok])]) if ok.any() else None
+        stages = ("memory", "cpu", "all") if rng.random() < 0.5 else ("cpu", "memory", "all")
+        assert free.lowest(task, score.copy(), stages) == expected

@@ -36,8 +36,11 @@ class _Scored:
 
     factors: np.ndarray
 
+    ladders = False  # penalty rows by resource (cube.sim.ladder), for staged barring
+
     def __init__(self, scheduler: Scheduler, nodes: NodeTable) -> None:
-        self.scheduler, self.nodes, self.free = scheduler, nodes, Free(nodes)
+        self.scheduler, self.nodes = scheduler, nodes
+        self.free = Free(nodes, ladders=self.ladders)
         self.judge = type(scheduler)()  # decides close calls on a few rows
         self.cores, self.cores_of = _sizes(nodes.cores, 1e-9)
         self.memory, self.memory_of = _sizes(nodes.memory, 1.0)
@@ -137,6 +140,8 @@ class FastEpvm(_Scored):
     E-PVM prefers the node with the fewest tasks and the least use, which often has
     room, so the scores are first compared as they are; nodes too full for the task
     are barred only when that winner turns out not to fit."""
+
+    ladders = True
 
     def __init__(self, scheduler: Epvm, nodes: NodeTable) -> None:
         self.factors = np.empty((3, len(nodes)))

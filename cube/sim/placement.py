@@ -101,7 +101,7 @@ class Free:
     Capacities and measured use never change during a simulation, so they are read
     once; only what is promised to tasks is read again when a node changes."""
 
-    def __init__(self, nodes: NodeTable) -> None:
+    def __init__(self, nodes: NodeTable, *, ladders: bool = False) -> None:
         self.nodes = nodes
         self.cores, self.memory_size, self.disk_size = (
             nodes.cores.tolist(),
@@ -116,10 +116,11 @@ class Free:
         for i in range(n):
             self.update(i)
         self.least_disk = self._least_disk()
-        self.ladders = {
-            "cpu": Ladder(CPU_RUNGS, self.cpu),
-            "memory": Ladder(MEMORY_RUNGS, self.memory),
-        }
+        if ladders:  # they cost at every change, so only for those who use them
+            self.ladders = {
+                "cpu": Ladder(CPU_RUNGS, self.cpu),
+                "memory": Ladder(MEMORY_RUNGS, self.memory),
+            }
         self._bad, self._also = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
         self._penalty = np.empty(n)
 
@@ -214,6 +215,9 @@ class Free:
     def _bar_stage(self, task: Demand, score: np.ndarray, stage: str) -> None:
         if stage == "all":
             self.bar(task, score, ("cpu", "memory", "disk"))
+            return
+        if stage not in self.ladders:
+            self.bar(task, score, ("cpu",) if stage == "cpu" else ("memory", "disk"))
             return
         want = getattr(task, stage) - (EDGE if stage == "cpu" else BYTE_EDGE)
         row = self.ladders[stage].row(want)
