@@ -4,6 +4,8 @@ the edge of fitting, ties), and a fast path that disagrees is caught."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from cube.scheduler import Epvm, fits, make
 from cube.sim import engine
 from cube.sim.engine import SimTask
 from cube.sim.fastpath import FAST, fast_placer
-from cube.sim.placement import AskScheduler, Free, PlacementMismatch, Verified
+from cube.sim.placement import AskScheduler, Free, PlacementMismatch, Verified, rows
 
 GIB = 1 << 30
 SCHEDULERS = ["roundrobin", "greedy", "epvm", "bestfit"]
@@ -127,3 +129,22 @@ def test_lowest_fitting_node_whatever_the_barring(ladders):
         expected = int(np.flatnonzero(ok)[np.argmin(score[ok])]) if ok.any() else None
         stages = ("memory", "cpu", "all") if rng.random() < 0.5 else ("cpu", "memory", "all")
         assert free.lowest(task, score.copy(), stages) == expected
+
+
+def test_a_table_that_says_more_than_the_fast_path_reads_is_asked_directly():
+    """A table may carry what its nodes can run (the fit rule may check it); the fast
+    path reads only resources, so such a table goes to the scheduler, and a table of a
+    few rows keeps every column."""
+
+    @dataclasses.dataclass
+    class Knowing(NodeTable):
+        runtimes: list[str] | None = None
+
+    plain = sim.nodes(4)
+    columns = {f.name: getattr(plain, f.name) for f in dataclasses.fields(NodeTable)}
+    assert fast_placer(make("epvm"), Knowing(**columns)) is not None
+    knowing = Knowing(**columns, runtimes=["docker", "process", "docker", "process"])
+    assert fast_placer(make("epvm"), knowing) is None
+    two = rows(knowing, np.array([1, 3]))
+    assert two.runtimes == ["process", "process"] and two.names == ["standard-1", "standard-3"]
+    assert two.cores.tolist() == [16, 16]

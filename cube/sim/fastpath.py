@@ -15,6 +15,7 @@ the next few nodes, instead of the scheduler's full pipeline.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import fields
 
 import numpy as np
 
@@ -103,8 +104,22 @@ FAST: dict[type, type] = {
 }
 
 
+# What the fast path reads of a node: the fit rule's resource checks and the scores.
+KNOWN = frozenset(
+    {
+        *("names", "up", "cores", "memory", "disk", "cpu_load", "memory_used", "disk_used"),
+        *("cpu_allocated", "memory_allocated", "disk_allocated", "task_count"),
+    }
+)
+
+
 def fast_placer(scheduler: Scheduler, nodes: NodeTable) -> Placer | None:
-    """The fast path for ``scheduler``, or None when it is not one of the built-in four
-    (a subclass may score differently, so it is asked directly)."""
+    """The fast path for ``scheduler``, or None when the scheduler is not one of the
+    built-in four (a subclass may score differently) or the table says more about its
+    nodes than the fast path reads (what a node can run, say, which the fit rule may
+    check): then the scheduler is asked directly."""
     cls = FAST.get(type(scheduler))
-    return cls(scheduler, nodes) if cls is not None else None
+    extra = {
+        f.name for f in fields(nodes) if f.name not in KNOWN and getattr(nodes, f.name) is not None
+    }
+    return cls(scheduler, nodes) if cls is not None and not extra else None

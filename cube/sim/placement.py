@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -35,7 +35,6 @@ from cube.sim.ladder import BARRED, CPU_RUNGS, MEMORY_RUNGS, Ladder
 
 EDGE = 1e-6  # cores: a node this close to fitting is decided by cube.scheduler.fits
 BYTE_EDGE = 0.5  # bytes: the same for memory and disk (whole numbers of bytes, as a rule)
-_COLUMNS = tuple(f.name for f in fields(NodeTable) if f.name != "names")
 
 
 class Placer(Protocol):
@@ -74,9 +73,17 @@ def ask(scheduler: Scheduler, task: Demand, nodes: NodeTable) -> int | None:
 
 
 def rows(nodes: NodeTable, index: np.ndarray) -> NodeTable:
-    """A table of just the nodes ``index`` (ascending), so ties still go to the first."""
-    taken = {name: getattr(nodes, name)[index] for name in _COLUMNS}
-    return NodeTable(names=[nodes.names[i] for i in index.tolist()], **taken)
+    """A table of just the nodes ``index`` (ascending), so ties still go to the first.
+    Every column comes along: arrays, per-node lists, and those the table leaves out
+    (None)."""
+    taken: dict[str, Any] = {}
+    for name in (f.name for f in fields(nodes)):
+        column = getattr(nodes, name)
+        if column is None or isinstance(column, np.ndarray):
+            taken[name] = column if column is None else column[index]
+        else:
+            taken[name] = [column[i] for i in index.tolist()]
+    return type(nodes)(**taken)
 
 
 class Row(NamedTuple):
