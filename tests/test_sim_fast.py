@@ -112,7 +112,7 @@ def test_a_fast_path_that_disagrees_with_the_scheduler_stops_the_run(monkeypatch
         sim.simulate("greedy", work, nodes, verify=7)
 
 
-@pytest.mark.parametrize("ladders", [False, True])
+@pytest.mark.parametrize("ladders", [(), ("cpu",), ("memory",), ("cpu", "memory")])
 def test_lowest_fitting_node_whatever_the_barring(ladders):
     """Staged barring, by ladder rows or exactly, finds what a plain search finds: the
     lowest score among the nodes that fit, the first of equals."""

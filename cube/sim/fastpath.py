@@ -77,7 +77,7 @@ class FastGreedy:
     winner on the edge of fitting."""
 
     def __init__(self, scheduler: Greedy, nodes: NodeTable) -> None:
-        self.nodes, self.free = nodes, Free(nodes, ladders=True)
+        self.nodes, self.free = nodes, Free(nodes, ladders=("memory",))
         self.load = nodes.cpu_load.tolist()
         self.use = nodes.cpu_utilisation()
         self.score = np.empty(len(nodes))

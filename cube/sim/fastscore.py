@@ -36,7 +36,7 @@ class _Scored:
 
     factors: np.ndarray
 
-    ladders = False  # penalty rows by resource (cube.sim.ladder), for staged barring
+    ladders: tuple[str, ...] = ()  # penalty rows by resource (cube.sim.ladder)
 
     def __init__(self, scheduler: Scheduler, nodes: NodeTable) -> None:
         self.scheduler, self.nodes = scheduler, nodes
@@ -141,7 +141,7 @@ class FastEpvm(_Scored):
     room, so the scores are first compared as they are; nodes too full for the task
     are barred only when that winner turns out not to fit."""
 
-    ladders = True
+    ladders = ("cpu",)  # a node with few tasks but no cores left: E-PVM's usual miss
 
     def __init__(self, scheduler: Epvm, nodes: NodeTable) -> None:
         self.factors = np.empty((3, len(nodes)))

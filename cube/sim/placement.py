@@ -108,7 +108,7 @@ class Free:
     Capacities and measured use never change during a simulation, so they are read
     once; only what is promised to tasks is read again when a node changes."""
 
-    def __init__(self, nodes: NodeTable, *, ladders: bool = False) -> None:
+    def __init__(self, nodes: NodeTable, *, ladders: tuple[str, ...] = ()) -> None:
         self.nodes = nodes
         self.cores, self.memory_size, self.disk_size = (
             nodes.cores.tolist(),
@@ -123,11 +123,9 @@ class Free:
         for i in range(n):
             self.update(i)
         self.least_disk = self._least_disk()
-        if ladders:  # they cost at every change, so only for those who use them
-            self.ladders = {
-                "cpu": Ladder(CPU_RUNGS, self.cpu),
-                "memory": Ladder(MEMORY_RUNGS, self.memory),
-            }
+        # ladders cost at every change: only for the resources a placer bars most often
+        rungs = {"cpu": (CPU_RUNGS, self.cpu), "memory": (MEMORY_RUNGS, self.memory)}
+        self.ladders = {name: Ladder(*rungs[name]) for name in ladders}
         self._bad, self._also = np.empty(n, dtype=bool), np.empty(n, dtype=bool)
         self._penalty = np.empty(n)
 
@@ -153,9 +151,8 @@ class Free:
         else:
             cpu = memory = disk = -math.inf
         self.cpu[i], self.memory[i], self.disk[i] = cpu, memory, disk
-        if self.ladders:
-            self.ladders["cpu"].update(i, cpu)
-            self.ladders["memory"].update(i, memory)
+        for name, ladder in self.ladders.items():
+            ladder.update(i, cpu if name == "cpu" else memory)
 
     def _least_disk(self) -> float:
         """The least free disk on any node that is up (a floor: it may lag, lower)."""
