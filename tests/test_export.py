@@ -28,26 +28,32 @@ from cube.task import State, Task
 FIXTURES = Path(__file__).parent / "fixtures"
 MIB, GIB = 1 << 20, 1 << 30
 
-# A task with every field set: what should run, and what one run of it looked like.
-FULL = Task(
-    id=uuid.UUID("21b23589-5d2d-4731-b5c9-a97e9832d021"),
-    name="Web App",
-    image="nginx:1.27",
-    cpu=0.5,
-    memory=256 * MIB,
-    disk=1 * GIB,
-    exposed_ports=("53/udp", "8080/tcp"),
-    port_bindings={"8080/tcp": "18080"},
-    restart_policy="on-failure",
-    health_check="/health",
-    state=State.Running,
-    container_id="c0ffee",
-    host_ports={"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]},
-    start_time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-    restart_count=2,
-    reason="restart 2 of 3",
-    worker="127.0.0.1:5556",
-)
+
+def full(**changes) -> Task:
+    """A task with every field set: what should run, and what one run of it looked like."""
+    fields = {
+        "id": uuid.UUID("21b23589-5d2d-4731-b5c9-a97e9832d021"),
+        "name": "Web App",
+        "image": "nginx:1.27",
+        "cpu": 0.5,
+        "memory": 256 * MIB,
+        "disk": 1 * GIB,
+        "exposed_ports": ("53/udp", "8080/tcp"),
+        "port_bindings": {"8080/tcp": "18080"},
+        "restart_policy": "on-failure",
+        "health_check": "/health",
+        "state": State.Running,
+        "container_id": "c0ffee",
+        "host_ports": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]},
+        "start_time": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "restart_count": 2,
+        "reason": "restart 2 of 3",
+        "worker": "127.0.0.1:5556",
+    }
+    return Task(**{**fields, **changes})
+
+
+FULL = full()
 RUNTIME_STATE = ("c0ffee", "49153", "2026-01-02", "restart 2 of 3", "127.0.0.1:5556")
 
 
@@ -272,7 +278,7 @@ def test_nomad_job_has_the_shape_of_nomads_job_api():
 
 
 def test_nomad_carries_every_field_that_maps_and_names_the_rest():
-    task = Task(**{**vars(FULL), "exposed_ports": ("8080/tcp", "9090/tcp")})
+    task = full(exposed_ports=("8080/tcp", "9090/tcp"))
     job, out = nomad(task, options=Options(mhz_per_core=2000))
     assert job["ID"] == job["Name"] == "web-app"  # one task names the job
     (group,) = job["TaskGroups"]
