@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5_000)
     parser.add_argument("--load", type=float, default=0.8)
     parser.add_argument("--baseline-decisions", type=int, default=1_000)
-    parser.add_argument("--schedulers", nargs="+", default=["bestfit", "epvm"])
+    parser.add_argument("--schedulers", nargs="*", default=["bestfit", "epvm"])
     parser.add_argument(
         "--scale",
         nargs="*",
@@ -127,7 +127,8 @@ def main() -> None:
     parser.add_argument("--big-nodes", type=int, default=10_000)
     # `python -m bench bench_sim` leaves the suite's name among the arguments
     args = parser.parse_args([a for a in sys.argv[1:] if not a.startswith("bench_")])
-    compare_with_baseline(args)
+    if args.schedulers:
+        compare_with_baseline(args)
     if args.scale:
         scale(args)
 
