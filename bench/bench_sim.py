@@ -1,4 +1,5 @@
-"""How fast does the simulator place tasks, against scoring node by node in Python?
+"""How fast does the simulator place tasks, against scoring node by node in Python,
+and how does its cost grow with size?
 
 Run: ``.venv/bin/python -m bench.bench_sim`` (``--help`` for sizes). It prints
 numbers and asserts nothing about them: timings depend on the machine.
@@ -7,6 +8,11 @@ numbers and asserts nothing about them: timings depend on the machine.
 2. The same schedulers (``cube.scheduler``, vectorised with numpy) and a pure-Python
    BASELINE of the same scorers, each placing the first ``--baseline-decisions`` tasks
    of that workload onto the empty cluster (placements only), with the picks compared.
+3. Scale: per scheduler, 100,000 tasks on 5,000 nodes and 1,000,000 on 10,000, each in
+   a fresh process: wall time of the simulation, the process's peak memory (max RSS),
+   the ratio between the two sizes, and how many decisions of the fast path were also
+   put to ``cube.scheduler`` (every 500th; all must agree or the run stops). The small
+   size also runs without the fast path, asking the scheduler every time, as before.
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import multiprocessing
+import resource
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from cube import sim
@@ -106,9 +116,24 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=5_000)
     parser.add_argument("--load", type=float, default=0.8)
     parser.add_argument("--baseline-decisions", type=int, default=1_000)
-    parser.add_argument("--schedulers", nargs="+", default=["bestfit", "epvm"])
-    args = parser.parse_args()
+    parser.add_argument("--schedulers", nargs="*", default=["bestfit", "epvm"])
+    parser.add_argument(
+        "--scale",
+        nargs="*",
+        default=["roundrobin", "greedy", "epvm", "bestfit"],
+        help="schedulers for the scale runs (none: skip them)",
+    )
+    parser.add_argument("--big-tasks", type=int, default=1_000_000)
+    parser.add_argument("--big-nodes", type=int, default=10_000)
+    # `python -m bench bench_sim` leaves the suite's name among the arguments
+    args = parser.parse_args([a for a in sys.argv[1:] if not a.startswith("bench_")])
+    if args.schedulers:
+        compare_with_baseline(args)
+    if args.scale:
+        scale(args)
 
+
+def compare_with_baseline(args: argparse.Namespace) -> None:
     cluster = sim.nodes(args.nodes)
     work = sim.Workload.generate(args.tasks, cluster, load=args.load, seed=1)
     print(f"workload: {args.tasks:,} tasks, {args.nodes:,} nodes, load {args.load}")
@@ -162,6 +187,70 @@ def time_baseline(
     start = time.perf_counter()
     picks = [baseline.place(task) for task in tasks]
     return len(tasks) / (time.perf_counter() - start), picks
+
+
+@dataclass(frozen=True)
+class Size:
+    tasks: int
+    nodes: int
+
+    def __str__(self) -> str:
+        return f"{_short(self.tasks)} x {_short(self.nodes)}"
+
+
+def _short(n: int) -> str:
+    for unit, size in (("M", 1_000_000), ("k", 1000)):
+        if n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n:,}"
+
+
+def measure(name: str, size: Size, load: float, fast: bool) -> dict[str, float]:
+    """In a fresh process: one simulation's wall time, the process's peak memory, and
+    the decisions checked against cube.scheduler."""
+    cluster = sim.nodes(size.nodes)
+    work = sim.Workload.generate(size.tasks, cluster, load=load, seed=1)
+    start, cpu = time.perf_counter(), time.process_time()
+    result = sim.simulate(name, work, cluster, progress=False, fast=fast)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return {"wall": wall, "cpu": cpu, "peak": peak, "checked": result.checked, **result.metrics}
+
+
+def in_fresh_process(name: str, size: Size, load: float, fast: bool) -> dict[str, float]:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(measure, name, size, load, fast).result()
+
+
+def _run(m: dict[str, float]) -> str:
+    return f"{m['wall']:.1f} s ({m['cpu']:.1f} cpu) {m['peak']:.0f} MiB"
+
+
+def scale(args: argparse.Namespace) -> None:
+    small, big = Size(args.tasks, args.nodes), Size(args.big_tasks, args.big_nodes)
+    print(
+        f"\nscale, load {args.load}: each run in a fresh process; wall (and CPU) time of "
+        "the simulation alone; peak = the process's max RSS"
+    )
+    print(
+        f"{'scheduler':10s} {'asked every time, ' + str(small):>24s} {small!s:>24s} "
+        f"{big!s:>26s} {'ratio (cpu)':>12s}  checked against cube.scheduler"
+    )
+    for name in args.scale:
+        before = in_fresh_process(name, small, args.load, fast=False)
+        after = in_fresh_process(name, small, args.load, fast=True)
+        large = in_fresh_process(name, big, args.load, fast=True)
+        print(
+            f"{name:10s} {_run(before):>24s} {_run(after):>24s} {_run(large):>26s} "
+            f"{large['wall'] / after['wall']:5.1f}x ({large['cpu'] / after['cpu']:.1f}x)  "
+            f"{after['checked'] + large['checked']:,} decisions, all identical "
+            f"(fast path {before['wall'] / after['wall']:.1f}x at {small})"
+        )
+    print(
+        f"(ratio: {big} over {small}, for {big.tasks / small.tasks:g}x the tasks on "
+        f"{big.nodes / small.nodes:g}x the nodes)"
+    )
 
 
 if __name__ == "__main__":

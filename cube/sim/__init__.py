@@ -15,7 +15,15 @@ you can see how they pack, strand and queue before trusting them with a real clu
     result = sim.simulate("epvm", work, cluster, failures=sim.Failures(mtbf=3600, mttr=300))
     result.metrics["wait_p99"], result.placements[:5]
 
+    grid = sim.Grid(schedulers=("epvm", "bestfit"), loads=(0.7, 0.9, 1.1))
+    table = sim.sweep(grid, seeds=5)   # every combination, on a process pool (or Dask)
+    table.plot("wait_p99")             # means with 95% intervals over the seeds
+
 Everything is deterministic: the same seeds give the same metrics (bar wall-clock ones).
+For the four built-in schedulers the engine takes a fast path that makes the very same
+placements at a fraction of the cost (a million tasks on ten thousand nodes in half a
+minute to a minute; see :mod:`cube.sim.placement`), checked against the scheduler as it
+runs.
 The sample trace was made with
 ``Workload.generate(300, nodes(20), load=0.8, seed=7).to_csv(SAMPLE_TRACE)``.
 """
@@ -29,6 +37,8 @@ from cube.sim.engine import simulate
 from cube.sim.failures import Failures, Outage
 from cube.sim.metrics import WALL_CLOCK, Timeline
 from cube.sim.result import Result
+from cube.sim.sweep import Grid, Run, Shape, sweep
+from cube.sim.table import Sweep
 from cube.sim.trace import TraceError
 from cube.sim.workload import DEFAULT_MIX, Lognormal, Pareto, TaskClass, Workload
 
@@ -44,11 +54,15 @@ __all__ = [
     "WALL_CLOCK",
     "Comparison",
     "Failures",
+    "Grid",
     "Lognormal",
     "NodeSize",
     "Outage",
     "Pareto",
     "Result",
+    "Run",
+    "Shape",
+    "Sweep",
     "TaskClass",
     "Timeline",
     "TraceError",
@@ -56,4 +70,5 @@ __all__ = [
     "compare",
     "nodes",
     "simulate",
+    "sweep",
 ]

@@ -78,6 +78,38 @@ def heatmaps(results: Sequence[Result], ax: Axes | None = None) -> Figure:
     return fig
 
 
+def sweep(summary: Sequence[dict[str, Any]], metric: str, ax: Axes | None = None) -> Figure:
+    """A sweep's ``metric`` against load: a line per scheduler, with the 95% interval
+    over seeds as error bars, and a panel per cluster shape (see :mod:`cube.sim.table`)."""
+    clusters = list(dict.fromkeys(row["cluster"] for row in summary))
+    if ax is not None and len(clusters) == 1:
+        fig, axes = ax.figure, [ax]
+    else:
+        fig, grid = _pyplot().subplots(
+            1, len(clusters), figsize=(5 * len(clusters), 4), squeeze=False, sharey=True
+        )
+        axes = list(grid[0])
+    loads = sorted({row["load"] for row in summary})
+    step = min(np.diff(loads)) if len(loads) > 1 else 1.0
+    for panel, cluster in zip(axes, clusters, strict=True):
+        rows = [row for row in summary if row["cluster"] == cluster]
+        schedulers = list(dict.fromkeys(row["scheduler"] for row in rows))
+        for k, scheduler in enumerate(schedulers):
+            mine = sorted((r for r in rows if r["scheduler"] == scheduler), key=lambda r: r["load"])
+            mean = np.array([r["mean"] for r in mine])
+            below = np.nan_to_num(mean - np.array([r["low"] for r in mine]))
+            above = np.nan_to_num(np.array([r["high"] for r in mine]) - mean)
+            nudge = (k - (len(schedulers) - 1) / 2) * 0.04 * step  # side by side, not on top
+            panel.errorbar(
+                [r["load"] + nudge for r in mine], mean, yerr=[below, above], marker="o",
+                capsize=3, color=f"C{k}", label=scheduler,
+            )  # fmt: skip
+        panel.set(title=f"{cluster} ({rows[0]['runs']} seeds)", xlabel="load")
+    axes[0].set_ylabel(f"{metric} (mean, 95% interval)")
+    axes[0].legend(loc="best", fontsize="small")
+    return fig
+
+
 def _axes(ax: Axes | None) -> tuple[Any, Any]:
     if ax is not None:
         return ax.figure, ax

@@ -23,7 +23,9 @@ class Result:
     ``placements`` has one row per time a task ran on a node (``task``, ``node``,
     ``start``, ``end``, ``done`` - false when a node failure cut it short); ``wait`` is
     each task's time from arrival to first start (NaN if never placed); ``waiting``
-    lists the tasks still queued at the end."""
+    lists the tasks still queued at the end; ``checked`` counts the decisions of the
+    fast path that were also put to the scheduler itself (all agreed, or the run would
+    have stopped; see :mod:`cube.sim.placement`)."""
 
     scheduler: str
     metrics: dict[str, Any]
@@ -32,6 +34,7 @@ class Result:
     wait: np.ndarray
     waiting: np.ndarray
     node_names: list[str]
+    checked: int = 0
 
     def __repr__(self) -> str:
         m = self.metrics
