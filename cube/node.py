@@ -15,13 +15,54 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
+import msgspec
 import numpy as np
+from msgspec import Meta
 
-from cube.task import format_time, parse_time
+from cube.fields import Time
+from cube.wire import Wire
 
 KB = 1024
+_KB = Annotated[int, Meta(ge=0, description="kB")]
+_BYTES = Annotated[int, Meta(ge=0, description="bytes")]
+_SHARE = Annotated[float, Meta(ge=0)]
+
+
+class NodeInfo(Wire):
+    """A worker as ``GET /nodes`` shows it: the Go Cube's fields and units (memory in kB,
+    disk in bytes; ``Ip`` is never set, as in the book), then ours: whether it is up,
+    its cores and CPU use, what is promised on it, when it last answered, why it is
+    down, and what it can run."""
+
+    name: str
+    ip: str = ""
+    api: str
+    memory: _KB = 0
+    memory_allocated: _KB = 0
+    disk: _BYTES = 0
+    disk_allocated: _BYTES = 0
+    stats: Annotated[
+        dict[str, Any] | None,
+        Meta(
+            description="The worker's last /stats answer (a Go worker's has fewer fields); "
+            "null before it first answered."
+        ),
+    ] = None
+    role: Literal["worker"] = "worker"
+    task_count: Annotated[int, Meta(ge=0)] = 0
+    state: Literal["up", "down", "unknown"] = "unknown"
+    cores: _SHARE = 0.0
+    cpu_allocated: _SHARE = 0.0
+    cpu_percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    memory_used: _KB = 0
+    disk_used: _BYTES = 0
+    last_seen: Time = None
+    reason: Annotated[str, Meta(description="Why it is down.")] = ""
+    runtime: Literal["docker", "process", ""] = ""
+    images: list[str] = msgspec.field(default_factory=list)
+    pulls: bool = False
 
 
 class Demand(Protocol):
@@ -80,52 +121,56 @@ class Node:
         self.state, self.last_seen, self.reason = "up", seen, ""
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "Name": self.name,
-            "Ip": "",
-            "Api": self.api,
-            "Memory": self.memory // KB,
-            "MemoryAllocated": self.memory_allocated // KB,
-            "Disk": self.disk,
-            "DiskAllocated": self.disk_allocated,
-            "Stats": self.stats,
-            "Role": "worker",
-            "TaskCount": self.task_count,
-            "State": self.state,
-            "Cores": self.cores,
-            "CpuAllocated": self.cpu_allocated,
-            "CpuPercent": round(self.cpu_load * 100, 2),
-            "MemoryUsed": self.memory_used // KB,
-            "DiskUsed": self.disk_used,
-            "LastSeen": format_time(self.last_seen),
-            "Reason": self.reason,
-            "Runtime": self.runtime,
-            "Images": list(self.images),
-            "Pulls": self.pulls,
-        }
+        return self.info().to_wire()
+
+    def info(self) -> NodeInfo:
+        """This node as the wire type (kB where the Go Cube counts kB)."""
+        return NodeInfo(
+            name=self.name,
+            api=self.api,
+            memory=self.memory // KB,
+            memory_allocated=self.memory_allocated // KB,
+            disk=self.disk,
+            disk_allocated=self.disk_allocated,
+            stats=self.stats,
+            task_count=self.task_count,
+            state=self.state,  # type: ignore[arg-type]
+            cores=self.cores,
+            cpu_allocated=self.cpu_allocated,
+            cpu_percent=round(self.cpu_load * 100, 2),
+            memory_used=self.memory_used // KB,
+            disk_used=self.disk_used,
+            last_seen=self.last_seen,
+            reason=self.reason,
+            runtime=self.runtime,  # type: ignore[arg-type]
+            images=list(self.images),
+            pulls=self.pulls,
+        )
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Node:
+    def from_wire(cls, data: Any) -> Node:
+        """A node from ``/nodes`` JSON (a Go manager's, or ours)."""
+        info = NodeInfo.from_wire(data, "Node")
         return cls(
-            name=data["Name"],
-            api=data["Api"],
-            state=data.get("State", "unknown"),
-            cores=float(data.get("Cores", 0)),
-            memory=int(data.get("Memory", 0)) * KB,
-            memory_used=int(data.get("MemoryUsed", 0)) * KB,
-            disk=int(data.get("Disk", 0)),
-            disk_used=int(data.get("DiskUsed", 0)),
-            cpu_load=float(data.get("CpuPercent", 0)) / 100,
-            cpu_allocated=float(data.get("CpuAllocated", 0)),
-            memory_allocated=int(data.get("MemoryAllocated", 0)) * KB,
-            disk_allocated=int(data.get("DiskAllocated", 0)),
-            task_count=int(data.get("TaskCount", 0)),
-            stats=data.get("Stats"),
-            last_seen=parse_time(data.get("LastSeen", "0001-01-01T00:00:00Z"), "LastSeen"),
-            reason=data.get("Reason", ""),
-            runtime=data.get("Runtime", ""),
-            images=tuple(data.get("Images") or ()),
-            pulls=bool(data.get("Pulls", False)),
+            name=info.name,
+            api=info.api,
+            state=info.state,
+            cores=info.cores,
+            memory=info.memory * KB,
+            memory_used=info.memory_used * KB,
+            disk=info.disk,
+            disk_used=info.disk_used,
+            cpu_load=info.cpu_percent / 100,
+            cpu_allocated=info.cpu_allocated,
+            memory_allocated=info.memory_allocated * KB,
+            disk_allocated=info.disk_allocated,
+            task_count=info.task_count,
+            stats=info.stats,
+            last_seen=info.last_seen,
+            reason=info.reason,
+            runtime=info.runtime,
+            images=tuple(info.images),
+            pulls=info.pulls,
         )
 
 

@@ -1,0 +1,142 @@
+"""The APIs' smaller wire types: the error body, machine statistics, health and logs.
+
+Declared once here (see :mod:`cube.wire`), they give the JSON both APIs answer with, the
+checks a client applies to what it reads, and the OpenAPI schemas.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from cube.fields import HostPorts
+from cube.wire import Wire
+
+
+class ErrorBody(Wire):
+    """Every error, including unknown routes and methods: the Go Cube's ErrResponse."""
+
+    http_status_code: Annotated[int, Meta(ge=400, le=599)]
+    message: str
+
+
+# ------------------------------------------------------------------- statistics
+
+
+class _ProcInfo(msgspec.Struct, kw_only=True):
+    """goprocinfo's structs, with its JSON names (snake_case, a Go worker adds more)."""
+
+
+class MemStats(_ProcInfo):
+    """Memory in kB, as /proc/meminfo counts it."""
+
+    mem_total: int = 0
+    mem_free: int = 0
+    mem_available: int = 0
+    buffers: int = 0
+    cached: int = 0
+    active: int = 0
+    inactive: int = 0
+    shmem: int = 0
+    swap_total: int = 0
+    swap_free: int = 0
+
+
+class DiskStats(_ProcInfo):
+    """The data disk, in bytes."""
+
+    all: int = 0
+    used: int = 0
+    free: int = 0
+    free_inodes: int = msgspec.field(default=0, name="freeInodes")
+
+
+class CpuStats(_ProcInfo):
+    """CPU time since boot, in jiffies (1/100 s), as /proc/stat's first line."""
+
+    id: str = "cpu"
+    user: int = 0
+    nice: int = 0
+    system: int = 0
+    idle: int = 0
+    iowait: int = 0
+    irq: int = 0
+    softirq: int = 0
+    steal: int = 0
+    guest: int = 0
+    guest_nice: int = 0
+
+
+class LoadStats(_ProcInfo):
+    """Load averages and process counts, as /proc/loadavg."""
+
+    last1min: float = 0.0
+    last5min: float = 0.0
+    last15min: float = 0.0
+    process_running: int = 0
+    process_total: int = 0
+    last_pid: int = 0
+
+
+class Stats(Wire):
+    """A worker's ``GET /stats``: goprocinfo's names and units (memory in kB, disk in
+    bytes, CPU in jiffies), so a Go manager can read them. ``CpuPercent`` (busy share
+    since the previous sample) and ``Cores`` are ours; a Go worker sends neither."""
+
+    mem_stats: MemStats = msgspec.field(default_factory=MemStats)
+    disk_stats: DiskStats = msgspec.field(default_factory=DiskStats)
+    cpu_stats: CpuStats = msgspec.field(default_factory=CpuStats)
+    load_stats: LoadStats = msgspec.field(default_factory=LoadStats)
+    task_count: Annotated[int, Meta(ge=0)] = 0
+    cpu_percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    cores: Annotated[int, Meta(ge=0)] = 0
+
+
+# ----------------------------------------------------------------- small answers
+
+
+class WorkerHealth(Wire):
+    """A worker's ``GET /health``."""
+
+    status: Literal["ok"] = "ok"
+    name: str
+    runtime: Literal["docker", "process"]
+
+
+class ManagerHealth(Wire):
+    """The manager's ``GET /health``."""
+
+    status: Literal["ok"] = "ok"
+    scheduler: str
+    workers: Annotated[int, Meta(ge=0)]
+
+
+class Logs(Wire):
+    """A task's last lines of output."""
+
+    id: str
+    logs: str
+
+
+class RuntimeStatus(Wire):
+    """What a worker's runtime says about a task's container or process right now."""
+
+    container_id: str
+    running: bool
+    status: Annotated[
+        str,
+        Meta(
+            description="The runtime's word: running, exited, missing, or unknown when the "
+            "runtime cannot be asked (Reason says why)."
+        ),
+    ]
+    exit_code: int | None
+    reason: str
+    host_ports: HostPorts | None = None
+
+
+def health_of(answer: Any) -> bool:
+    """Whether a ``/health`` answer says ok (a worker's or the manager's)."""
+    return isinstance(answer, dict) and answer.get("Status") == "ok"
