@@ -7,17 +7,28 @@ manager), and every failure is a typed exception carrying the server's message::
     >>> task = manager.submit({"Name": "web", "Image": "cube/echo"})
     >>> manager.task(task.id).state
     <State.Running: 2>
+
+A :class:`WorkerClient` also drives the book's Go worker, which answers differently:
+``GET /tasks`` with no tasks is ``null`` (an empty list here), lists come in random
+order, ``POST /tasks`` answers JSON labelled ``text/plain``, ``/stats`` is ``null``
+before its first sample (``None`` here: "no figures yet"), it has no ``/health``
+(:meth:`WorkerClient.alive` then asks ``/stats``), and its handlers crash on
+``GET /tasks/{id}`` of a task it holds and on ``DELETE`` of one it does not, closing
+the connection without an answer: :meth:`Client.task` then finds the task in the list,
+and :meth:`Client.stop` tells "not there" (404) from a connection that was lost.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from http.client import RemoteDisconnected
 from typing import Any
 
 import requests
 
-from cube.task import State, Task, TaskEvent, wait_for_state
+from cube.messages import Stats
+from cube.task import State, Task, TaskEvent, ValidationError, wait_for_state
 
 
 class CubeError(Exception):
@@ -48,6 +59,11 @@ class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
 
 
+class NoAnswer(Unreachable):
+    """The server took the request and closed the connection without answering (the Go
+    worker's handlers do that when they crash)."""
+
+
 _BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
 
 
@@ -66,12 +82,26 @@ class Client:
         return self._call("GET", "/health")
 
     def tasks(self) -> list[Task]:
-        return [Task.from_wire(t) for t in self._call("GET", "/tasks")]
+        """Every task (``null``, as a Go worker with none answers, is no tasks)."""
+        return [Task.from_wire(t) for t in self._call("GET", "/tasks") or ()]
 
     def task(self, task_id: str | uuid.UUID) -> Task:
-        data = dict(self._call("GET", f"/tasks/{task_id}"))
+        try:
+            data = self._call("GET", f"/tasks/{task_id}")
+        except NoAnswer:
+            return self._listed(task_id)
+        if not isinstance(data, dict):
+            raise ValidationError("Task", f"expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
         data.pop("Runtime", None)
         return Task.from_wire(data)
+
+    def _listed(self, task_id: str | uuid.UUID) -> Task:
+        """The task as the list shows it, or :class:`NotFound`."""
+        for task in self.tasks():
+            if str(task.id) == str(task_id):
+                return task
+        raise NotFound(404, f"no task with ID {task_id}", f"{self.url}/tasks/{task_id}")
 
     def submit(self, work: Task | TaskEvent | dict[str, Any]) -> Task:
         """Post a Task (wrapped in a "run" event), a TaskEvent, or raw JSON."""
@@ -81,7 +111,15 @@ class Client:
         return Task.from_wire(self._call("POST", "/tasks", json=body))
 
     def stop(self, task_id: str | uuid.UUID) -> None:
-        self._call("DELETE", f"/tasks/{task_id}")
+        """Ask for the task to stop: :class:`NotFound` when it is not there."""
+        for attempt in (1, 2):
+            try:
+                self._call("DELETE", f"/tasks/{task_id}")
+                return
+            except NoAnswer:
+                self._listed(task_id)  # NotFound: what a Go worker's crash meant
+                if attempt == 2:
+                    raise
 
     def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
         """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
@@ -98,9 +136,13 @@ class Client:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         url = self.url + path
+        kwargs.setdefault("timeout", self.timeout)
         try:
-            response = self._session.request(method, url, timeout=self.timeout, **kwargs)
+            response = self._session.request(method, url, **kwargs)
         except requests.RequestException as exc:
+            if _closed_without_answer(exc):
+                why = f"{self.url} closed the connection without answering"
+                raise NoAnswer(0, why, url) from None
             raise Unreachable(0, f"cannot reach {self.url}: {_short(exc)}", url) from None
         if response.status_code >= 400:
             try:
@@ -113,7 +155,7 @@ class Client:
             raise error(response.status_code, message, url)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        return response.json()  # whatever the label: the Go worker says text/plain
 
     def __enter__(self) -> Client:
         return self
@@ -123,14 +165,46 @@ class Client:
 
 
 class WorkerClient(Client):
-    """Talks to one worker (``cube worker``, default port 5556)."""
+    """Talks to one worker (``cube worker``, default port 5556): ours or the book's."""
 
-    def stats(self) -> dict[str, Any]:
-        return self._call("GET", "/stats")
+    _has_health: bool | None = None  # unknown until asked; a Go worker has no /health
+
+    def stats(self) -> dict[str, Any] | None:
+        """The worker's machine statistics, checked against :class:`cube.messages.Stats`;
+        ``None`` when it has none yet (a Go worker answers ``null`` before its first
+        sample)."""
+        data = self._call("GET", "/stats")
+        if data is not None:
+            Stats.from_wire(data)
+        return data
+
+    def alive(self, timeout: float = 1.0) -> bool:
+        """Liveness: ``GET /health`` within ``timeout`` seconds; for a worker without
+        that route (the Go one answers 404), ``GET /stats`` instead, remembered."""
+        if self._has_health is not False:
+            try:
+                self._call("GET", "/health", timeout=timeout)
+                self._has_health = True
+                return True
+            except NotFound:
+                self._has_health = False
+            except CubeError:
+                return False
+        try:
+            self._call("GET", "/stats", timeout=timeout)
+        except CubeError:
+            return False
+        return True
 
     def runtime_status(self, task_id: str | uuid.UUID) -> dict[str, Any] | None:
-        """What the worker's runtime says about the task's container right now."""
-        return self._call("GET", f"/tasks/{task_id}")["Runtime"]
+        """What the worker's runtime says about the task's container right now (None
+        when it cannot say: no container yet, or a Go worker)."""
+        try:
+            data = self._call("GET", f"/tasks/{task_id}")
+        except NoAnswer:
+            self._listed(task_id)
+            return None
+        return data.get("Runtime") if isinstance(data, dict) else None
 
 
 class ManagerClient(Client):
@@ -141,6 +215,20 @@ class ManagerClient(Client):
 
     def events(self) -> list[TaskEvent]:
         return [TaskEvent.from_wire(e) for e in self._call("GET", "/events")]
+
+
+def _closed_without_answer(exc: BaseException) -> bool:
+    """Whether the server closed the connection after taking the request, with no
+    answer at all (not: refused it, or did not answer in time)."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, RemoteDisconnected):
+            return True
+        args = [a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)]
+        seen = args[-1] if args else seen.__cause__ or seen.__context__
+    return False
 
 
 def _short(exc: Exception) -> str:
