@@ -23,6 +23,7 @@ at both, and it imports in a few milliseconds (the CLI imports it on every run).
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 import uuid
@@ -132,6 +133,8 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
         return int
     if isinstance(base, type) and issubclass(base, Wire):
         return base.to_wire
+    if isinstance(base, type) and issubclass(base, msgspec.Struct):
+        return msgspec.to_builtins
     return None
 
 
@@ -214,10 +217,20 @@ _ENCODER = msgspec.json.Encoder()
 def encode(value: Any) -> bytes:
     """JSON bytes of a wire value, a list of them, or plain JSON data."""
     if isinstance(value, Wire):
-        return _ENCODER.encode(value.to_wire())
+        return _json(value.to_wire())
     if isinstance(value, list):
         return b"[" + b",".join(encode(item) for item in value) + b"]"
-    return _ENCODER.encode(value)
+    return _json(value)
+
+
+def _json(data: Any) -> bytes:
+    """msgspec's JSON; for text holding an unpaired surrogate (which only a store
+    written by an older Cube can hold), the standard library's, which writes it as an
+    escape instead of failing the whole answer."""
+    try:
+        return _ENCODER.encode(data)
+    except UnicodeEncodeError:
+        return json.dumps(data, separators=(",", ":")).encode()
 
 
 class ListCache:
@@ -239,7 +252,7 @@ class ListCache:
             key = self._key(value)
             seen = known.get(key)
             if seen is None or seen[0] != value:
-                seen = (msgspec.structs.replace(value), _ENCODER.encode(value.to_wire()))
+                seen = (msgspec.structs.replace(value), _json(value.to_wire()))
             fresh[key] = seen
             parts.append(seen[1])
         self._known = fresh  # what is no longer listed is forgotten
