@@ -44,7 +44,7 @@ READ_CHUNK = 65536
 IN_A_ROW = 100  # requests one connection may have served before others get a turn
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
-_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*([0-9]+)[ \t]*$", re.I | re.M)
+_CONTENT_LENGTH = re.compile(rb"^content-length[ \t]*:[ \t]*([0-9]+)[ \t]*\r?$", re.I | re.M)
 _CHUNKED = re.compile(rb"^transfer-encoding[ \t]*:.*chunked", re.I | re.M)
 _EXPECT = re.compile(rb"^expect[ \t]*:[ \t]*100-continue", re.I | re.M)
 
