@@ -319,9 +319,17 @@ def check_port(value: Any, where: str) -> str:
     """A container port such as ``80/tcp``; a bare ``80`` means TCP, as in Docker."""
     if not isinstance(value, str):
         raise ValidationError(where, f"expected a string, got {_kind(value)}")
-    match = _PORT.fullmatch(value)
-    if not match or not 0 < int(match[1]) < 65536:
+    port = _canonical_port(value)
+    if port is None:
         raise ValidationError(where, f"{value!r} is not a port like '80/tcp'")
+    return port
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_port(text: str) -> str | None:
+    match = _PORT.fullmatch(text)
+    if not match or not 0 < int(match[1]) < 65536:
+        return None
     return f"{int(match[1])}/{match[2] or 'tcp'}"
 
 
@@ -421,10 +429,32 @@ class PortMap(dict[str, list[dict[str, str]]]):
             port = check_port(key, at)
             if bindings is not None and not isinstance(bindings, list):
                 raise ValidationError(at, f"expected a list of bindings, got {_kind(bindings)}")
-            out[port] = [_binding(b, f"{at}[{i}]") for i, b in enumerate(bindings or ())]
+            out[port] = [
+                b if _plain_binding(b) else _binding(b, f"{at}[{i}]")
+                for i, b in enumerate(bindings or ())
+            ]
         return out
 
     __from_wire__ = _from_wire(read)
+
+
+_BINDING_KEYS = {"HostIp", "HostPort"}
+
+
+def _plain_binding(value: Any) -> bool:
+    """A binding spelled as Docker and Cube write it, with good values (most of them:
+    checked without building a new one)."""
+    if type(value) is not dict or value.keys() != _BINDING_KEYS:
+        return False
+    ip, port = value["HostIp"], value["HostPort"]
+    return type(ip) is str and type(port) is str and _good_binding(ip, port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _good_binding(ip: str, port: str) -> bool:
+    return (
+        len(ip) <= 256 and _matches(HOST_IP_PATTERN, ip) and _matches(HOST_PORT_PATTERN, port)
+    )
 
 
 def _binding(value: Any, where: str) -> dict[str, str]:

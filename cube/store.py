@@ -25,6 +25,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import diskcache
 
+from cube.wire import decode_json
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -55,6 +57,10 @@ class WireCodec(Generic[T]):
 
     def decode(self, data: Any) -> T:
         return self.cls.from_wire(data)
+
+    def decode_text(self, text: str) -> T:
+        """Straight from the stored JSON text (wire types read it in one pass)."""
+        return decode_json(self.cls, text, self.cls.__name__)
 
 
 class JsonCodec:
@@ -113,6 +119,9 @@ class Store(Generic[T]):
 
     def _decode(self, key: str, text: str) -> T:
         try:
+            decode_text = getattr(self.codec, "decode_text", None)
+            if decode_text is not None:
+                return decode_text(text)
             return self.codec.decode(json.loads(text))
         except (ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"{self.name}: key {key!r} holds an unreadable value: {exc}") from exc

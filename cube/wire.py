@@ -99,30 +99,42 @@ def hints_of(cls: type) -> dict[str, Any]:
 
 
 class _Plan:
-    """What :class:`Wire` precomputes per class from its declaration."""
+    """What :class:`Wire` derives per class from its declaration: the field types by
+    wire name, and two functions written out field by field (as dataclasses writes
+    ``__init__``), because a store of 10,000 tasks runs them 10,000 times: ``check``
+    (the checks msgspec cannot make) and ``to_wire``."""
 
     def __init__(self, cls: type[Wire]) -> None:
         hints = hints_of(cls)
         fields = msgspec.structs.fields(cls)
-        self.encode: list[tuple[str, str, Callable[[Any], Any] | None, Any]] = []
-        self.checks: list[tuple[str, str, Callable[[Any], Any]]] = []
         self.types = {f.encode_name: hints[f.name] for f in fields}
         self.names = {f.encode_name.lower(): f.encode_name for f in fields}
-        for f in fields:
+        env: dict[str, Any] = {"force": msgspec.structs.force_setattr}
+        checks = ["def check(self):", "    field = ''", "    try:", "        pass"]
+        encode = ["def to_wire(self):", "    out = {}"]
+        for i, f in enumerate(fields):
             rule = rule_of(hints[f.name])
-            ours = OURS in getattr(hints[f.name], "__metadata__", ())
-            omit = _omitted(f.default) if ours else _KEEP
-            convert = rule.to_wire if rule is not None else None
-            self.encode.append((f.name, f.encode_name, convert or _converter(hints[f.name]), omit))
+            convert = (rule.to_wire if rule is not None else None) or _converter(hints[f.name])
+            env[f"convert{i}"], env[f"default{i}"] = convert, f.default
+            value = f"convert{i}(self.{f.name})" if convert else f"self.{f.name}"
+            put = f"out[{f.encode_name!r}] = {value}"
+            if OURS in getattr(hints[f.name], "__metadata__", ()):
+                put = f"if self.{f.name} != default{i}: {put}"
+            encode.append(f"    {put}")
             if rule is not None and rule.check is not None:
-                self.checks.append((f.name, f.encode_name, rule.check))
-
-
-_KEEP = object()
-
-
-def _omitted(default: Any) -> Any:
-    return default if default is not msgspec.NODEFAULT else _KEEP
+                env[f"check{i}"] = rule.check
+                checks += [
+                    f"        field, value = {f.encode_name!r}, self.{f.name}",
+                    f"        checked = check{i}(value)",
+                    f"        if checked is not value: force(self, {f.name!r}, checked)",
+                ]
+        checks += [
+            "    except (ValueError, TypeError) as exc:",
+            "        raise ValueError(f'.{field}: {exc}') from None",
+        ]
+        exec("\n".join([*checks, *encode, "    return out"]), env)
+        self.check: Callable[[Any], None] = env["check"]
+        self.to_wire: Callable[[Any], dict[str, Any]] = env["to_wire"]
 
 
 def _converter(hint: Any) -> Callable[[Any], Any] | None:
@@ -180,24 +192,12 @@ class Wire(
     __positional__: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        for name, wire_name, check in type(self).__wire__.checks:
-            value = getattr(self, name)
-            try:
-                checked = check(value)
-            except (ValueError, TypeError) as exc:
-                raise ValueError(f".{wire_name}: {exc}") from None
-            if checked is not value:
-                msgspec.structs.force_setattr(self, name, checked)
+        type(self).__wire__.check(self)
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON value, in Go's field order, with Go's names and zero values."""
-        out: dict[str, Any] = {}
-        for name, wire_name, convert, omit in type(self).__wire__.encode:
-            value = getattr(self, name)
-            if omit is not _KEEP and value == omit:
-                continue
-            out[wire_name] = value if convert is None else convert(value)
-        return out
+        """The JSON value, in Go's field order, with Go's names and zero values; the
+        fields that are ours are left out while they hold their defaults."""
+        return type(self).__wire__.to_wire(self)
 
     @classmethod
     def from_wire(cls, data: Any, where: str | None = None) -> Self:
@@ -280,22 +280,25 @@ def decode(cls: type[T], data: Any, where: str) -> T:
 
 def decode_json(cls: type[T], text: str | bytes, where: str) -> T:
     """JSON text as a ``cls``: straight from the text when its keys are spelled as
-    Cube writes them (stored values, answers), else by way of :func:`decode`."""
+    Cube writes them (stored values, answers), else by way of :func:`decode` (which
+    also reads what msgspec's parser refuses and the standard one takes, such as an
+    escaped unpaired surrogate an older Cube stored)."""
     try:
         return msgspec.json.decode(text, type=cls, dec_hook=_dec_hook)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError):
         pass
-    except msgspec.DecodeError as exc:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
         raise ValidationError(where, f"malformed JSON: {exc}") from None
-    return decode(cls, msgspec.json.decode(text), where)
+    return decode(cls, data, where)
 
 
 def _dec_hook(cls: type, value: Any) -> Any:
     """Field types msgspec does not know decode themselves (see cube.fields)."""
-    from_wire = getattr(cls, "__from_wire__", None)
-    if from_wire is None:
-        raise NotImplementedError(f"no decoder for {cls.__name__}")
-    return from_wire(value)
+    if value is None:
+        return cls()  # an empty map: Go writes null
+    return cls.__from_wire__(value)  # type: ignore[attr-defined]
 
 
 def canonical_keys(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
