@@ -267,16 +267,25 @@ def _in_utc(value: datetime | None) -> datetime | None:
     return None if moment == _ZERO else moment
 
 
+# What msgspec's RFC 3339 parser takes: a 'T' (or 't', or a space), any number of
+# fraction digits (kept to the microsecond), and a zone, with or without its colon.
+TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:?[0-9]{2})$"
+)
 Time = Annotated[
-    datetime | None,
+    Annotated[datetime, Meta(tz=True, extra_json_schema={"pattern": TIME_PATTERN})] | None,
     Meta(
         extra_json_schema={
-            "type": "string",
-            "format": "date-time",
-            "description": f"RFC 3339, in UTC in answers; {ZERO_TIME} means not set.",
+            "description": f"RFC 3339, in UTC in answers; {ZERO_TIME} (or null) means not set.",
         }
     ),
-    Rule(check=_in_utc, to_wire=format_time, type="expected an RFC 3339 time string"),
+    Rule(
+        check=_in_utc,
+        to_wire=format_time,
+        type="expected an RFC 3339 time string",
+        zone="has no time zone: end it with Z, or an offset like +02:00",
+    ),
 ]
 
 # ------------------------------------------------------------------------ IDs
@@ -452,9 +461,7 @@ def _plain_binding(value: Any) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _good_binding(ip: str, port: str) -> bool:
-    return (
-        len(ip) <= 256 and _matches(HOST_IP_PATTERN, ip) and _matches(HOST_PORT_PATTERN, port)
-    )
+    return len(ip) <= 256 and _matches(HOST_IP_PATTERN, ip) and _matches(HOST_PORT_PATTERN, port)
 
 
 def _binding(value: Any, where: str) -> dict[str, str]:

@@ -389,6 +389,8 @@ def _reason(reason: str, hints: dict[str, str], value: Any) -> str:
         return hints.get("enum", "{value} is not one of the allowed values").format(value=shown)
     if reason == "Invalid UUID":
         return f"{shown} is not a UUID"
+    if reason.startswith("Expected `datetime` with a timezone"):
+        return f"{shown} {hints.get('zone', 'has no time zone')}"
     if reason.startswith("Invalid RFC3339"):
         return f"{shown} is not an RFC 3339 time like '0001-01-01T00:00:00Z'"
     typed = re.match(r"Expected `([a-z]+)[^`]*`(?: \| null)?, got `(\w+)`", reason)
