@@ -310,7 +310,7 @@ def canonical_keys(cls: type, data: dict[str, Any], where: str) -> dict[str, Any
     for key, value in data.items():
         name = plan.names.get(key.lower()) if isinstance(key, str) else None
         if name is None:
-            known = ", ".join(plan.names.values())
+            known = ", ".join(sorted(plan.names.values()))
             raise ValidationError(f"{where}.{key}", f"unknown field; known fields are {known}")
         if name in out:
             raise ValidationError(f"{where}.{name}", "given twice")
