@@ -6,7 +6,7 @@ checks a client applies to what it reads, and the OpenAPI schemas.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -135,8 +135,3 @@ class RuntimeStatus(Wire):
     exit_code: int | None
     reason: str
     host_ports: HostPorts | None = None
-
-
-def health_of(answer: Any) -> bool:
-    """Whether a ``/health`` answer says ok (a worker's or the manager's)."""
-    return isinstance(answer, dict) and answer.get("Status") == "ok"

@@ -10,7 +10,7 @@ A wire type is a :class:`Wire` subclass: its fields carry Python names and types
 - the JSON (:meth:`Wire.to_wire`, :func:`encode`): Go's field names and order, zero
   times, ``null`` for empty maps, and the fields that are ours left out when unset, so a
   Go Cube reads exactly the shape it knows;
-- the OpenAPI schemas (:func:`cube.openapi.schemas`), through msgspec's JSON Schema.
+- the OpenAPI schemas (:func:`cube.openapi.document`), through msgspec's JSON Schema.
 
 Keys are matched case-insensitively on input, as Go's decoder does, but an unknown key
 is an error naming it: a typo must not quietly become a default. Errors are
@@ -28,7 +28,6 @@ import re
 import typing
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from enum import IntEnum
 from typing import Annotated, Any, ClassVar, Self
 
@@ -153,7 +152,7 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
 # --------------------------------------------------------------------- the base
 
 
-class _Positional(msgspec.StructMeta):
+class _WireMeta(msgspec.StructMeta):
     """Lets ``Task("web", "cube/echo")`` name its leading fields positionally while the
     fields keep Go's order (msgspec orders positional fields first, and Go's first
     field is ``ID``); and keeps each class's :class:`_Plan`, made on first use (when
@@ -182,7 +181,7 @@ class _Positional(msgspec.StructMeta):
 
 class Wire(
     msgspec.Struct,
-    metaclass=_Positional,
+    metaclass=_WireMeta,
     kw_only=True,
     forbid_unknown_fields=True,
     rename=go_name,
@@ -452,33 +451,10 @@ def strict_variant(cls: type[T], name: str) -> type[T]:
 
 def from_strict(cls: type[T], value: Any) -> T:
     """A value decoded with a strict variant, as an instance of the real type."""
+    types = cls.__wire__.types  # type: ignore[attr-defined]
     out = {}
     for f in msgspec.structs.fields(value):
         item = getattr(value, f.name)
-        target = wire_class(hints_of(cls)[f.name])
+        target = wire_class(types[f.encode_name])
         out[f.name] = from_strict(target, item) if target is not None and item is not None else item
     return cls(**out)
-
-
-def schema_name(cls: type) -> str:
-    return cls.__name__
-
-
-def fields_of(cls: type[Wire]) -> dict[str, Any]:
-    """Wire name -> declared type, in Go's order (for documents and tests)."""
-    return dict(cls.__wire__.types)
-
-
-__all__ = [
-    "Rule",
-    "ValidationError",
-    "Wire",
-    "canonical_keys",
-    "datetime",
-    "decode",
-    "decode_json",
-    "encode",
-    "from_strict",
-    "go_name",
-    "strict_variant",
-]
