@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from cube.messages import Stats
+from cube.messages import NodeInfo, Stats
 from cube.task import State, Task, TaskEvent, ValidationError, wait_for_state
 
 
@@ -211,7 +211,9 @@ class ManagerClient(Client):
     """Talks to the manager (``cube manager``, default port 5555)."""
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/nodes")
+        """The workers, each with every field of :class:`cube.node.NodeInfo` (a Go
+        manager's have only the book's; ours are filled in with their defaults)."""
+        return [NodeInfo.from_wire(n, "Node").to_wire() for n in self._call("GET", "/nodes") or ()]
 
     def events(self) -> list[TaskEvent]:
         return [TaskEvent.from_wire(e) for e in self._call("GET", "/events")]

@@ -1,4 +1,4 @@
-"""The APIs' smaller wire types: the error body, machine statistics, health and logs.
+"""The APIs' other wire types: the error body, machine statistics, nodes, health, logs.
 
 Declared once here (see :mod:`cube.wire`), they give the JSON both APIs answer with, the
 checks a client applies to what it reads, and the OpenAPI schemas.
@@ -6,12 +6,12 @@ checks a client applies to what it reads, and the OpenAPI schemas.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
-from cube.fields import HostPorts
+from cube.fields import HostPorts, Time
 from cube.wire import Wire
 
 
@@ -135,3 +135,45 @@ class RuntimeStatus(Wire):
     exit_code: int | None
     reason: str
     host_ports: HostPorts | None = None
+
+
+# ------------------------------------------------------------------------ nodes
+
+_KB = Annotated[int, Meta(ge=0, description="kB")]
+_BYTES = Annotated[int, Meta(ge=0, description="bytes")]
+_SHARE = Annotated[float, Meta(ge=0)]
+
+
+class NodeInfo(Wire):
+    """A worker as ``GET /nodes`` shows it: the Go Cube's fields and units (memory in kB,
+    disk in bytes; ``Ip`` is never set, as in the book), then ours: whether it is up,
+    its cores and CPU use, what is promised on it, when it last answered, why it is
+    down, and what it can run."""
+
+    name: str
+    ip: str = ""
+    api: str
+    memory: _KB = 0
+    memory_allocated: _KB = 0
+    disk: _BYTES = 0
+    disk_allocated: _BYTES = 0
+    stats: Annotated[
+        dict[str, Any] | None,
+        Meta(
+            description="The worker's last /stats answer (a Go worker's has fewer fields); "
+            "null before it first answered."
+        ),
+    ] = None
+    role: Literal["worker"] = "worker"
+    task_count: Annotated[int, Meta(ge=0)] = 0
+    state: Literal["up", "down", "unknown"] = "unknown"
+    cores: _SHARE = 0.0
+    cpu_allocated: _SHARE = 0.0
+    cpu_percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
+    memory_used: _KB = 0
+    disk_used: _BYTES = 0
+    last_seen: Time = None
+    reason: Annotated[str, Meta(description="Why it is down.")] = ""
+    runtime: Literal["docker", "process", ""] = ""
+    images: list[str] = msgspec.field(default_factory=list)
+    pulls: bool = False

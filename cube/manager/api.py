@@ -24,8 +24,7 @@ import bottle
 from cube.client import CubeError
 from cube.http import fail, json_app, query_int, read_json, send_json
 from cube.manager.manager import Manager
-from cube.messages import Logs, ManagerHealth
-from cube.node import NodeInfo
+from cube.messages import Logs, ManagerHealth, NodeInfo
 from cube.openapi import Doc, Query, document, serve_document
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache
