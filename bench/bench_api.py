@@ -46,7 +46,8 @@ from bench.common import header, percentile
 from cube.http import Server
 
 DURATION = 5.0
-SEQUENTIAL = 3.0  # seconds of one client asking one request after another
+SEQUENTIAL = 1.5  # seconds of one client asking one request after another, per round
+ROUNDS = 3  # of the sequential client: the best counts (the machine is shared)
 GENERATORS = 3  # load generator processes
 THREADS = 2  # client threads in each
 STORED = 100
@@ -177,9 +178,14 @@ def _wait_up(url: str) -> None:
 # ------------------------------------------------------------- the sequential client
 
 
-def sequential(url: str, path: str, seconds: float = SEQUENTIAL) -> float:
+def sequential(url: str, path: str) -> float:
     """Requests per second of one client sending ``GET path`` one after another on one
-    kept-alive connection, each answer read whole before the next request."""
+    kept-alive connection, each answer read whole before the next: the best of
+    ROUNDS runs of SEQUENTIAL seconds."""
+    return max(_sequential_run(url, path, SEQUENTIAL) for _ in range(ROUNDS))
+
+
+def _sequential_run(url: str, path: str, seconds: float) -> float:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     done, deadline = 0, time.perf_counter() + seconds
@@ -286,7 +292,7 @@ def _seed(url: str) -> list[str]:
 
 def main() -> None:
     header(
-        f"API: one sequential client ({SEQUENTIAL:g} s per run), and load from "
+        f"API: one sequential client (best of {ROUNDS} x {SEQUENTIAL:g} s), and load from "
         f"{GENERATORS} generator processes x {THREADS} threads ({DURATION:g} s per run)"
     )
     with hello_server("cheroot") as url:
