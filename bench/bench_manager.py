@@ -7,7 +7,8 @@ import tempfile
 import time
 
 from bench.common import header, ms
-from cube.manager.manager import Manager, Stores
+from cube.manager.manager import Manager
+from cube.manager.stores import Stores
 from cube.node import NodeTable
 from cube.scheduler import SCHEDULERS, place
 from cube.task import State, Task, TaskEvent

@@ -20,8 +20,8 @@ import requests
 from bench.common import header, ms, summary
 from cube.http import Server
 from cube.runtime import choose, docker_available
-from cube.store import MemoryStore, WireCodec
-from cube.task import State, Task, TaskEvent
+from cube.store import JsonCodec, MemoryStore, WireCodec
+from cube.task import State, Task
 from cube.worker import Worker
 from cube.worker.api import make_app
 
@@ -31,9 +31,7 @@ BURST = 20
 
 def _worker(kind: str, state_dir: Path) -> Worker:
     runtime = choose(kind, owner="bench", state_dir=state_dir)
-    return Worker(
-        "bench", MemoryStore(WireCodec(Task)), runtime, queue=MemoryStore(WireCodec(TaskEvent))
-    )
+    return Worker("bench", MemoryStore(WireCodec(Task)), runtime, timers=MemoryStore(JsonCodec()))
 
 
 def _submit(url: str, image: str) -> str:

@@ -185,6 +185,12 @@ def worker(
     help="Restarts of a failing task before it stays Failed.",
 )
 @click.option(
+    "--restart-base",
+    type=click.FloatRange(0.01),
+    default=1.0,
+    help="Seconds before the first restart; each next one waits twice as long (at most 30 s).",
+)
+@click.option(
     "--worker-token",
     envvar="CUBE_WORKER_TOKEN",
     default=None,
@@ -201,6 +207,7 @@ def manager(
     health_interval: float,
     node_ttl: float,
     restart_limit: int,
+    restart_base: float,
     token: str | None,
     worker_token: str | None,
     log_level: str,
@@ -228,7 +235,7 @@ def manager(
             update_interval=update_interval,
             health_interval=health_interval,
             node_ttl=node_ttl,
-            restart=RestartPolicy(limit=restart_limit),
+            restart=RestartPolicy(limit=restart_limit, base=restart_base),
             worker_token=worker_token,
         )
     except DirectoryLocked as exc:
@@ -654,7 +661,8 @@ def up(
         raise click.ClickException(str(exc)) from None
     click.echo(f"Cube is up.\n{cluster.describe()}")
     click.echo(f"  logs       {data_dir / 'logs'}")
-    click.echo(f"\nTry:  cube run --name web --image cube/echo --manager {cluster.manager.address}")
+    try_run = f"cube run --name web --image {cluster.image} --manager {cluster.manager.address}"
+    click.echo(f"\nTry:  {try_run}")
     click.echo(f"      cube status --manager {cluster.manager.address}")
     click.echo("Press Ctrl-C to stop the cluster.")
     stopping.wait()

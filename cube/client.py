@@ -110,11 +110,13 @@ class Client:
         body = work.to_wire() if isinstance(work, TaskEvent) else work
         return Task.from_wire(self._call("POST", "/tasks", json=body))
 
-    def stop(self, task_id: str | uuid.UUID) -> None:
-        """Ask for the task to stop: :class:`NotFound` when it is not there."""
+    def stop(self, task_id: str | uuid.UUID, generation: int | None = None) -> None:
+        """Stop a task: :class:`NotFound` when it is not there. A worker given the
+        order's ``generation`` refuses (409) a stop older than the order it follows."""
+        params = {"generation": generation} if generation is not None else None
         for attempt in (1, 2):
             try:
-                self._call("DELETE", f"/tasks/{task_id}")
+                self._call("DELETE", f"/tasks/{task_id}", params=params)
                 return
             except NoAnswer:
                 self._listed(task_id)  # NotFound: what a Go worker's crash meant
@@ -134,7 +136,19 @@ class Client:
     def close(self) -> None:
         self._session.close()
 
+    def get_raw(
+        self, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> requests.Response:
+        """GET ``path``; the response itself (for its headers), errors raised as usual."""
+        return self._request("GET", path, params=params, timeout=timeout or self.timeout)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._request(method, path, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()  # whatever the label: the Go worker says text/plain
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
         kwargs.setdefault("timeout", self.timeout)
         try:
@@ -153,9 +167,7 @@ class Client:
             if response.status_code >= 500:
                 error = CubeError
             raise error(response.status_code, message, url)
-        if response.status_code == 204 or not response.content:
-            return None
-        return response.json()  # whatever the label: the Go worker says text/plain
+        return response
 
     def __enter__(self) -> Client:
         return self

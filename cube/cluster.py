@@ -90,6 +90,7 @@ class LocalCluster:
         health_interval: float = 5.0,
         node_ttl: float = 5.0,
         restart_limit: int = 3,
+        restart_base: float = 1.0,
         reconcile_interval: float = 1.0,
         keep_tasks: bool = False,
     ) -> None:
@@ -115,7 +116,7 @@ class LocalCluster:
         args = ["manager", *_flags(port=port, scheduler=scheduler, workers=workers_flag)]
         args += _flags(data_dir=self.data_dir, update_interval=update_interval)
         args += _flags(health_interval=health_interval, node_ttl=node_ttl)
-        args += _flags(restart_limit=restart_limit)
+        args += _flags(restart_limit=restart_limit, restart_base=restart_base)
         self.manager = Component("manager", port, args, logs / "manager.log")
         self.client = ManagerClient(self.manager.url, token=token, timeout=10)
 

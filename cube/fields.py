@@ -35,6 +35,7 @@ MAX_CPU = 1024.0  # cores
 MAX_BYTES = 1 << 50  # 1 PiB, for Memory and Disk
 MAX_COUNT = 1 << 31
 MAX_GENERATION = (1 << 53) - 1  # exact in every JSON reader, JavaScript's included
+REASON_LIMIT = 4096  # characters of a task's Reason
 
 # ------------------------------------------------------------------ patterns
 
@@ -131,7 +132,7 @@ def _text(limit: int) -> Any:
 # -------------------------------------------------------------------- strings
 
 Text = _text(256)
-LongText = _text(4096)
+LongText = _text(REASON_LIMIT)
 _NAME_HINT = (
     "is not a valid name: letters, digits, '_', '.' and '-', starting with a letter or "
     "digit (Docker's rule for container names)"

@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import random
 import socket
 import threading
 from collections.abc import Callable
@@ -46,6 +47,7 @@ def json_app(name: str, token: str | None = None) -> bottle.Bottle:
     ``Authorization: Bearer <token>`` on every route except ``/health``."""
     app = bottle.Bottle(catchall=True, autojson=True)
     app.config["cube.name"] = name
+    app.config["cube.on_stop"] = []  # called before the server stops: end blocking queries
     app.default_error_handler = _error_handler  # type: ignore[method-assign]
     app.install(_translate_errors)
     if token:
@@ -156,6 +158,32 @@ def query_int(name: str, default: int, limit: int = 100_000) -> int:
     return int(text)
 
 
+MAX_WAIT = 60.0
+INDEX_HEADER = "X-Cube-Index"
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def watch_query() -> tuple[int, float] | None:
+    """``(index, wait)`` of a blocking query (``?index=N&wait=5s``, as Consul and Nomad
+    take them), or None for an ordinary read. The wait is capped at ``MAX_WAIT`` and,
+    like Consul's, gets up to 1/16 more at random, so many watchers do not all come
+    back in the same instant."""
+    query = bottle.request.query
+    if "index" not in query:
+        return None
+    index = query_int("index", 0, 1 << 62)
+    text = query.get("wait", "30s").strip()
+    number, unit = text.rstrip("mns"), text[len(text.rstrip("mns")) :] or "s"
+    try:
+        wait = float(number) * _UNITS[unit]
+    except (KeyError, ValueError):
+        raise fail(400, f"wait must be a duration such as 5s, 500ms or 1m, not {text!r}") from None
+    if not 0 <= wait < float("inf"):
+        raise fail(400, f"wait must be a duration such as 5s, 500ms or 1m, not {text!r}")
+    wait = min(wait, MAX_WAIT)
+    return index, wait + random.uniform(0, wait / 16)
+
+
 def _depth(value: Any) -> int:
     stack, deepest = [(value, 1)], 0
     while stack:
@@ -215,6 +243,7 @@ class Server:
             max_body=MAX_BODY,
         )
         self._thread: threading.Thread | None = None
+        self._on_stop: list[Callable[[], None]] = getattr(app, "config", {}).get("cube.on_stop", [])
 
     @property
     def host(self) -> str:
@@ -245,6 +274,8 @@ class Server:
         self._server.serve()
 
     def stop(self) -> None:
+        for release in self._on_stop:  # answer blocked watchers now, not at their timeout
+            release()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -29,55 +29,59 @@ class _ProcInfo(msgspec.Struct, kw_only=True):
     """goprocinfo's structs, with its JSON names (snake_case, a Go worker adds more)."""
 
 
+Count = Annotated[int, Meta(ge=0)]
+Load = Annotated[float, Meta(ge=0)]
+
+
 class MemStats(_ProcInfo):
     """Memory in kB, as /proc/meminfo counts it."""
 
-    mem_total: int = 0
-    mem_free: int = 0
-    mem_available: int = 0
-    buffers: int = 0
-    cached: int = 0
-    active: int = 0
-    inactive: int = 0
-    shmem: int = 0
-    swap_total: int = 0
-    swap_free: int = 0
+    mem_total: Count = 0
+    mem_free: Count = 0
+    mem_available: Count = 0
+    buffers: Count = 0
+    cached: Count = 0
+    active: Count = 0
+    inactive: Count = 0
+    shmem: Count = 0
+    swap_total: Count = 0
+    swap_free: Count = 0
 
 
 class DiskStats(_ProcInfo):
     """The data disk, in bytes."""
 
-    all: int = 0
-    used: int = 0
-    free: int = 0
-    free_inodes: int = msgspec.field(default=0, name="freeInodes")
+    all: Count = 0
+    used: Count = 0
+    free: Count = 0
+    free_inodes: Count = msgspec.field(default=0, name="freeInodes")
 
 
 class CpuStats(_ProcInfo):
     """CPU time since boot, in jiffies (1/100 s), as /proc/stat's first line."""
 
     id: str = "cpu"
-    user: int = 0
-    nice: int = 0
-    system: int = 0
-    idle: int = 0
-    iowait: int = 0
-    irq: int = 0
-    softirq: int = 0
-    steal: int = 0
-    guest: int = 0
-    guest_nice: int = 0
+    user: Count = 0
+    nice: Count = 0
+    system: Count = 0
+    idle: Count = 0
+    iowait: Count = 0
+    irq: Count = 0
+    softirq: Count = 0
+    steal: Count = 0
+    guest: Count = 0
+    guest_nice: Count = 0
 
 
 class LoadStats(_ProcInfo):
     """Load averages and process counts, as /proc/loadavg."""
 
-    last1min: float = 0.0
-    last5min: float = 0.0
-    last15min: float = 0.0
-    process_running: int = 0
-    process_total: int = 0
-    last_pid: int = 0
+    last1min: Load = 0.0
+    last5min: Load = 0.0
+    last15min: Load = 0.0
+    process_running: Count = 0
+    process_total: Count = 0
+    last_pid: Count = 0
 
 
 class Stats(Wire):
@@ -85,24 +89,32 @@ class Stats(Wire):
     bytes, CPU in jiffies), so a Go manager can read them. ``CpuPercent`` (busy share
     since the previous sample) and ``Cores`` are ours; a Go worker sends neither."""
 
-    mem_stats: MemStats = msgspec.field(default_factory=MemStats)
-    disk_stats: DiskStats = msgspec.field(default_factory=DiskStats)
+    mem_stats: MemStats
+    disk_stats: DiskStats
     cpu_stats: CpuStats = msgspec.field(default_factory=CpuStats)
     load_stats: LoadStats = msgspec.field(default_factory=LoadStats)
-    task_count: Annotated[int, Meta(ge=0)] = 0
+    task_count: Count = 0
     cpu_percent: Annotated[float, Meta(ge=0, le=100)] = 0.0
-    cores: Annotated[int, Meta(ge=0)] = 0
+    cores: Count = 0
 
 
 # ----------------------------------------------------------------- small answers
 
 
 class WorkerHealth(Wire):
-    """A worker's ``GET /health``."""
+    """A worker's ``GET /health``: alive, and what it can run."""
 
     status: Literal["ok"] = "ok"
     name: str
     runtime: Literal["docker", "process"]
+    images: Annotated[
+        list[str],
+        Meta(
+            description="The images it has (Docker), or the programs it runs (process "
+            "runtime: cube/echo, cube/busybox, with any tag)."
+        ),
+    ] = msgspec.field(default_factory=list)
+    pulls: Annotated[bool, Meta(description="Whether it can pull images.")] = False
 
 
 class ManagerHealth(Wire):

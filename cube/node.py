@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cube.messages import NodeInfo
+from cube.messages import NodeInfo, Stats
+from cube.wire import ValidationError
 
 KB = 1024
 
@@ -64,7 +65,8 @@ class Node:
         return cls(name=address.split("://")[-1].rstrip("/"), api=api.rstrip("/"))
 
     def observe(self, stats: dict[str, Any], seen: datetime) -> None:
-        """Take in one ``/stats`` answer (from a Python or a Go worker)."""
+        """Take in one ``/stats`` answer (from a Python or a Go worker); check it with
+        :func:`stats_problem` first."""
         mem, disk = stats.get("MemStats") or {}, stats.get("DiskStats") or {}
         self.memory = int(mem.get("mem_total", 0)) * KB
         self.memory_used = max(0, self.memory - int(mem.get("mem_available", 0)) * KB)
@@ -78,6 +80,12 @@ class Node:
         self._last_cpu = stats.get("CpuStats")
         self.stats = stats
         self.state, self.last_seen, self.reason = "up", seen, ""
+
+    def capable(self, health: dict[str, Any]) -> None:
+        """Take in what its ``/health`` says it can run (a Go worker says nothing)."""
+        self.runtime = str(health.get("Runtime") or "")
+        self.images = tuple(str(i) for i in health.get("Images") or ())
+        self.pulls = bool(health.get("Pulls", False))
 
     def to_wire(self) -> dict[str, Any]:
         return self.info().to_wire()
@@ -133,6 +141,22 @@ class Node:
         )
 
 
+def stats_problem(stats: Any) -> str:
+    """What is wrong with a ``/stats`` answer ("" when it is usable), as the declared
+    :class:`~cube.messages.Stats` says: a worker whose statistics cannot be read is
+    marked down, saying why, rather than trusted. ``null`` (a Go worker before its first
+    collection) is not wrong: it means "not yet"."""
+    if stats is None:
+        return ""
+    if not isinstance(stats, dict):
+        return f"/stats answered a JSON {type(stats).__name__}, not an object"
+    try:
+        Stats.from_wire(stats, "/stats")
+    except ValidationError as exc:
+        return str(exc)[:200]
+    return ""
+
+
 @dataclass
 class NodeTable:
     """Many nodes as parallel arrays (index ``i`` is one node). Units: cores, bytes."""
@@ -149,6 +173,12 @@ class NodeTable:
     memory_allocated: np.ndarray
     disk_allocated: np.ndarray
     task_count: np.ndarray
+    # What each worker can run, as it reports it (see cube.feasibility); None in a table
+    # that does not know (the simulator's), which then passes the runtime and image checks.
+    runtimes: list[str] | None = None
+    images: list[tuple[str, ...]] | None = None
+    pulls: np.ndarray | None = None
+    refusals: list[str] | None = None  # per node, why it may not take this task ("": may)
 
     @classmethod
     def build(
@@ -200,6 +230,9 @@ class NodeTable:
         table.memory_allocated[:] = [n.memory_allocated for n in nodes]
         table.disk_allocated[:] = [n.disk_allocated for n in nodes]
         table.task_count[:] = [n.task_count for n in nodes]
+        table.runtimes = [n.runtime for n in nodes]
+        table.images = [n.images for n in nodes]
+        table.pulls = np.array([n.pulls for n in nodes], dtype=bool)
         return table
 
     def __len__(self) -> int:

@@ -47,17 +47,17 @@ ERRORS = {
 
 @dataclass(frozen=True)
 class Query:
-    """A query parameter: a whole number (with a default and a limit) or a UUID."""
+    """A query parameter a route reads, and its schema."""
 
     name: str
     description: str
-    default: int | None = None
-    limit: int = MAX_TAIL
+    schema: Schema
 
-    def schema(self) -> Schema:
-        if self.default is None:
-            return {"type": "string", "format": "uuid"}
-        return {"type": "integer", "minimum": 0, "maximum": self.limit, "default": self.default}
+
+def count(name: str, description: str, default: int, limit: int = MAX_TAIL) -> Query:
+    """A whole-number query parameter (``cube.http.query_int`` reads them)."""
+    schema = {"type": "integer", "minimum": 0, "maximum": limit, "default": default}
+    return Query(name, description, schema)
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def _operation(doc: Doc, method: str, path: str) -> Schema:
     }
     if doc.query:
         operation["parameters"] = [
-            {"name": q.name, "in": "query", "required": False, "schema": q.schema(),
+            {"name": q.name, "in": "query", "required": False, "schema": q.schema,
              "description": q.description}
             for q in doc.query
         ]  # fmt: skip

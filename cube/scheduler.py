@@ -36,7 +36,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cube.node import Demand, NodeTable, format_size
+from cube.feasibility import explain, fits
+from cube.node import Demand, NodeTable
 
 LIEB = 1.53960071783900203869  # Lieb's square ice constant, as in the book
 MAX_JOBS = 4.0
@@ -54,27 +55,12 @@ class Scheduler(Protocol):
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a task goes (``index`` into the table, ``None`` when nowhere) and why not."""
+    """Where a task goes (``index`` into the table, ``None`` when nowhere) and why not;
+    ``possible`` is False when no node could ever run it (see :mod:`cube.feasibility`)."""
 
     index: int | None
     reason: str = ""
-
-
-def fits(task: Demand, nodes: NodeTable) -> np.ndarray:
-    """Boolean mask: nodes that are up and have room for ``task`` (see module doc).
-
-    "In use" is the larger of promised and measured, so one comparison per resource
-    covers both rules; the simulator calls this for every decision on thousands of nodes."""
-    if task.cpu > 0:
-        mask = nodes.cpu_allocated <= nodes.cores - (task.cpu - 1e-9)
-        mask &= nodes.up
-    else:
-        mask = nodes.up.copy()
-    if task.memory > 0:
-        mask &= nodes.memory_in_use() <= nodes.memory - task.memory
-    if task.disk > 0:
-        mask &= nodes.disk_in_use() <= nodes.disk - task.disk
-    return mask
+    possible: bool = True
 
 
 def _only(values: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -272,34 +258,7 @@ def place(scheduler: Scheduler, task: Demand, nodes: NodeTable) -> Placement:
     """Run the three steps; when no node qualifies, say why in words."""
     candidates = scheduler.select_candidates(task, nodes)
     if len(candidates) == 0:
-        return Placement(None, explain(task, nodes))
+        verdict = explain(task, nodes)
+        return Placement(None, verdict.reason, verdict.possible)
     scores = scheduler.score(task, nodes, candidates)
     return Placement(scheduler.pick(scores, candidates))
-
-
-def explain(task: Demand, nodes: NodeTable) -> str:
-    """Why ``task`` fits on no node, for a person reading the task's Reason."""
-    if len(nodes) == 0:
-        return "no workers are configured"
-    up = nodes.up
-    if not up.any():
-        return f"no worker is up (0 of {len(nodes)} answering)"
-    needs, short = [], False
-    for want, capacity, promised, used, what, fmt in (
-        (task.cpu, nodes.cores, nodes.cpu_allocated, 0.0, "cores", lambda v: f"{v:g}"),
-        (
-            task.memory,
-            nodes.memory,
-            nodes.memory_allocated,
-            nodes.memory_used,
-            "memory",
-            format_size,
-        ),
-        (task.disk, nodes.disk, nodes.disk_allocated, nodes.disk_used, "disk", format_size),
-    ):
-        if want > 0:
-            most = float(np.minimum(capacity - promised, capacity - used)[up].max())
-            short |= most < want
-            needs.append(f"{fmt(want)} {what} (most free: {fmt(max(most, 0.0))})")
-    why = f"no worker that is up has room: the task needs {', '.join(needs)}"
-    return why if short else why + "; no single worker has all of it at once"

@@ -16,8 +16,10 @@ data directory is still a mistake; the worker guards against that with a lock fi
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import diskcache
 
+from cube.text import printable
 from cube.wire import decode_json
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,12 @@ T = TypeVar("T")
 
 class StoreError(Exception):
     """A stored value that cannot be read back. Names the store and the key."""
+
+
+class StoreFull(OSError):
+    """The disk (or the database) is full: nothing was written. Answered 507."""
+
+    http_status = 507
 
 
 class Codec(Protocol[T]):
@@ -96,11 +105,14 @@ class Store(Generic[T]):
         return self._raw_keys()
 
     def list(self) -> list[T]:
-        """Every readable value. An unreadable one is logged and left out, so one bad
-        record never hides the others."""
+        """Every readable value. An unreadable one is set aside (see :meth:`items`), so
+        one bad record never hides the others."""
         return [value for _, value in self.items()]
 
     def items(self) -> list[tuple[str, T]]:
+        """Every readable (key, value). A record that cannot be decoded is moved aside,
+        kept as it was with the reason (:meth:`unreadable` lists them), and logged:
+        never silently dropped, and never tried again on every listing."""
         out = []
         for key in self._raw_keys():
             try:
@@ -108,8 +120,23 @@ class Store(Generic[T]):
             except KeyError:
                 continue
             except StoreError as exc:
-                log.warning("%s (left out of the listing)", exc)
+                if key not in self.unreadable():  # a pickle stays in place: once is enough
+                    self._set_aside(key, str(exc))
         return out
+
+    def unreadable(self) -> dict[str, str]:
+        """Keys set aside because their records could not be read, with the reason."""
+        return {key: entry["Error"] for key, entry in self._aside_items()}
+
+    def _set_aside(self, key: str, why: str) -> None:
+        try:
+            raw: str | None = self._raw_get(key)
+        except (KeyError, StoreError):
+            raw = None  # not text (a pickle): left where it is, out of listings
+        self._aside_put(key, {"Error": why, "Raw": raw})
+        if raw is not None:
+            self._raw_delete(key)
+        log.warning("%s; set aside%s", printable(why), "" if raw is None else " with its text")
 
     def count(self) -> int:
         return len(self._raw_keys())
@@ -166,6 +193,12 @@ class Store(Generic[T]):
     def _raw_contains(self, key: str) -> bool:
         raise NotImplementedError
 
+    def _aside_put(self, key: str, entry: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _aside_items(self) -> list[tuple[str, dict[str, Any]]]:
+        raise NotImplementedError
+
 
 class MemoryStore(Store[T]):
     """A store that lives as long as the process: for tests, demos and ``--dbtype memory``."""
@@ -174,6 +207,7 @@ class MemoryStore(Store[T]):
         self.codec = codec or JsonCodec()  # type: ignore[assignment]
         self.name = name
         self._data: dict[str, str] = {}
+        self._aside: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def _raw_put(self, key: str, text: str) -> None:
@@ -196,6 +230,14 @@ class MemoryStore(Store[T]):
         with self._lock:
             return key in self._data
 
+    def _aside_put(self, key: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._aside[key] = entry
+
+    def _aside_items(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return list(self._aside.items())
+
 
 class DiskStore(Store[T]):
     """A store in a directory, surviving restarts and SIGKILL.
@@ -216,9 +258,17 @@ class DiskStore(Store[T]):
             statistics=False,
             tag_index=False,
         )
+        self._aside_dir = Path(f"{directory}.unreadable")
+        self._aside: diskcache.Cache | None = None
 
     def _raw_put(self, key: str, text: str) -> None:
-        self._cache.set(key, text)
+        try:
+            self._cache.set(key, text)
+        except (sqlite3.OperationalError, OSError) as exc:
+            full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+            if full or "full" in str(exc):
+                raise StoreFull(f"cannot store in {self.name}: the disk is full ({exc})") from None
+            raise
 
     def _raw_get(self, key: str) -> str:
         try:
@@ -241,8 +291,26 @@ class DiskStore(Store[T]):
     def _raw_contains(self, key: str) -> bool:
         return key in self._cache
 
+    def _aside_cache(self) -> diskcache.Cache:
+        if self._aside is None:
+            self._aside = diskcache.Cache(
+                str(self._aside_dir), eviction_policy="none", sqlite_synchronous=2
+            )
+        return self._aside
+
+    def _aside_put(self, key: str, entry: dict[str, Any]) -> None:
+        self._aside_cache().set(key, json.dumps(entry))
+
+    def _aside_items(self) -> list[tuple[str, dict[str, Any]]]:
+        if self._aside is None and not self._aside_dir.is_dir():
+            return []
+        cache = self._aside_cache()
+        return [(key, json.loads(cache[key])) for key in cache.iterkeys() if key in cache]
+
     def close(self) -> None:
         self._cache.close()
+        if self._aside is not None:
+            self._aside.close()
 
 
 _MISSING = object()

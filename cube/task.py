@@ -20,7 +20,7 @@ the one table below. It is the book's final table plus cancellation (a task that
 started can be stopped) and stopping a failed task (so it is not restarted)::
 
     from \\ to   Pending  Scheduled  Running  Completed  Failed
-    Pending        .         yes        .       cancel      .
+    Pending        .         yes        .       cancel   no node
     Scheduled      .         yes       yes      cancel     yes
     Running        .       restart     yes       yes       yes
     Completed      .          .         .         .         .      (terminal)
@@ -32,6 +32,8 @@ started can be stopped) and stopping a failed task (so it is not restarted)::
   to a worker again.
 - Pending/Scheduled -> Completed cancels a task that never started (in the book such
   a stop request was accepted and then silently dropped).
+- Pending -> Failed: no worker could ever run it (its image exists nowhere), which is
+  worth saying at once rather than after restarts, as Kubernetes' ErrImagePull does.
 - Failed -> Completed records that a person stopped a failed task, so it is not
   restarted again.
 - Nothing leaves Completed, and nothing goes back to Pending.
@@ -54,6 +56,7 @@ from cube.fields import (
     MAX_COUNT,
     MAX_CPU,
     MAX_GENERATION,
+    REASON_LIMIT,
     RESTART_POLICIES,
     ZERO_TIME,
     Bindings,
@@ -89,6 +92,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_CPU",
     "MAX_GENERATION",
+    "REASON_LIMIT",
     "RESTART_POLICIES",
     "TRANSITIONS",
     "ZERO_TIME",
@@ -103,6 +107,7 @@ __all__ = [
     "check_image",
     "check_port",
     "check_transition",
+    "clip_reason",
     "error_body",
     "format_time",
     "parse_submission",
@@ -127,7 +132,7 @@ class State(IntEnum):
 
 
 TRANSITIONS: dict[State, frozenset[State]] = {
-    State.Pending: frozenset({State.Scheduled, State.Completed}),
+    State.Pending: frozenset({State.Scheduled, State.Completed, State.Failed}),
     State.Scheduled: frozenset({State.Scheduled, State.Running, State.Completed, State.Failed}),
     State.Running: frozenset({State.Running, State.Completed, State.Failed, State.Scheduled}),
     State.Completed: frozenset(),
@@ -165,6 +170,17 @@ class UnknownTask(KeyError):
 
     def __str__(self) -> str:
         return f"no task with ID {self.args[0]}"
+
+
+_CUT = " [...cut]"
+
+
+def clip_reason(text: str) -> str:
+    """``text`` cut to fit a task's Reason, with a marker: what Cube builds from other
+    texts (a worker's reason inside "gave up after...") must stay readable back."""
+    if len(text) <= REASON_LIMIT:
+        return text
+    return text[: REASON_LIMIT - len(_CUT)] + _CUT
 
 
 # ---------------------------------------------------------------------------- types

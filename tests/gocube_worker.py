@@ -178,6 +178,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _answer(self, method: str, path: str, body: bytes) -> bool:
         double: GoWorker = self.server.double  # type: ignore[attr-defined]
+        path = path.split("?", 1)[0]  # chi routes on the path alone (Go ignores ?generation=)
         parts = path.strip("/").split("/")
         json_type = "application/json"
         if (method, path) == ("GET", "/tasks"):

@@ -82,3 +82,85 @@ def all_in_state(client, state) -> list:
     """The client's tasks when every one of them is in ``state`` (else an empty list)."""
     tasks = client.tasks()
     return tasks if tasks and all(t.state is state for t in tasks) else []
+
+
+class Procs:
+    """A cluster of real ``cube worker`` and ``cube manager`` processes on free ports,
+    their state in ``tmp``: started, killed, paused and restarted one by one, and
+    cleaned up completely by :meth:`close` (tasks included)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.workers: dict[str, tuple[subprocess.Popen, int, str]] = {}  # name -> proc, port, kind
+        self.manager: subprocess.Popen | None = None
+        self.manager_port = free_port()
+        self.manager_args: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.manager_port}"
+
+    def worker_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.workers[name][1]}"
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.workers[name][1]}"
+
+    def start_worker(
+        self, name: str, kind: str = "process", env: dict[str, str] | None = None, wait: bool = True
+    ) -> subprocess.Popen:
+        port = self.workers[name][1] if name in self.workers else free_port()
+        args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
+        args += ["--data-dir", str(self.tmp), "--reconcile-interval", "0.3"]
+        proc = cube_process(*args, log=self.tmp / f"{name}.log", env=env)
+        self.workers[name] = (proc, port, kind)
+        if wait:
+            wait_healthy(self.worker_url(name), proc, timeout=30)
+        return proc
+
+    def start_manager(
+        self, *options: str, env: dict[str, str] | None = None, extra_workers: tuple = ()
+    ) -> None:
+        if options or not self.manager_args:
+            workers = ",".join([*(self.address(n) for n in self.workers), *extra_workers])
+            self.manager_args = [
+                "manager", "--port", str(self.manager_port), "--workers", workers,
+                "--data-dir", str(self.tmp), "--update-interval", "0.3", "--node-ttl", "2",
+                "--health-interval", "0.5", *options,
+            ]  # fmt: skip
+        self.manager = cube_process(*self.manager_args, log=self.tmp / "manager.log", env=env)
+        wait_healthy(self.url, self.manager, timeout=30)
+
+    def signal(self, name: str, sig: int) -> None:
+        proc = self.manager if name == "manager" else self.workers[name][0]
+        assert proc is not None
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            kill(proc, sig)
+        else:
+            os.kill(proc.pid, sig)
+
+    def close(self) -> None:
+        from cube.client import WorkerClient
+        from cube.task import State
+        from cube.worker.worker import worker_runtime
+
+        live = (State.Scheduled, State.Running)
+        if self.manager is not None:
+            kill(self.manager, signal.SIGTERM)
+        for name, (proc, _, _) in self.workers.items():
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                client = WorkerClient(self.worker_url(name), timeout=10)
+                for task in client.tasks():
+                    if task.state in live:
+                        client.stop(task.id)
+                eventually(
+                    lambda c=client: not any(t.state in live for t in c.tasks()),
+                    timeout=30,
+                    what=f"{name}'s tasks stopped",
+                )
+                kill(proc, signal.SIGTERM)
+        for name, (_, _, kind) in self.workers.items():
+            runtime = worker_runtime(kind, self.tmp, name)
+            for managed in runtime.list_managed():
+                runtime.stop(managed.status.container_id)

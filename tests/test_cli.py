@@ -137,12 +137,15 @@ def test_run_status_stop_logs_events_node(up, tmp_path):
     assert detail.returncode == 0, detail.stderr
     fields = dict(line.split(":", 1) for line in detail.stdout.splitlines())
     assert fields["State"].strip() == "Pending"
-    assert "no worker that is up has room: the task needs 512 cores" in fields["Reason"]
+    reason = fields["Reason"].strip()
+    assert reason.startswith("no worker can take it: 2 nodes: at most ")
+    assert reason.endswith(" cores free < 512 cores asked")
     assert json.loads(up.cli("status", prefix, "--json").stdout)["Name"] == "huge"
     assert "was cancelled: it had not been placed" in up.cli("stop", prefix).stdout
 
 
 def test_cube_up_resumes_on_the_same_data_dir(up):
+    assert "Try:  cube run --name web --image cube/echo " in up.log.read_text()
     up.cli("run", "--name", "survivor", "--image", "cube/echo")
     eventually(lambda: status_table(up)[0]["STATE"] == "Running")
     up.ctrl_c()
@@ -214,3 +217,15 @@ def test_version_and_help_with_examples():
         assert helped.returncode == 0, command
         assert "Example" in helped.stdout, command
     assert cube_cli("bogus").returncode == 2
+
+
+@pytest.mark.docker
+def test_cube_up_suggests_an_image_its_runtime_can_run():
+    from cube.cluster import LocalCluster
+
+    cluster = LocalCluster(workers=1, runtime="docker")
+    try:
+        assert cluster.image == "cube/busybox:latest"  # not cube/echo, which Docker lacks
+    finally:
+        cluster.stop()
+    assert not cluster.data_dir.exists()

@@ -39,8 +39,8 @@ from cube.manager.api import make_app as manager_app
 from cube.manager.api import manager_document
 from cube.manager.manager import Manager
 from cube.runtime.process import ProcessRuntime
-from cube.store import MemoryStore, WireCodec
-from cube.task import Task, TaskEvent
+from cube.store import JsonCodec, MemoryStore, WireCodec
+from cube.task import Task
 from cube.worker import Worker
 from cube.worker.api import make_app as worker_app
 from cube.worker.api import worker_document
@@ -132,7 +132,7 @@ def _worker(tmp: Path, name: str) -> Worker:
         name,
         MemoryStore(WireCodec(Task)),
         ProcessRuntime(owner=f"fuzz-{name}", state_dir=tmp / name),
-        queue=MemoryStore(WireCodec(TaskEvent)),
+        timers=MemoryStore(JsonCodec()),
         reconcile_interval=0.5,
     ).start()
 

@@ -26,8 +26,8 @@ from cube.manager.api import make_app as manager_app
 from cube.manager.api import manager_document
 from cube.manager.manager import Manager
 from cube.runtime.process import ProcessRuntime
-from cube.store import MemoryStore, WireCodec
-from cube.task import Task, TaskEvent, ValidationError, check_image, check_port, parse_submission
+from cube.store import JsonCodec, MemoryStore, WireCodec
+from cube.task import Task, ValidationError, check_image, check_port, parse_submission
 from cube.worker import Worker
 from cube.worker.api import make_app as worker_app
 from cube.worker.api import worker_document
@@ -38,9 +38,7 @@ TOKEN = "s3cret"
 
 def _worker(tmp_path: Path) -> Worker:
     runtime = ProcessRuntime(owner="openapi", state_dir=tmp_path)
-    return Worker(
-        "w", MemoryStore(WireCodec(Task)), runtime, queue=MemoryStore(WireCodec(TaskEvent))
-    )
+    return Worker("w", MemoryStore(WireCodec(Task)), runtime, timers=MemoryStore(JsonCodec()))
 
 
 @pytest.fixture(params=["worker", "manager"])

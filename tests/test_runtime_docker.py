@@ -109,6 +109,7 @@ def test_start_serves_http_on_localhost_only(runtime, client, owner):
         "cube.task-id": str(task.id),
         "cube.owner": owner,
         "cube.task-name": "web",
+        "cube.attempt": "0.0",
     }
     host = attrs["HostConfig"]
     assert not host["Privileged"] and not host["PublishAllPorts"] and not host["Binds"]

@@ -101,7 +101,8 @@ def test_unreachable_nodes_are_never_candidates():
     for name in ("roundrobin", "epvm", "greedy", "bestfit"):
         placement = place(make(name), Want(), nodes)
         assert placement.index is None
-        assert placement.reason == "no worker is up (0 of 3 answering)"
+        assert placement.reason == "no worker can take it: 3 nodes: down or not answering yet"
+        assert placement.possible  # they may come back
 
 
 def test_memory_and_disk_are_both_checked():
@@ -111,9 +112,12 @@ def test_memory_and_disk_are_both_checked():
     assert fits(Want(disk=GIB), nodes).tolist() == [False, True]
     assert fits(Want(memory=GIB), nodes).tolist() == [True, False]
     assert fits(Want(memory=GIB, disk=GIB), nodes).tolist() == [False, False]
-    why = explain(Want(memory=GIB, disk=GIB), nodes)
-    assert why.startswith("no worker that is up has room: the task needs 1.0 GiB memory")
-    assert "1.0 GiB disk" in why
+    verdict = explain(Want(memory=GIB, disk=GIB), nodes)
+    assert verdict.reason == (
+        "no worker can take it: 1 node: memory 512.0 MiB free < 1.0 GiB asked; "
+        "1 node: disk 0 B free < 1.0 GiB asked"
+    )
+    assert verdict.possible
 
 
 def test_cpu_requests_are_checked():

@@ -76,8 +76,6 @@ def test_corrupt_and_foreign_values_are_named_and_do_not_hide_others(tmp_path, c
     raw.set("wrong-shape", json.dumps({"Name": "x"}))
     raw.close()
 
-    assert store.list() == [good]
-    assert store.count() == 4
     for key, why in [
         ("broken", "unreadable value"),
         ("foreign", "refusing to unpickle"),
@@ -86,7 +84,19 @@ def test_corrupt_and_foreign_values_are_named_and_do_not_hide_others(tmp_path, c
         with pytest.raises(StoreError, match=why) as info:
             store.get(key)
         assert repr(key) in str(info.value)
+
+    assert store.list() == [good]  # the others are set aside, not dropped
+    aside = store.unreadable()
+    assert set(aside) == {"broken", "foreign", "wrong-shape"}
+    assert "Task.Image" in aside["wrong-shape"] and "unpickle" in aside["foreign"]
+    for key in aside:
         assert key in caplog.text
+    assert store.count() == 2  # the text ones moved out; a pickle stays where it was
+    store.close()
+    again = DiskStore(tmp_path / "s", TASKS)  # what was set aside is still there, with its text
+    assert set(again.unreadable()) == {"broken", "foreign", "wrong-shape"}
+    assert again._aside_items()[0][1]["Raw"] in ("{not json", json.dumps({"Name": "x"}), None)
+    assert again.list() == [good]
 
 
 def test_no_eviction_at_a_tiny_size_limit(tmp_path):

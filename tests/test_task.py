@@ -32,6 +32,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ALLOWED = {
     (State.Pending, State.Scheduled),
     (State.Pending, State.Completed),
+    (State.Pending, State.Failed),
     (State.Scheduled, State.Scheduled),
     (State.Scheduled, State.Running),
     (State.Scheduled, State.Completed),

@@ -12,7 +12,7 @@ from helpers import eventually
 from cube.client import Conflict, NotFound, Unauthorized, WorkerClient
 from cube.http import Server
 from cube.runtime import choose
-from cube.store import DiskStore, MemoryStore, WireCodec
+from cube.store import DiskStore, JsonCodec, MemoryStore, WireCodec
 from cube.task import State, Task, TaskEvent
 from cube.worker import Worker
 from cube.worker.api import make_app
@@ -22,18 +22,15 @@ IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 
 
 def build_worker(tmp_path: Path, kind: str, name: str = "w-test", disk: bool = False) -> Worker:
-    def store(sub: str, cls: type) -> object:
-        return (
-            DiskStore(tmp_path / name / sub, WireCodec(cls))
-            if disk
-            else MemoryStore(WireCodec(cls))
-        )
+    def store(sub: str, cls: type | None) -> object:
+        codec = WireCodec(cls) if cls else JsonCodec()
+        return DiskStore(tmp_path / name / sub, codec) if disk else MemoryStore(codec)
 
     return Worker(
         name,
         store("tasks", Task),
         choose(kind, owner=f"{name}-{tmp_path.name}", state_dir=tmp_path / name / "proc"),
-        queue=store("queue", TaskEvent),
+        timers=store("timers", None),
         reconcile_interval=0.2,
     )
 

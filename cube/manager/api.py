@@ -25,14 +25,18 @@ from cube.client import CubeError
 from cube.http import fail, json_app, query_int, read_json, send_json
 from cube.manager.manager import Manager
 from cube.messages import Logs, ManagerHealth, NodeInfo
-from cube.openapi import Doc, Query, document, serve_document
+from cube.openapi import Doc, Query, count, document, serve_document
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache
 
-TAIL = Query("tail", "How many of the last lines to return.", default=200)
+TAIL = count("tail", "How many of the last lines to return.", default=200)
 EVENTS = (
-    Query("limit", "At most this many events, newest first (0: all).", default=0),
-    Query("task", "Only this task's events (empty: every task's)."),
+    count("limit", "At most this many events, newest first (0: all).", default=0),
+    Query(
+        "task",
+        "Only this task's events (empty: every task's).",
+        {"type": "string", "format": "uuid"},
+    ),
 )
 
 

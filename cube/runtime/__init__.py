@@ -71,14 +71,38 @@ class Status:
 
 @dataclass(frozen=True)
 class Managed:
-    """One container or process this runtime's owner started, found by its label."""
+    """One container or process this runtime's owner started, found by its label.
+    ``attempt`` is the label of the order it was started for (see :func:`attempt_label`;
+    "" on what an older Cube started)."""
 
     task_id: str
     status: Status
+    attempt: str = ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a runtime can run, as a worker reports it to the manager's placement
+    (:mod:`cube.feasibility`): its kind, the images it has (or, for the process runtime,
+    the program names it knows), and whether it can fetch an image it lacks."""
+
+    runtime: str
+    images: tuple[str, ...] = ()
+    pulls: bool = False
+
+    def to_wire(self) -> dict[str, object]:
+        return {"Runtime": self.runtime, "Images": list(self.images), "Pulls": self.pulls}
+
+
+def attempt_label(task: Task) -> str:
+    """The order a copy is started for, ``"<generation>.<restart count>"``: kept on the
+    container or process, so that a worker restarted at any moment adopts only a copy of
+    the order it follows, and stops one left from an older order."""
+    return f"{task.generation}.{task.restart_count}"
 
 
 class Runtime(Protocol):
-    """The five things a worker needs from whatever runs its tasks."""
+    """What a worker needs from whatever runs its tasks."""
 
     name: str
 
@@ -86,8 +110,14 @@ class Runtime(Protocol):
         """Raise :class:`UnknownImage` early when this runtime surely cannot run ``task``
         (so an API can answer 400 before accepting it). Cheap; no pulls."""
 
+    def capabilities(self) -> Capabilities:
+        """What it can run (cheap: cached where asking is not)."""
+
     def start(self, task: Task) -> Started:
-        """Start ``task``; raise :class:`RuntimeFailure` with a readable reason."""
+        """Start ``task``, labelled with its ID, this runtime's owner and
+        :func:`attempt_label` *as it is created* (so a crash at any later instant leaves a
+        copy that :meth:`list_managed` finds); raise :class:`RuntimeFailure` with a
+        readable reason."""
 
     def stop(self, container_id: str) -> None:
         """Stop and remove; stopping something already gone is not an error."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -25,7 +26,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound, Nu
 from docker.models.containers import Container
 from docker.models.images import Image
 
+from cube.feasibility import can_run
 from cube.runtime import (
+    Capabilities,
     Managed,
     PortMap,
     RuntimeFailure,
@@ -33,14 +36,18 @@ from cube.runtime import (
     Started,
     Status,
     UnknownImage,
+    attempt_label,
 )
 from cube.task import Task
 
 LABEL_TASK_ID = "cube.task-id"
 LABEL_OWNER = "cube.owner"
 LABEL_TASK_NAME = "cube.task-name"
+LABEL_ATTEMPT = "cube.attempt"
 
 API_TIMEOUT = 30
+CAPABILITY_TTL = 5.0
+REGISTRY = "https://registry-1.docker.io/v2/"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
@@ -70,18 +77,54 @@ class DockerRuntime:
         host_ip: str = "127.0.0.1",
         client: docker.DockerClient | None = None,
         stop_timeout: int = 2,
+        pulls: bool | None = None,
     ) -> None:
         self.owner = owner
+        self._pulls = pulls  # None: find out whether a registry answers
         self.host_ip = host_ip
         self.stop_timeout = stop_timeout
         self._client = client
         self._replaceable = client is None
         self._lock = threading.Lock()
+        self._capabilities: tuple[float, Capabilities] | None = None
 
     # ------------------------------------------------------------------ protocol
 
     def check(self, task: Task) -> None:
-        """Nothing to check cheaply: whether Docker can have the image is known at start."""
+        """Refuse an image that is not here when this engine cannot pull (an answer the
+        manager's placement takes to another worker)."""
+        try:
+            able = self._capabilities_now()
+        except RuntimeUnavailable:
+            return  # whether it could is for start to find out, and to say why not
+        if can_run(task.image, self.name, able.images, able.pulls):
+            raise UnknownImage(
+                f"image {task.image!r} is not on this machine and no registry answers to "
+                "pull it from"
+            )
+
+    def capabilities(self) -> Capabilities:
+        """The images the engine has, and whether it can pull, remembered for
+        ``CAPABILITY_TTL`` seconds (the manager asks with every liveness probe). With the
+        daemon out of reach: nothing (so no task is placed here meanwhile)."""
+        try:
+            return self._capabilities_now()
+        except RuntimeUnavailable:
+            return Capabilities(self.name, (), False)
+
+    def _capabilities_now(self) -> Capabilities:
+        with self._lock:
+            cached = self._capabilities
+        if cached is not None and time.monotonic() - cached[0] < CAPABILITY_TTL:
+            return cached[1]
+        with self._connected() as client:
+            tags = sorted({tag for image in client.images.list() for tag in image.tags})
+        if self._pulls is None:
+            self._pulls = registry_answers()
+        able = Capabilities(self.name, tuple(tags), self._pulls)
+        with self._lock:
+            self._capabilities = (time.monotonic(), able)
+        return able
 
     def start(self, task: Task) -> Started:
         """Pull if missing, create, start, and report the ports Docker picked."""
@@ -154,7 +197,7 @@ class DockerRuntime:
                 all=True, filters={"label": f"{LABEL_OWNER}={self.owner}"}, ignore_removed=True
             )
         return [
-            Managed(task_id=c.labels[LABEL_TASK_ID], status=_status(c.attrs))
+            Managed(c.labels[LABEL_TASK_ID], _status(c.attrs), c.labels.get(LABEL_ATTEMPT, ""))
             for c in containers
             if LABEL_TASK_ID in c.labels
         ]
@@ -210,6 +253,7 @@ class DockerRuntime:
                 LABEL_TASK_ID: str(task.id),
                 LABEL_OWNER: self.owner,
                 LABEL_TASK_NAME: task.name,
+                LABEL_ATTEMPT: attempt_label(task),
             },
             "ports": self._ports(task, image),
             **_limits(task),
@@ -231,6 +275,17 @@ class DockerRuntime:
             port: {"HostIp": self.host_ip, "HostPort": task.port_bindings.get(port, "")}
             for port in sorted(ports)
         }
+
+
+def registry_answers(url: str = REGISTRY, timeout: float = 2.0) -> bool:
+    """Does Docker Hub's registry answer at all (any HTTP status)? Without it, an image
+    that is not here cannot be pulled, and saying so lets the manager place the task
+    elsewhere, or fail it at once, instead of failing it after a pull times out."""
+    try:
+        requests.get(url, timeout=timeout)
+    except requests.RequestException:
+        return False
+    return True
 
 
 def _limits(task: Task) -> dict[str, Any]:

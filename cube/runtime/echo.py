@@ -129,8 +129,12 @@ def _bind_error(host: str, port: int, exc: OSError) -> str:
 def _report(fd: int | None, line: str) -> None:
     """Tell the parent, through the inherited pipe, that we are ready (or why not)."""
     if fd is not None:
-        os.write(fd, f"{line}\n".encode())
-        os.close(fd)
+        try:
+            os.write(fd, f"{line}\n".encode())
+        except BrokenPipeError:
+            pass  # the worker that started us is gone; its next life will adopt us
+        finally:
+            os.close(fd)
 
 
 def _write_exit_file(path: str, code: int) -> None:

@@ -10,10 +10,17 @@ output in a log file, and the runtime keeps one small JSON record per process in
 ``state_dir``. A new runtime with the same owner and ``state_dir`` finds them there and
 re-adopts them. A record names the process by its pid *and* its start time, so a later
 process that happens to get the same pid is never mistaken for it (or killed).
+
+The record is written *before* the process is spawned (without a pid yet), completed
+with the pid the moment it exists, and with its port once it listens. A worker killed at
+any instant in between leaves a record that :meth:`ProcessRuntime.list_managed` resolves:
+the process is found by its ID on its command line (and its port by what it listens on)
+and adopted, or, when it never came to be, reported gone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,13 +34,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import psutil
 
-from cube.runtime import Managed, PortMap, RuntimeFailure, Started, Status, UnknownImage
+from cube import faults
+from cube.runtime import (
+    Capabilities,
+    Managed,
+    PortMap,
+    RuntimeFailure,
+    Started,
+    Status,
+    UnknownImage,
+    attempt_label,
+)
 from cube.task import Task
 
 log = logging.getLogger(__name__)
@@ -74,6 +91,7 @@ class ProcessRecord:
     image: str
     host_ports: PortMap
     log: str
+    attempt: str = ""
 
 
 class ProcessRuntime:
@@ -91,32 +109,41 @@ class ProcessRuntime:
     def check(self, task: Task) -> None:
         self._flags(task.image)
 
+    def capabilities(self) -> Capabilities:
+        return Capabilities(self.name, tuple(sorted(PROGRAMS)), pulls=False)
+
     def start(self, task: Task) -> Started:
         flags = self._flags(task.image)
         port_name = task.exposed_ports[0] if task.exposed_ports else DEFAULT_PORT
         wanted = int(task.port_bindings.get(port_name) or 0)
         container_id = f"proc-{secrets.token_hex(6)}"
-        child, port = self._launch(container_id, task.image, flags, wanted)
-        host_ports = {port_name: [{"HostIp": self.host_ip, "HostPort": str(port)}]}
         record = ProcessRecord(
             container_id=container_id,
             owner=self.owner,
             task_id=str(task.id),
-            pid=child.pid,
-            create_time=psutil.Process(child.pid).create_time(),
+            pid=0,
+            create_time=0.0,
             image=task.image,
-            host_ports=host_ports,
+            host_ports={},
             log=str(self._path(container_id, "log")),
+            attempt=attempt_label(task),
         )
-        self._save(record)
-        with _children_lock:
-            _children[container_id] = child
+        self._save(record)  # the intent, before anything exists
+        try:
+            port = self._launch(record, flags, wanted)
+        except BaseException:
+            self._path(container_id, "json").unlink(missing_ok=True)
+            raise
+        host_ports = {port_name: [{"HostIp": self.host_ip, "HostPort": str(port)}]}
+        self._save(replace(self._load(container_id) or record, host_ports=host_ports))
         return Started(container_id, host_ports)
 
     def stop(self, container_id: str) -> None:
         if not _ID.fullmatch(container_id):
             return
         record = self._load(container_id)
+        if record is not None and record.pid == 0:
+            record = self._resolve(record)  # a start cut short: is there a process?
         with _children_lock:
             child = _children.pop(container_id, None)
         if child is not None:
@@ -165,10 +192,30 @@ class ProcessRuntime:
     def list_managed(self) -> list[Managed]:
         records = (self._load(path.stem) for path in sorted(self.state_dir.glob("proc-*.json")))
         return [
-            Managed(record.task_id, self._status(record))
+            Managed(record.task_id, self._status(self._resolve(record)), record.attempt)
             for record in records
             if record is not None and record.owner == self.owner
         ]
+
+    def _resolve(self, record: ProcessRecord) -> ProcessRecord:
+        """Complete a record that a worker killed mid-start left without a pid or a
+        port: find the process by its ID on its command line, and its port by what it
+        listens on. A record whose process never came to be stays without a pid (and
+        reads as exited)."""
+        if record.pid == 0:
+            proc = _find_by_argument(str(self._path(record.container_id, "exit")))
+            if proc is None:
+                return record
+            record = replace(record, pid=proc.pid, create_time=proc.create_time())
+            self._save(record)
+        if not record.host_ports and (proc := _same_process(record)) is not None:
+            port = _listening_port(proc)
+            if port:
+                name = DEFAULT_PORT  # the only port the echo service has
+                ports = {name: [{"HostIp": self.host_ip, "HostPort": str(port)}]}
+                record = replace(record, host_ports=ports)
+                self._save(record)
+        return record
 
     # ------------------------------------------------------------------- starting
 
@@ -183,20 +230,29 @@ class ProcessRuntime:
             )
         return PROGRAMS[name] + TAG_FLAGS.get(tag, ())
 
-    def _launch(
-        self, container_id: str, image: str, flags: tuple[str, ...], port: int
-    ) -> tuple[subprocess.Popen[bytes], int]:
-        """Start the service and wait until it listens; returns the child and its port."""
+    def _launch(self, record: ProcessRecord, flags: tuple[str, ...], port: int) -> int:
+        """Start the service, record its pid at once, and wait until it listens;
+        returns its port."""
+        container_id = record.container_id
         read_fd, write_fd = os.pipe()
         with open(read_fd, "rb", buffering=0) as ready:
             try:
                 child = self._spawn(container_id, flags, port, write_fd)
             finally:
                 os.close(write_fd)  # so that the pipe reads EOF once the child is gone
+            with _children_lock:
+                _children[container_id] = child
+            faults.point("process-spawned")
+            with contextlib.suppress(psutil.NoSuchProcess):
+                created = psutil.Process(child.pid).create_time()
+                self._save(replace(record, pid=child.pid, create_time=created))
             line = _read_line(ready, READY_TIMEOUT)
         if line is not None and line.isdigit():
-            return child, int(line)
-        raise self._failed_start(container_id, image, child, line)
+            faults.point("process-ready")
+            return int(line)
+        with _children_lock:
+            _children.pop(container_id, None)
+        raise self._failed_start(container_id, record.image, child, line)
 
     def _failed_start(
         self, container_id: str, image: str, child: subprocess.Popen[bytes], line: str | None
@@ -310,6 +366,8 @@ class ProcessRuntime:
 def _same_process(record: ProcessRecord) -> psutil.Process | None:
     """The live process the record names, or None when it is gone, a zombie, or the pid
     now belongs to a different process."""
+    if record.pid <= 0:
+        return None
     try:
         proc = psutil.Process(record.pid)
         same = abs(proc.create_time() - record.create_time) < SAME_START_TOLERANCE
@@ -317,6 +375,24 @@ def _same_process(record: ProcessRecord) -> psutil.Process | None:
             return proc
     except psutil.NoSuchProcess:
         pass
+    return None
+
+
+def _find_by_argument(argument: str) -> psutil.Process | None:
+    """The live process whose command line holds ``argument`` (a path unique to one
+    container ID), if any."""
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if argument in (proc.info["cmdline"] or ()) and proc.status() != psutil.STATUS_ZOMBIE:
+                return proc
+    return None
+
+
+def _listening_port(proc: psutil.Process) -> int | None:
+    with contextlib.suppress(psutil.Error):
+        for conn in proc.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr:
+                return int(conn.laddr.port)
     return None
 
 

@@ -1,13 +1,18 @@
 """The worker's REST API: the book's routes, with honest status codes.
 
 ==========================  ===================================================
-``GET    /tasks``            every task on this worker (``[]`` when none)
+``GET    /tasks``            every task on this worker (``[]`` when none); with
+                            ``?index=N&wait=5s`` a blocking query: answers once a
+                            task changed after index N (header ``X-Cube-Index``)
 ``POST   /tasks``            a TaskEvent, or a bare task; 201 + the task
 ``GET    /tasks/{id}``       the task, plus what the runtime says about it now
-``DELETE /tasks/{id}``       stop it (cancel it if not started); 204
+``DELETE /tasks/{id}``       stop it (cancel it if not started); 204. With
+                            ``?generation=N``, refused (409) when older than the
+                            order the worker follows
 ``GET    /tasks/{id}/logs``  the last lines its container or process printed
 ``GET    /stats``            machine statistics (the Go Cube's shape)
-``GET    /health``           liveness; open even when a token is required
+``GET    /health``           liveness, and what it can run (runtime, images);
+                            open even when a token is required
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 
@@ -22,16 +27,24 @@ from typing import Any
 import bottle
 import msgspec
 
-from cube.http import json_app, query_int, read_json, send_json
+from cube.http import INDEX_HEADER, json_app, query_int, read_json, send_json, watch_query
 from cube.messages import Logs, RuntimeStatus, Stats, WorkerHealth
-from cube.openapi import Doc, Query, document, serve_document
-from cube.task import Task, TaskEvent, parse_submission, parse_uuid
+from cube.openapi import Doc, Query, count, document, serve_document
+from cube.task import MAX_GENERATION, Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
 from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
 
 STATS_MAX_AGE = 1.0
-TAIL = Query("tail", "How many of the last lines to return.", default=200)
+TAIL = count("tail", "How many of the last lines to return.", default=200)
+GENERATION = Query(
+    "generation",
+    "The order's generation: a stop older than the order the worker follows is refused "
+    "(409), so a deposed manager cannot stop a newer copy.",
+    {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
+)
+# GET /tasks also takes ?index=N&wait=5s (a blocking query). The document leaves them
+# out: a fuzzer that guessed the current index would wait out every wait it drew.
 
 
 class WorkerTask(Task):
@@ -44,15 +57,24 @@ class WorkerTask(Task):
 def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app("cube worker", token)
+    app.config["cube.on_stop"].append(lambda: worker.release_watchers())
     listing = ListCache(key=lambda task: task.id)
     sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
 
     @app.get("/health", doc=Doc("worker health", WorkerHealth, said="Alive.", open=True))
     def health() -> bytes:
-        return send_json(WorkerHealth(name=worker.name, runtime=worker.runtime.name))
+        can = worker.capabilities()
+        return send_json(
+            WorkerHealth(
+                name=worker.name, runtime=can.runtime, images=list(can.images), pulls=can.pulls
+            )
+        )
 
     @app.get("/tasks", doc=Doc("list worker tasks", list[Task], said="The tasks."))
     def list_tasks() -> bytes:
+        watch = watch_query()
+        index = worker.wait_index(*watch) if watch else worker.index
+        bottle.response.set_header(INDEX_HEADER, str(index))
         return send_json(listing.encode(worker.tasks()))
 
     @app.post(
@@ -84,10 +106,13 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
             status=204,
             said="Stopping (or cancelled, if it had not started).",
             errors=(400, 404, 409),
+            query=(GENERATION,),
         ),
     )
     def stop_task(task_id: str) -> None:
-        worker.stop_task(str(parse_uuid(task_id)))
+        asked = "generation" in bottle.request.query
+        generation = query_int("generation", 0, MAX_GENERATION) if asked else None
+        worker.stop_task(str(parse_uuid(task_id)), generation)
         bottle.response.status = 204
 
     @app.get(

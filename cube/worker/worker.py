@@ -1,67 +1,54 @@
-"""The worker: turns desired states (a queue of task events) into running tasks.
+"""The worker: makes what is asked of its tasks come true on a runtime.
 
-The queue holds what was *asked* ("run this", "stop that"); the store holds what *is*.
-A loop thread sleeps on a condition variable and wakes the moment work arrives (the
-book polled every 10 s, one task per tick). Each event is checked against the *stored*
-state with :func:`cube.task.check_transition` before anything happens: the book wrote
-the desired state into the store first and then compared it with itself.
+Each task has one record in the worker's store holding both halves: what is *wanted*
+(``desired``: Running or Completed, from the latest order) and what *is* (``state``, the
+container or process it runs as). An order is checked against the stored record
+(:mod:`cube.worker.orders`) and, if it changes anything, stored before anything is done:
+that record is the worker's intent. The task's ID then goes on a durable timer queue
+(:mod:`cube.timers`) and the loop, which sleeps on a condition variable, wakes at once to
+carry it out (the book polled every 10 s, one task per tick). Work for different tasks
+runs in parallel on a small pool; one task's work runs one step at a time.
 
-Events for different tasks run in parallel on a small thread pool; events for the same
-task run one at a time, in order. A reconcile pass (every ``reconcile_interval``
-seconds) inspects running tasks, so a container that died is reported Failed with the
-reason, and host ports stay current.
-
-Restarts lose nothing: the queue and the tasks live in stores (DiskStore for a real
-worker), and on start the worker re-adopts the containers or processes still running
-for its tasks (same container ID, no restart) and marks the others Failed.
+Because the intent is stored first, and the runtime labels what it starts with the
+order's attempt as it creates it, a worker killed at *any* instant loses nothing: on
+start it re-adopts the copy of the order it follows, stops any other copy, and carries
+on with what is still to do (:mod:`cube.worker.adopt`). An inspection pass every
+``reconcile_interval`` seconds reports a container that died as Failed, with the reason.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import itertools
 import logging
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from cube.runtime import Runtime, RuntimeFailure, RuntimeUnavailable, Status, choose
-from cube.store import Store, WireCodec, lock_directory, open_store
-from cube.task import (
-    State,
-    Task,
-    TaskEvent,
-    TransitionError,
-    UnknownTask,
-    ValidationError,
-    check_transition,
-    utcnow,
-    wait_for_state,
+from cube import faults
+from cube.runtime import (
+    Capabilities,
+    Runtime,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    Status,
+    choose,
 )
+from cube.store import JsonCodec, MemoryStore, Store, WireCodec, lock_directory, open_store
+from cube.task import State, Task, TaskEvent, UnknownTask, clip_reason, wait_for_state
+from cube.timers import WorkQueue
+from cube.worker import adopt, orders
 from cube.worker.stats import StatsCollector
 
 log = logging.getLogger(__name__)
-
-RUN_STATES = (State.Scheduled, State.Running)
-
-
-@dataclass
-class _Queued:
-    key: str
-    event: TaskEvent
-    not_before: float = 0.0
 
 
 class Worker:
     """Runs tasks on one machine through a :class:`~cube.runtime.Runtime`.
 
-    Usable without threads (call :meth:`step` to apply queued events in the caller's
-    thread, as a notebook does to show each move) or as a service (:meth:`start`).
+    Usable without threads (call :meth:`step` to do what is due in the caller's thread,
+    as a notebook does to show each move) or as a service (:meth:`start`).
     """
 
     def __init__(
@@ -70,7 +57,7 @@ class Worker:
         store: Store[Task],
         runtime: Runtime,
         *,
-        queue: Store[TaskEvent] | None = None,
+        timers: Store[Any] | None = None,
         reconcile_interval: float = 2.0,
         parallel: int = 4,
         lock: IO[str] | None = None,
@@ -78,53 +65,51 @@ class Worker:
         self.name = name
         self.store = store
         self.runtime = runtime
-        self.queue_store = queue
+        self.timers = WorkQueue(timers or MemoryStore(JsonCodec(), name=f"{name}-timers"))
         self.reconcile_interval = reconcile_interval
-        self._queue: deque[_Queued] = deque()
-        self._inflight: set[str] = set()
-        self._cond = threading.Condition(threading.RLock())
-        self._seq = itertools.count()
+        self._cond = self.timers.changed
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{name}-task")
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._stats = StatsCollector()
         self._recovered = False
         self._lock = lock
+        self.index = 1  # bumped by every change of a record, for blocking queries
+        self._releases = 0
 
     # ------------------------------------------------------------------ public API
 
     def submit(self, event: TaskEvent) -> Task:
-        """Queue a desired state for a task and return the task as stored now.
+        """Take an order and return the task as stored now.
 
-        Raises :class:`ValidationError` for a request a worker cannot act on,
-        :class:`~cube.runtime.UnknownImage` when the runtime surely cannot run the
-        image, :class:`UnknownTask` for a stop of a task it never had, and
-        :class:`~cube.task.TransitionError` when the stored state forbids it."""
-        if event.state not in (*RUN_STATES, State.Completed):
-            raise ValidationError(
-                "TaskEvent.State",
-                f"a worker can be asked to run (2) or stop (3) a task, not {event.state.name}",
-            )
+        Raises :class:`~cube.task.ValidationError` for an order a worker cannot act on,
+        :class:`~cube.runtime.UnknownImage` when the runtime surely cannot run the image,
+        :class:`~cube.task.UnknownTask` for a stop of a task it never had,
+        :class:`~cube.worker.orders.StaleOrder` for an order older than the one it
+        follows, and :class:`~cube.task.TransitionError` when the stored state forbids it."""
+        task_id = str(event.task.id)
         with self._cond:
-            stored = self._stored(str(event.task.id))
-            if stored is None:
-                if event.state is State.Completed:
-                    raise UnknownTask(str(event.task.id))
+            stored = self._stored(task_id)
+            if orders.wanted(event) is State.Running:
                 self.runtime.check(event.task)
-                check_transition(event.task.state, State.Scheduled)
-                stored = self._fresh(event.task)
-                self.store.put(str(stored.id), stored)
-            elif self._plan(stored, event) == "stop" and self._cancellable(stored):
-                return self._cancel(stored)
-            elif event.state is not State.Completed:
-                self.runtime.check(event.task)
-            self._enqueue(event)
-            return stored
+            record = orders.accept(stored, event)
+            if record is None:
+                return stored  # type: ignore[return-value]  # a repeat: stored exists
+            if orders.next_step(record) == "stop" and self._cancellable(record):
+                record = orders.stopped(record)
+            self._save(record)
+            if orders.next_step(record) != "none":
+                self.timers.schedule(task_id, why="order")
+            else:
+                self.timers.remove(task_id)  # nothing left to do for it
+            return record
 
-    def stop_task(self, task_id: str) -> Task:
-        """Ask for a task to be stopped (or cancelled, if it has not started)."""
+    def stop_task(self, task_id: str, generation: int | None = None) -> Task:
+        """Ask for a task to be stopped (cancelled, if it has not started). A
+        ``generation`` older than the stored one is refused, like any stale order."""
         stored = self.get_task(task_id)
-        return self.submit(TaskEvent(task=stored, state=State.Completed))
+        order = stored if generation is None else stored.replace(generation=generation)
+        return self.submit(TaskEvent(task=order, state=State.Completed))
 
     def get_task(self, task_id: str) -> Task:
         task = self._stored(task_id)
@@ -158,12 +143,40 @@ class Worker:
     def stats(self) -> dict[str, Any]:
         return self._stats.sample(task_count=self.running_count())
 
+    def capabilities(self) -> Capabilities:
+        return self.runtime.capabilities()
+
     def running_count(self) -> int:
         return sum(1 for t in self.store.list() if t.state is State.Running)
 
     def pending_events(self) -> list[TaskEvent]:
+        """What is asked and not done yet, as task events (oldest order first)."""
         with self._cond:
-            return [q.event for q in self._queue]
+            due = [(self.timers.due_at(k) or 0.0, k) for k in self._waiting()]
+            tasks = [self._stored(key) for _, key in sorted(due)]
+        return [
+            TaskEvent(task=t, state=t.desired)
+            for t in tasks
+            if t is not None and orders.next_step(t) != "none"
+        ]
+
+    def wait_index(self, index: int, timeout: float) -> int:
+        """Wait until the records change past ``index`` (or ``timeout`` passes); returns
+        the index now. An ``index`` from before a restart of this worker (greater than
+        the current one) answers at once, so a watcher starts over."""
+        with self._cond:
+            releases = self._releases
+            self._cond.wait_for(
+                lambda: self.index != index or self._stopping or self._releases != releases,
+                timeout,
+            )
+            return self.index
+
+    def release_watchers(self) -> None:
+        """Answer every blocked :meth:`wait_index` now (its server is stopping)."""
+        with self._cond:
+            self._releases += 1
+            self._cond.notify_all()
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
         """Block until the task reaches one of ``states`` (woken by each change)."""
@@ -193,315 +206,165 @@ class Worker:
             for task in self.store.list():
                 if task.state is State.Running:
                     self._guard(self._suspend, task)
-        for closable in (self.store, self.queue_store, self._lock):
+        for closable in (self.store, self.timers.store, self._lock):
             if closable is not None:
                 closable.close()
 
-    def _suspend(self, task: Task) -> None:
-        self.runtime.stop(task.container_id)
-        check_transition(task.state, State.Scheduled)
-        self._save(self._fresh(task).replace(reason="suspended: its worker was stopped"))
-        self._enqueue(TaskEvent(task=task, state=State.Running))
-        log.info(
-            "%s: task %s (%s) suspended until the worker starts again",
-            self.name,
-            task.id,
-            task.name,
-        )
-
     def step(self) -> None:
-        """Apply every queued event now, in this thread, then reconcile once."""
+        """Do everything that is due now, in this thread, then inspect once."""
         self.recover()
-        while True:
-            with self._cond:
-                ready = self._take_ready(time.monotonic())
-            if not ready:
-                break
-            for item in ready:
-                self._apply(item)
+        while ready := self.timers.take():
+            for key in ready:
+                self._apply(key)
         self.reconcile()
 
-    # ------------------------------------------------------------------- recovery
-
     def recover(self) -> None:
-        """Adopt running containers of stored tasks; fail tasks whose container is
-        gone; stop copies nobody owns; reload the persisted queue. Runs once."""
-        if self._recovered:
-            return
-        self._recovered = True
-        try:
-            live: dict[str, list[Status]] = {}
-            for managed in self.runtime.list_managed():
-                live.setdefault(managed.task_id, []).append(managed.status)
-        except RuntimeFailure as exc:
-            log.warning(
-                "%s: cannot list what the runtime runs (%s); adoption skipped", self.name, exc
-            )
-            live = {}
-        else:
-            for task in self.store.list():
-                self._guard(self._adopt, task, live.pop(str(task.id), []))
-            for task_id, statuses in live.items():
-                for status in statuses:
-                    log.warning(
-                        "%s: stopping %s of unknown task %s",
-                        self.name,
-                        status.container_id,
-                        task_id,
-                    )
-                    self._guard(self.runtime.stop, status.container_id)
-        self._load_queue()
-
-    def _adopt(self, task: Task, statuses: list[Status]) -> None:
-        running = sorted(
-            (s for s in statuses if s.running), key=lambda s: s.container_id != task.container_id
-        )
-        keep = running[0] if running and task.state in RUN_STATES else None
-        for status in statuses:
-            if status is not keep:
-                self._guard(self.runtime.stop, status.container_id)
-        if keep is not None:
-            log.info("%s: re-adopted task %s (%s)", self.name, task.id, keep.container_id)
-            self._save(
-                task.replace(
-                    state=State.Running,
-                    container_id=keep.container_id,
-                    host_ports=keep.host_ports or task.host_ports,
-                    start_time=task.start_time or utcnow(),
-                    reason="",
-                )
-            )
-        elif task.state is State.Running:
-            self._fail(task, "its container or process was gone when the worker restarted")
-
-    def _load_queue(self) -> None:
-        if self.queue_store is None:
-            return
-        queued = {key: event for key, event in self.queue_store.items()}
-        with self._cond:
-            known = {q.key for q in self._queue}
-            for key in sorted(queued):
-                if key not in known:
-                    self._queue.append(_Queued(key, queued[key]))
-            waiting = {str(q.event.task.id) for q in self._queue}
-            for task in self.store.list():
-                if task.state is State.Scheduled and str(task.id) not in waiting:
-                    self._enqueue(TaskEvent(task=task, state=State.Running))
-            self._cond.notify_all()
+        """Adopt what still runs, stop what nobody owns, queue what is left to do.
+        Runs once."""
+        if not self._recovered:
+            self._recovered = True
+            adopt.recover(self)
 
     # -------------------------------------------------------------------- the loop
 
     def _loop(self) -> None:
-        next_reconcile = time.monotonic() + self.reconcile_interval
+        next_inspection = time.monotonic() + self.reconcile_interval
         while True:
             with self._cond:
                 while not self._stopping:
-                    now = time.monotonic()
-                    ready = self._take_ready(now)
-                    if ready or now >= next_reconcile:
+                    ready = self.timers.take()
+                    if ready or time.monotonic() >= next_inspection:
                         break
-                    self._cond.wait(self._next_wake(now, next_reconcile) - now)
+                    self.timers.wait(self._pause(next_inspection))
                 if self._stopping:
                     return
-            for item in ready:
-                self._pool.submit(self._guard, self._apply, item)
-            if time.monotonic() >= next_reconcile:
+            for key in ready:
+                self._pool.submit(self._guard, self._apply, key)
+            if time.monotonic() >= next_inspection:
                 self._guard(self.reconcile)
-                next_reconcile = time.monotonic() + self.reconcile_interval
+                next_inspection = time.monotonic() + self.reconcile_interval
 
-    def _next_wake(self, now: float, next_reconcile: float) -> float:
-        delayed = [q.not_before for q in self._queue if q.not_before > now]
-        return min([next_reconcile, *delayed])
+    def _pause(self, next_inspection: float) -> float:
+        due = self.timers.next_due()
+        until_due = due - time.time() if due is not None else self.reconcile_interval
+        return max(0.005, min(until_due, next_inspection - time.monotonic()))
 
-    def _take_ready(self, now: float) -> list[_Queued]:
-        """Queued events whose task has nothing in flight, oldest first, one per task."""
-        ready, blocked = [], set(self._inflight)
-        for item in list(self._queue):
-            task_id = str(item.event.task.id)
-            if task_id in blocked:
-                continue
-            blocked.add(task_id)
-            if item.not_before <= now:
-                self._queue.remove(item)
-                self._inflight.add(task_id)
-                ready.append(item)
-        return ready
-
-    def _apply(self, item: _Queued) -> None:
-        task_id = str(item.event.task.id)
+    def _apply(self, task_id: str) -> None:
         retry = False
         try:
-            retry = self._apply_event(item.event)
+            task = self._stored(task_id)
+            step = orders.next_step(task) if task is not None else "none"
+            if step == "start":
+                self._start(task)  # type: ignore[arg-type]
+            elif step == "stop":
+                retry = self._stop(task)  # type: ignore[arg-type]
         finally:
-            with self._cond:
-                self._inflight.discard(task_id)
-                if retry and not self._stopping:
-                    item.not_before = time.monotonic() + self.reconcile_interval
-                    self._queue.appendleft(item)
-                elif self.queue_store is not None:
-                    self._forget(item.key)
-                self._cond.notify_all()
-
-    def _apply_event(self, event: TaskEvent) -> bool:
-        """Carry out one event. Returns True when it should be retried later."""
-        stored = self._stored(str(event.task.id))
-        if stored is None:
-            log.warning(
-                "%s: event %s for unknown task %s dropped", self.name, event.id, event.task.id
-            )
-            return False
-        try:
-            action = self._plan(stored, event)
-        except TransitionError as exc:
-            log.warning("%s: task %s: event dropped: %s", self.name, stored.id, exc)
-            return False
-        if action == "start":
-            self._start(stored)
-        elif action == "restart":
-            self._restart(stored, event.task)
-        elif action == "stop":
-            return self._stop(stored)
-        return False
-
-    @staticmethod
-    def _plan(stored: Task, event: TaskEvent) -> str:
-        """Decide what an event means for a task in its stored state, checking every
-        state change it implies against the transition table (raises if illegal)."""
-        if event.state is State.Completed:
-            check_transition(stored.state, State.Completed)
-            return "stop"
-        if stored.state is State.Scheduled:
-            check_transition(State.Scheduled, State.Running)
-            return "start"
-        if stored.state is State.Running and event.task.restart_count <= stored.restart_count:
-            check_transition(State.Running, State.Running)
-            return "noop"
-        check_transition(stored.state, State.Scheduled)
-        return "restart"
+            again = time.time() + self.reconcile_interval if retry and not self._stopping else None
+            self.timers.done(task_id, again, "retry")
 
     def _start(self, task: Task) -> None:
+        """Start a new copy for the record's order (stopping an older copy first)."""
+        if task.container_id:
+            self.runtime.stop(task.container_id)
+            task = self._update(task, lambda t: t.replace(container_id=""))
         try:
             started = self.runtime.start(task)
-        except RuntimeFailure as exc:
-            self._fail(task, str(exc))
-            return
         except Exception as exc:
-            log.exception("%s: starting task %s failed unexpectedly", self.name, task.id)
-            self._fail(task, f"unexpected error while starting: {exc}")
+            if not isinstance(exc, RuntimeFailure):
+                log.exception("%s: starting task %s failed unexpectedly", self.name, task.id)
+            why = str(exc) if isinstance(exc, RuntimeFailure) else f"unexpected error: {exc}"
+            self._update(task, lambda t: orders.failed(t, why))
             return
-        self._save(
-            task.replace(
-                state=State.Running,
-                container_id=started.container_id,
-                host_ports=started.host_ports,
-                start_time=utcnow(),
-                finish_time=None,
-                reason="",
-            )
+        faults.point("worker-started")
+        kept = self._update(
+            task, lambda t: orders.started(t, started.container_id, started.host_ports)
         )
+        if kept is None:  # a newer order came in meanwhile, and has its own copy to start
+            self.runtime.stop(started.container_id)
+            return
         log.info(
-            "%s: task %s (%s) is Running as %s", self.name, task.id, task.name, started.container_id
+            "%s: task %s (%s) is Running as %s", self.name, task.id, task.name, kept.container_id
         )
-
-    def _restart(self, stored: Task, wanted: Task) -> None:
-        if stored.container_id:
-            self._guard(self.runtime.stop, stored.container_id)
-        fresh = self._fresh(wanted).replace(
-            restart_count=max(wanted.restart_count, stored.restart_count)
-        )
-        self._save(fresh)
-        self._start(fresh)
 
     def _stop(self, task: Task) -> bool:
-        if task.container_id and task.state in (State.Running, State.Failed):
+        """Stop the task's copy and record it Completed. True: try again later."""
+        if task.container_id:
             try:
                 self.runtime.stop(task.container_id)
             except RuntimeFailure as exc:
-                self._save(task.replace(reason=f"stop failed, will retry: {exc}"))
+                why = clip_reason(f"stop failed: {exc}")
+                self._update(task, lambda t: t.replace(reason=why))
                 return True
-            reason = "stopped on request" if task.state is State.Running else task.reason
-        else:
-            reason = "cancelled before it started" if task.state in RUN_STATES else task.reason
-        self._save(
-            task.replace(state=State.Completed, finish_time=utcnow(), reason=reason, host_ports={})
-        )
-        log.info("%s: task %s (%s) is Completed", self.name, task.id, task.name)
+        if self._update(task, orders.stopped) is not None:
+            log.info("%s: task %s (%s) is Completed", self.name, task.id, task.name)
         return False
 
-    # ------------------------------------------------------------------- reconcile
+    def _update(self, seen: Task, change: Any) -> Task | None:
+        """Apply ``change`` to the record as stored now, unless a newer order replaced
+        the one ``seen`` was for (then None, and nothing is written)."""
+        with self._cond:
+            current = self._stored(str(seen.id))
+            if current is None or orders.attempt(current) != orders.attempt(seen):
+                return None
+            updated = change(current)
+            self._save(updated)
+            return updated
+
+    # ------------------------------------------------------------------ inspection
 
     def reconcile(self) -> None:
         """Inspect every running task not being worked on; one bad record never stops
         the pass."""
-        with self._cond:
-            busy = set(self._inflight)
         for task in self.store.list():
-            if task.state is State.Running and str(task.id) not in busy:
-                self._guard(self._reconcile_one, task)
+            if task.state is State.Running and not self.timers.busy(str(task.id)):
+                self._guard(self._inspect_one, task)
 
-    def _reconcile_one(self, task: Task) -> None:
+    def _inspect_one(self, task: Task) -> None:
         try:
             status = self.runtime.inspect(task.container_id)
         except RuntimeUnavailable as exc:
             reason = f"cannot inspect: {exc}"
             if task.reason != reason:
                 log.warning("%s: task %s: %s", self.name, task.id, reason)
-                self._save(task.replace(reason=reason))
+                self._update(task, lambda t: t.replace(reason=clip_reason(reason)))
             return
         with self._cond:
+            if self.timers.busy(str(task.id)):
+                return
             current = self._stored(str(task.id))
-            if (
-                current is None
-                or current.state is not State.Running
-                or str(task.id) in self._inflight
-            ):
+            if current is None or current.state is not State.Running:
                 return
             if not status.running:
-                self._fail(current, status.reason or f"container is {status.state}")
+                reason = status.reason or f"container is {status.state}"
+                log.warning("%s: task %s (%s) Failed: %s", self.name, task.id, task.name, reason)
+                self._save(orders.failed(current, reason))
             elif (status.host_ports and status.host_ports != current.host_ports) or current.reason:
-                self._save(
-                    current.replace(host_ports=status.host_ports or current.host_ports, reason="")
-                )
+                ports = status.host_ports or current.host_ports
+                self._save(current.replace(host_ports=ports, reason=""))
 
     # ------------------------------------------------------------------- helpers
 
+    def _suspend(self, task: Task) -> None:
+        self.runtime.stop(task.container_id)
+        suspended = orders.fresh(task).replace(reason="suspended: its worker was stopped")
+        self._save(suspended)
+        self.timers.schedule(str(task.id), why="suspended")
+        log.info("%s: task %s (%s) suspended until it starts again", self.name, task.id, task.name)
+
     def _cancellable(self, task: Task) -> bool:
-        return task.state is State.Scheduled and str(task.id) not in self._inflight
-
-    def _cancel(self, task: Task) -> Task:
-        """Drop a not-yet-started task's queued events and mark it Completed."""
-        task_id = str(task.id)
-        for item in [q for q in self._queue if str(q.event.task.id) == task_id]:
-            self._queue.remove(item)
-            if self.queue_store is not None:
-                self._forget(item.key)
-        cancelled = task.replace(
-            state=State.Completed, finish_time=utcnow(), reason="cancelled before it started"
-        )
-        self._save(cancelled)
-        return cancelled
-
-    def _fresh(self, task: Task) -> Task:
-        return task.replace(
-            state=State.Scheduled,
-            container_id="",
-            host_ports={},
-            start_time=None,
-            finish_time=None,
-            reason="",
-            worker=task.worker,
+        return (
+            task.state is State.Scheduled
+            and not task.container_id
+            and not self.timers.busy(str(task.id))
         )
 
-    def _fail(self, task: Task, reason: str) -> None:
-        log.warning("%s: task %s (%s) Failed: %s", self.name, task.id, task.name, reason)
-        check_transition(task.state, State.Failed)
-        self._save(
-            task.replace(state=State.Failed, finish_time=utcnow(), reason=reason, host_ports={})
-        )
+    def _waiting(self) -> list[str]:
+        return [k for k, _, _ in self.timers.items()] + self.timers.in_hand()
 
     def _save(self, task: Task) -> None:
         with self._cond:
             self.store.put(str(task.id), task)
+            self.index += 1
             self._cond.notify_all()
 
     def _stored(self, task_id: str) -> Task | None:
@@ -509,17 +372,6 @@ class Worker:
             return self.store.get(task_id)
         except KeyError:
             return None
-
-    def _enqueue(self, event: TaskEvent) -> None:
-        key = f"{time.time_ns():020d}-{next(self._seq):06d}"
-        if self.queue_store is not None:
-            self.queue_store.put(key, event)
-        self._queue.append(_Queued(key, event))
-        self._cond.notify_all()
-
-    def _forget(self, key: str) -> None:
-        with contextlib.suppress(KeyError):
-            self.queue_store.delete(key)  # type: ignore[union-attr]
 
     def _guard(self, fn: Any, *args: Any) -> None:
         """Run one unit of work; log and survive whatever it raises."""
@@ -553,7 +405,7 @@ def open_worker(
         name,
         open_store(dbtype, home / "tasks", WireCodec(Task)),
         worker_runtime(runtime, data_dir, name),
-        queue=open_store(dbtype, home / "queue", WireCodec(TaskEvent)),
+        timers=open_store(dbtype, home / "timers", JsonCodec()),
         reconcile_interval=reconcile_interval,
         lock=lock,
     )

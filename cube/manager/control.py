@@ -1,0 +1,269 @@
+"""The threads that drive the manager: they observe, decide with ``reconcile``, and act.
+
+- **work** (a small pool): takes the task IDs that are due from the durable work queue,
+  runs :func:`~cube.manager.reconcile.reconcile` on each, stores the new record, sends
+  the orders, and queues the task again for when its plan says;
+- **watch** (one per worker, :mod:`cube.manager.observe`): keeps what each worker
+  reports current, and queues the tasks whose copies changed;
+- **liveness**: probes every worker each ``update_interval`` (short timeout), marks them
+  up or down (:mod:`cube.manager.nodes`), and queues the tasks a change concerns;
+- **health**: probes each running task's ``HealthCheck`` every ``health_interval``, and
+  queues a task whose verdict changed.
+
+Nothing here decides anything: the decisions are reconcile's, the timing is in the work
+queue, and everything a decision needs is either stored or observed again after a
+restart. Each thread wakes on work or on its period, never spins.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Any
+
+from cube import faults
+from cube.client import BadRequest, Conflict, CubeError, NotFound, Unreachable
+from cube.manager.health import probe
+from cube.manager.observe import Watcher
+from cube.manager.reconcile import Action, Observed, Post, Spot, Stop, reconcile
+from cube.task import State, Task, TaskEvent, utcnow
+
+if TYPE_CHECKING:
+    from cube.manager.manager import Manager
+
+log = logging.getLogger(__name__)
+
+
+class View:
+    """What reconcile may ask about the workers (:class:`~cube.manager.reconcile.Cluster`)."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+
+    def state(self, worker: str) -> str:
+        return self.manager.cluster.state(worker)
+
+    def place(self, task: Task, avoid: str = "") -> Spot:
+        return self.manager.cluster.place(self.manager.scheduler, task, avoid)
+
+    def refusal(self, task: Task, worker: str) -> str:
+        return self.manager.cluster.refusal(task, worker)
+
+
+class Control:
+    """The manager's moving parts. :meth:`step` does one round of all in the caller's
+    thread; :meth:`start` runs them as threads."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.m = manager
+        self.view = View(manager)
+        workers = len(manager.cluster.clients)
+        self.pool = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-work")
+        self.io = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-io")
+        self.watchers = {
+            name: Watcher(name, client, manager.reports, self._reported, manager.update_interval)
+            for name, client in manager.cluster.clients.items()
+        }
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        for watcher in self.watchers.values():
+            watcher.start()
+        for name, target in (("work", self._work_loop), ("liveness", self._liveness_loop)):
+            self._spawn(name, target)
+        self._spawn("health", self._health_loop)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self.m.timers.wake()
+        for watcher in self.watchers.values():
+            watcher.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.pool.shutdown(wait=True)
+        self.io.shutdown(wait=True)
+
+    def step(self) -> None:
+        """One round of everything, in this thread (for notebooks showing each move)."""
+        self.probe_all()
+        for watcher in self.watchers.values():
+            watcher.once()
+        self.check_health()
+        self.drain()
+
+    def drain(self) -> None:
+        """Reconcile every task that is due now, until none is."""
+        while due := self.m.timers.take():
+            for task_id in due:
+                self._process(task_id)
+
+    def _spawn(self, name: str, target: Any) -> None:
+        thread = threading.Thread(target=target, name=f"manager-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # ------------------------------------------------------------------ deciding
+
+    def _work_loop(self) -> None:
+        timers = self.m.timers
+        while not self._stopping.is_set():
+            with timers.changed:
+                due = timers.take()
+                if not due:
+                    next_due = timers.next_due()
+                    pause = self.m.update_interval if next_due is None else next_due - time.time()
+                    timers.wait(max(0.005, min(pause, self.m.update_interval)))
+                    continue
+            for task_id in due:
+                self.pool.submit(self._process, task_id)
+
+    def _process(self, task_id: str) -> None:
+        again: float | None = None
+        try:
+            again = self.reconcile_one(task_id)
+        except Exception:
+            log.exception("reconciling task %s failed; trying again shortly", task_id)
+            again = time.time() + self.m.update_interval
+        finally:
+            self.m.timers.done(task_id, again, "plan")
+
+    def reconcile_one(self, task_id: str) -> float | None:
+        """Decide for one task, store the decision, send its orders. Returns when to
+        look at it again (epoch seconds), or None."""
+        m = self.m
+        with m.lock:
+            task = m.tasks.get(task_id)
+            if task is None:
+                return None
+            seen = Observed(m.reports.copies(task_id), m.problems.get(task_id, ""))
+            plan = reconcile(task, seen, self.view, utcnow(), m.timing)
+            if plan.task is not task:
+                m.save(plan.task, note=plan.note)
+            if plan.ordered:
+                m.record(TaskEvent(task=plan.task, state=State.Running))
+        if plan.actions:
+            faults.point("manager-saved")
+        changed = False
+        for action in plan.actions:
+            changed |= self._send(action)
+        if changed:
+            return time.time()
+        return plan.wake.timestamp() if plan.wake else None
+
+    # -------------------------------------------------------------------- acting
+
+    def _send(self, action: Action) -> bool:
+        """Carry out one order; True when what it learned is worth another look now."""
+        client = self.m.cluster.clients.get(action.worker)
+        if client is None:
+            return False
+        if isinstance(action, Post):
+            return self._post(client, action)
+        return self._stop(client, action)
+
+    def _post(self, client: Any, action: Post) -> bool:
+        task = action.task
+        try:
+            copy = client.submit(TaskEvent(task=task, state=State.Running))
+        except Unreachable as exc:
+            log.info("cannot reach %s to send task %s (%s)", action.worker, task.id, exc.message)
+            return False
+        except (BadRequest, Conflict) as exc:
+            if "older than" in exc.message:
+                return False  # it follows a newer order: its list will say which
+            log.warning("worker %s refused task %s: %s", action.worker, task.id, exc.message)
+            self.m.cluster.refused(action.worker, task, exc.message)
+            return True
+        except CubeError as exc:
+            log.warning("worker %s failed to take task %s: %s", action.worker, task.id, exc)
+            return False
+        log.info("task %s (%s) sent to %s", task.id, task.name, action.worker)
+        return self.m.reports.put(action.worker, copy)
+
+    def _stop(self, client: Any, action: Stop) -> bool:
+        try:
+            client.stop(action.task_id, action.generation)
+        except NotFound:
+            self.m.reports.drop(action.worker, action.task_id)
+            return True
+        except Conflict:
+            return False  # already completed there, or a newer order holds
+        except CubeError as exc:
+            log.info("cannot stop task %s on %s: %s", action.task_id, action.worker, exc.message)
+            return False
+        log.info("asked %s to stop task %s", action.worker, action.task_id)
+        return False
+
+    # ---------------------------------------------------------------- observing
+
+    def _reported(self, worker: str, changed: set[str], first: bool) -> None:
+        """A watcher saw changes: look at those tasks (all of the worker's, the first
+        time its list is known)."""
+        keys = set(changed)
+        if first:
+            keys |= self.m.tasks_on(worker)
+        self.m.timers.schedule_many(k for k in keys if k in self.m.tasks)
+
+    def _liveness_loop(self) -> None:
+        while not self._stopping.wait(self.m.update_interval):
+            try:
+                self.probe_all()
+            except Exception:
+                log.exception("liveness round failed; carrying on")
+
+    def probe_all(self) -> None:
+        """Probe every worker at once; a worker going up or down gets its tasks, and the
+        tasks waiting for room, looked at again."""
+        cluster = self.m.cluster
+        asked = {self.io.submit(cluster.ask, name): name for name in cluster.nodes}
+        for future in as_completed(asked):
+            name = asked[future]
+            if cluster.take(name, future.result()):
+                if cluster.state(name) == "up":
+                    self.io.submit(self.watchers[name].once)  # its watch may be stuck
+                else:
+                    self.m.reports.forget(name)
+                self.m.timers.schedule_many(self.m.tasks_on(name) | self.m.waiting())
+
+    def _health_loop(self) -> None:
+        while not self._stopping.wait(self.m.health_interval):
+            try:
+                self.check_health()
+            except Exception:
+                log.exception("health round failed; carrying on")
+
+    def check_health(self) -> None:
+        """Probe every running task with a health check; queue those whose verdict
+        changed."""
+        m = self.m
+        with m.lock:
+            due = [
+                t
+                for t in m.tasks.values()
+                if t.state is State.Running
+                and t.desired is State.Running
+                and t.health_check
+                and t.host_port() is not None
+                and t.restart_at is None
+            ]
+        verdicts = {str(t.id): self.io.submit(self._probe, t) for t in due}
+        for task_id, future in verdicts.items():
+            problem = future.result()
+            with m.lock:
+                if m.problems.get(task_id, "") != problem:
+                    m.problems[task_id] = problem
+                    if problem:
+                        log.warning("task %s is unhealthy: %s", task_id, problem)
+                    m.timers.schedule(task_id, why="health")
+
+    def _probe(self, task: Task) -> str:
+        node = self.m.cluster.nodes.get(task.worker)
+        if node is None:
+            return ""
+        host = node.api.split("://")[-1].rsplit(":", 1)[0]
+        return probe(host, task.host_port() or 0, task.health_check, self.m.http_timeout)

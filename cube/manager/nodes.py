@@ -1,0 +1,199 @@
+"""The workers as the manager knows them: alive or not, how full, what they can run.
+
+Liveness is a cheap ``GET /health`` with its own short timeout, once per round: not the
+success of fetching a whole task list (which a busy worker may be slow to send). A
+worker that has no ``/health`` (the book's Go worker) is probed with ``GET /stats``
+instead. A worker that has not answered for ``node_ttl`` seconds is down; one whose
+answers cannot be read (``/stats`` not the expected object) is down at once, saying why.
+
+The capacity a scheduler sees is what each worker last measured (``/stats``) and what
+the manager has promised to the live tasks it placed there (:meth:`Nodes.account`), and
+its runtime and images come from ``/health``, for the feasibility checks. A worker that
+refused a task (``400``: it cannot run that image) is remembered as unable to, so the
+task goes elsewhere instead of back to the same node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from cube.client import CubeError, NotFound, WorkerClient
+from cube.feasibility import can_run
+from cube.manager.reconcile import Spot
+from cube.node import Node, NodeTable, stats_problem
+from cube.scheduler import Scheduler, place
+from cube.store import Store
+from cube.task import State, Task, clip_reason, utcnow
+
+log = logging.getLogger(__name__)
+
+LIVE = (State.Scheduled, State.Running)
+
+
+@dataclass
+class Answer:
+    """One liveness round's result for a node."""
+
+    health: dict[str, Any] | None = None
+    stats: Any = None
+    error: str = ""
+    malformed: bool = False
+
+
+class Nodes:
+    """Every configured worker, its client, its liveness and what is promised on it."""
+
+    def __init__(
+        self,
+        addresses: list[str],
+        store: Store[Any],
+        *,
+        token: str | None,
+        timeout: float,
+        probe_timeout: float,
+        node_ttl: float,
+    ) -> None:
+        self.store = store
+        self.node_ttl = node_ttl
+        self.started = utcnow()
+        self.nodes: dict[str, Node] = {}
+        self.clients: dict[str, WorkerClient] = {}
+        self._probes: dict[str, WorkerClient] = {}
+        self._no_health: set[str] = set()
+        self._refused: dict[tuple[str, str], str] = {}
+        self._lock = threading.RLock()
+        for address in addresses:
+            node = self._load(address)
+            self.nodes[node.name] = node
+            self.clients[node.name] = WorkerClient(node.api, token, timeout)
+            self._probes[node.name] = WorkerClient(node.api, token, probe_timeout)
+
+    # ------------------------------------------------------------------ liveness
+
+    def ask(self, name: str) -> Answer:
+        """One liveness round for ``name``, over HTTP (no lock held)."""
+        probe = self._probes[name]
+        health = None
+        try:
+            if name not in self._no_health:
+                try:
+                    health = probe.health()
+                except NotFound:
+                    self._no_health.add(name)  # a Go worker: /stats alone tells it lives
+            stats = probe.stats()
+        except (CubeError, ValueError) as exc:
+            if health is not None:
+                return Answer(health, None, "")  # alive; its stats can wait
+            return Answer(error=str(exc))
+        if not isinstance(health, dict | None):
+            return Answer(error="/health did not answer an object", malformed=True)
+        problem = stats_problem(stats)
+        return Answer(health, stats, problem, malformed=bool(problem))
+
+    def take(self, name: str, answer: Answer) -> bool:
+        """Take in a round's answer; True when the node went up or down (or changed
+        what it can run), which is worth a new look at the tasks that wait."""
+        with self._lock:
+            node = self.nodes[name]
+            was = (node.state, node.runtime, node.images, node.pulls)
+            if answer.malformed:
+                self._down(node, f"malformed answer: {answer.error}")
+            elif answer.error:
+                since = max(node.last_seen or self.started, self.started)
+                if (utcnow() - since).total_seconds() >= self.node_ttl and node.state != "down":
+                    self._down(node, f"no answer for {self.node_ttl:g} s: {answer.error}")
+            else:
+                if answer.health:
+                    node.capable(answer.health)
+                if isinstance(answer.stats, dict):
+                    node.observe(answer.stats, utcnow())
+                node.state, node.last_seen, node.reason = "up", utcnow(), ""
+                if was[0] != "up":
+                    log.info("worker %s is up", name)
+            changed = was != (node.state, node.runtime, node.images, node.pulls)
+            with contextlib.suppress(OSError):
+                self.store.put(name, node.to_wire())
+            return changed
+
+    def _down(self, node: Node, reason: str) -> None:
+        if node.state != "down":
+            log.warning("worker %s is down (%s)", node.name, reason)
+        node.state, node.reason = "down", clip_reason(reason)
+
+    # ------------------------------------------------------------------ questions
+
+    def state(self, name: str) -> str:
+        node = self.nodes.get(name)
+        return "gone" if node is None else node.state
+
+    def refusal(self, task: Task, name: str) -> str:
+        """Why ``name`` cannot run ``task``: what it said when it refused it, or what
+        it reports it can run; "" when nothing says it cannot."""
+        with self._lock:
+            said = self._refused.get((name, str(task.id)))
+            if said:
+                return f"refused it: {said}"
+            node = self.nodes.get(name)
+            if node is None:
+                return "is not configured"
+            check = can_run(task.image, node.runtime, node.images, node.pulls)
+        if check == "runtime":
+            return f"has no Docker (it runs only {', '.join(node.images)})"
+        if check == "image":
+            return f"has no image {task.image} and cannot pull it"
+        return ""
+
+    def refused(self, name: str, task: Task, why: str) -> None:
+        with self._lock:
+            self._refused[(name, str(task.id))] = clip_reason(why)[:500]
+
+    def place(self, scheduler: Scheduler, task: Task, avoid: str = "") -> Spot:
+        """Feasibility, then the scheduler, over the nodes as they are now."""
+        with self._lock:
+            names = list(self.nodes)
+            table = NodeTable.from_nodes(self.list())
+            table.refusals = [
+                self._refused.get((name, str(task.id)), "it cannot run it" if name == avoid else "")
+                for name in names
+            ]
+            spot = place(scheduler, task, table)
+        if spot.index is None:
+            return Spot(None, spot.reason, spot.possible)
+        return Spot(names[spot.index])
+
+    def list(self) -> list[Node]:
+        with self._lock:
+            return list(self.nodes.values())
+
+    # ------------------------------------------------------------- what is promised
+
+    def account(self, old: Task | None, new: Task | None) -> None:
+        """Keep each node's promised cores, memory, disk and task count in step with
+        the live tasks placed on it, as a record changes from ``old`` to ``new``."""
+        with self._lock:
+            for task, sign in ((old, -1), (new, 1)):
+                node = self.nodes.get(task.worker) if task is not None else None
+                if node is None or task is None or task.state not in LIVE:
+                    continue
+                node.cpu_allocated = max(0.0, node.cpu_allocated + sign * task.cpu)
+                node.memory_allocated = max(0, node.memory_allocated + sign * task.memory)
+                node.disk_allocated = max(0, node.disk_allocated + sign * task.disk)
+                node.task_count = max(0, node.task_count + sign)
+
+    def close(self) -> None:
+        for client in (*self.clients.values(), *self._probes.values()):
+            client.close()
+
+    def _load(self, address: str) -> Node:
+        node = Node.for_worker(address)
+        with contextlib.suppress(KeyError, ValueError, TypeError):
+            saved = Node.from_wire(self.store.get(node.name))
+            saved.state, saved.api = "unknown", node.api
+            saved.cpu_allocated, saved.memory_allocated, saved.disk_allocated = 0.0, 0, 0
+            saved.task_count = 0
+            return saved
+        return node

@@ -1,0 +1,399 @@
+"""Reconcile: what should happen next to one task. A pure function, no I/O.
+
+Kubernetes controllers and Nomad's reconciler work this way, and so does Cube's
+manager: compare what is *wanted* of a task (its ``desired`` state, and the order it is
+at, its ``generation``) with what is *observed* (the copy each worker reports, a failed
+health check) and answer with a :class:`Plan`: the task's record as it should now be
+stored, the orders to send (:class:`Post` a task to a worker, :class:`Stop` a copy), and
+when to look again if nothing happens first. The caller stores the record, then sends
+the orders; every order is idempotent at the worker, so doing a plan twice is harmless,
+and a manager killed between the two finds the same plan again on start.
+
+The rules, for a task wanted Running:
+
+- placed nowhere yet: pick a worker (feasibility, then the scheduler); none fits: wait
+  for room, or fail at once when no worker could ever run it;
+- its worker is down, or gone from the configuration: move it (a new order elsewhere);
+- its worker lacks the order, or holds an older one: post it again;
+- the worker reports it Running: copy what it says; a failed health check or a Failed
+  copy is a *problem*: restart after an exponential backoff (the due time is stored in
+  ``RestartAt``, so a restarted manager keeps it), up to the limit, then give up;
+- copies anywhere else are strays: stop them.
+
+Wanted Completed: stop every live copy; done once its worker confirms, or cannot (down).
+Completed, or given up: stop any live copy, nothing else.
+
+Every change of state goes through the one transition table (``check_transition``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from cube.manager.health import RestartPolicy
+from cube.task import State, Task, check_transition, clip_reason
+
+LIVE = (State.Scheduled, State.Running)
+
+
+@dataclass(frozen=True)
+class Post:
+    """Send ``task`` (an order at its generation) to ``worker``."""
+
+    worker: str
+    task: Task
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Ask ``worker`` to stop its copy of the task, at ``generation``."""
+
+    worker: str
+    task_id: str
+    generation: int
+
+
+Action = Post | Stop
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of one pass: the record to store (the same object when nothing
+    changed), the orders to send, and when to look again (None: when something changes).
+    ``ordered`` is True when the record is a new order worth keeping in the history
+    (a restart or a move)."""
+
+    task: Task
+    actions: tuple[Action, ...] = ()
+    wake: datetime | None = None
+    ordered: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What is known of one task out there. ``copies`` has a key for every worker whose
+    list of tasks is known (value None: it does not hold the task); ``problem`` is the
+    latest failed health check of the running copy ("" when none)."""
+
+    copies: Mapping[str, Task | None] = field(default_factory=dict)
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Spot:
+    """A placement: the worker's name, or None with the reason; ``possible`` is False
+    when no worker could ever run the task."""
+
+    worker: str | None
+    reason: str = ""
+    possible: bool = True
+
+
+class Cluster(Protocol):
+    """The questions reconcile asks about the workers."""
+
+    def state(self, worker: str) -> str:
+        """ "up", "down", "unknown" (not heard from yet) or "gone" (not configured)."""
+
+    def place(self, task: Task, avoid: str = "") -> Spot:
+        """Where the task should go (never ``avoid``)."""
+
+    def refusal(self, task: Task, worker: str) -> str:
+        """Why ``worker`` cannot run ``task`` ("" when it can, as far as is known)."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The restart policy, and how long to wait before asking again: after an order that
+    no answer confirmed yet (``retry``), and for room to free up (``capacity``)."""
+
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    retry: float = 1.0
+    capacity: float = 5.0
+    hopeless: float = 30.0  # a task no worker can run: look again now and then
+
+
+def reconcile(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
+    """The next step for ``task`` (see the module doc)."""
+    if task.state is State.Completed or given_up(task, timing.restart):
+        return Plan(task, _stops(task, seen, cluster, everywhere=True))
+    if task.desired is State.Completed:
+        return _stop(task, seen, cluster, now, timing)
+    return _run(task, seen, cluster, now, timing)
+
+
+def given_up(task: Task, policy: RestartPolicy) -> bool:
+    """Failed, with no restart left (and none due)."""
+    return (
+        task.state is State.Failed
+        and task.restart_at is None
+        and task.restart_count >= policy.limit
+        and task.desired is State.Running
+        and bool(task.worker)
+    )
+
+
+def order(task: Task) -> Task:
+    """The task as sent to a worker: the order, without what only the manager knows."""
+    return task.replace(
+        state=State.Scheduled,
+        container_id="",
+        host_ports={},
+        start_time=None,
+        finish_time=None,
+        reason="",
+        restart_at=None,
+    )
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _run(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
+    strays = _stops(task, seen, cluster, everywhere=False)
+    if task.restart_at is not None:
+        if now < task.restart_at:
+            return Plan(task, strays, wake=task.restart_at)
+        return _renew(task, "", seen, cluster, now, timing, strays, restart=True)
+    worker = task.worker
+    if not worker:
+        return _place(task, cluster, now, timing, strays)
+    where = cluster.state(worker)
+    if where in ("down", "gone"):
+        why = f"worker {worker} is {'down' if where == 'down' else 'no longer configured'}"
+        return _renew(task, why, seen, cluster, now, timing, strays, restart=False)
+    if worker not in seen.copies:
+        return Plan(task, strays)  # its list is not known yet: wait for it
+    copy = seen.copies[worker]
+    if copy is None or _behind(copy, task):
+        return _resend(task, copy, worker, seen, cluster, now, timing, strays)
+    if copy.generation > task.generation:  # someone gave a newer order: overrule it
+        ahead = task.replace(generation=copy.generation + 1)
+        return Plan(ahead, (*strays, Post(worker, order(ahead))), wake=_later(now, timing.retry))
+    return _follow(task, copy, seen, now, timing, strays)
+
+
+def _resend(
+    task: Task,
+    copy: Task | None,
+    worker: str,
+    seen: Observed,
+    cluster: Cluster,
+    now: datetime,
+    timing: Timing,
+    strays: tuple[Action, ...],
+) -> Plan:
+    """The worker lacks the order (or holds an older one)."""
+    if copy is None and task.state is State.Running:
+        return _problem(task, f"worker {worker} no longer has this task", seen, now, timing, strays)
+    refusal = cluster.refusal(task, worker)
+    if refusal:
+        unplaced = task.replace(worker="", reason=clip_reason(f"worker {worker}: {refusal}"))
+        return _place(unplaced, cluster, now, timing, strays, avoid=worker)
+    return Plan(task, (*strays, Post(worker, order(task))), wake=_later(now, timing.retry))
+
+
+def _follow(
+    task: Task,
+    copy: Task,
+    seen: Observed,
+    now: datetime,
+    timing: Timing,
+    strays: tuple[Action, ...],
+) -> Plan:
+    """The worker holds the current order: take in what it reports."""
+    if copy.state is State.Scheduled:
+        return Plan(task, strays)  # starting
+    if copy.state is State.Running:
+        synced = _sync(task, copy)
+        if seen.problem:
+            why = f"health check failed: {seen.problem}"
+            return _problem(synced, why, seen, now, timing, strays, still_running=True)
+        return Plan(synced, strays)
+    if copy.state is State.Failed:
+        failed = _sync(task, copy)
+        return _problem(failed, copy.reason or "it failed", seen, now, timing, strays)
+    done = _sync(task, copy)  # Completed: stopped on its worker, outside Cube's orders
+    return Plan(done, strays)
+
+
+def _problem(
+    task: Task,
+    why: str,
+    seen: Observed,
+    now: datetime,
+    timing: Timing,
+    strays: tuple[Action, ...],
+    *,
+    still_running: bool = False,
+) -> Plan:
+    """Restart after the backoff, or give up at the limit. A copy that still runs (its
+    health check fails) stays Running until the restart; anything else is Failed now."""
+    count, policy = task.restart_count, timing.restart
+    if count >= policy.limit:
+        reason = clip_reason(f"gave up after {count} restarts; last problem: {why}")
+        given = _to(task, State.Failed, reason=reason, finish_time=task.finish_time or now)
+        copy = seen.copies.get(task.worker)
+        stops = (Stop(task.worker, str(task.id), task.generation),) if _live(copy) else ()
+        return Plan(given, (*strays, *stops), note=reason)
+    delay = policy.backoff(count)
+    due = _later(now, delay)
+    reason = clip_reason(f"{why}; restart {count + 1} in {delay:g} s")
+    if still_running:
+        waiting = task.replace(restart_at=due, reason=reason)
+    else:
+        waiting = _to(task, State.Failed, restart_at=due, reason=reason, host_ports={})
+        waiting = waiting.replace(finish_time=waiting.finish_time or now)
+    return Plan(waiting, strays, wake=due, note=reason)
+
+
+def _renew(
+    task: Task,
+    why: str,
+    seen: Observed,
+    cluster: Cluster,
+    now: datetime,
+    timing: Timing,
+    strays: tuple[Action, ...],
+    *,
+    restart: bool,
+) -> Plan:
+    """A new order for the task: a restart (on its worker while that is up and able) or
+    a move (elsewhere, at once). Either counts as a restart."""
+    count = task.restart_count + 1
+    generation = max([task.generation, *(c.generation for c in seen.copies.values() if c)]) + 1
+    worker = task.worker
+    if not restart or cluster.state(worker) != "up" or cluster.refusal(task, worker):
+        worker = ""
+    reason = f"restart {count} of {timing.restart.limit}" if restart else f"{why}; rescheduling"
+    renewed = _to(
+        task,
+        State.Scheduled,
+        restart_count=count,
+        generation=generation,
+        restart_at=None,
+        worker=worker,
+        container_id="",
+        host_ports={},
+        reason=clip_reason(reason),
+    )
+    if worker:
+        post = Post(worker, order(renewed))
+        return Plan(renewed, (*strays, post), _later(now, timing.retry), ordered=True, note=reason)
+    placed = _place(renewed, cluster, now, timing, strays, avoid=task.worker if restart else "")
+    return Plan(placed.task, placed.actions, placed.wake, ordered=True, note=reason)
+
+
+def _place(
+    task: Task,
+    cluster: Cluster,
+    now: datetime,
+    timing: Timing,
+    strays: tuple[Action, ...],
+    avoid: str = "",
+) -> Plan:
+    spot = cluster.place(task, avoid)
+    if spot.worker is not None:
+        placed = _to(task, State.Scheduled, worker=spot.worker, reason="")
+        post = Post(spot.worker, order(placed))
+        return Plan(placed, (*strays, post), wake=_later(now, timing.retry))
+    reason = clip_reason(spot.reason)
+    if not spot.possible:
+        failed = _to(task, State.Failed, reason=reason, finish_time=task.finish_time or now)
+        return Plan(failed, strays, wake=_later(now, timing.hopeless), note=reason)
+    waiting = task if task.reason == reason else task.replace(reason=reason)
+    return Plan(waiting, strays, wake=_later(now, timing.capacity), note=reason)
+
+
+# -------------------------------------------------------------------------- stopping
+
+
+def _stop(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
+    stops = _stops(task, seen, cluster, everywhere=True)
+    worker = task.worker
+    if not worker:
+        return Plan(_done(task, "cancelled before it was placed", now), stops)
+    where = cluster.state(worker)
+    if where in ("down", "gone"):
+        return Plan(_done(task, f"stopped on request (worker {worker} is {where})", now), stops)
+    if worker not in seen.copies:
+        return Plan(task, stops)  # wait to hear from it
+    copy = seen.copies[worker]
+    if copy is None or copy.state is State.Completed:
+        reason = (copy.reason if copy else "") or "stopped on request"
+        return Plan(_done(task, reason, now, copy.finish_time if copy else None), stops)
+    if copy.state is State.Failed:  # nothing runs: done; the stop clears its remains
+        clear = (Stop(worker, str(task.id), task.generation),)
+        return Plan(_done(task, "stopped on request", now), (*stops, *clear))
+    return Plan(task, stops, wake=_later(now, timing.retry))
+
+
+def _done(task: Task, reason: str, now: datetime, finished: datetime | None = None) -> Task:
+    if task.state is State.Pending or not task.worker:
+        reason = "cancelled before it was placed"
+    return _to(
+        task,
+        State.Completed,
+        reason=clip_reason(reason),
+        finish_time=finished or task.finish_time or now,
+        host_ports={},
+        restart_at=None,
+    )
+
+
+def _stops(task: Task, seen: Observed, cluster: Cluster, *, everywhere: bool) -> tuple[Stop, ...]:
+    """Stop orders for the live copies on workers that answer: everywhere, or all but
+    the task's own worker. A copy already told to stop by this order is left to it."""
+    return tuple(
+        Stop(worker, str(task.id), task.generation)
+        for worker, copy in sorted(seen.copies.items())
+        if _live(copy)
+        and cluster.state(worker) == "up"
+        and (everywhere or worker != task.worker)
+        and not (copy.desired is State.Completed and copy.generation >= task.generation)  # type: ignore[union-attr]
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _live(copy: Task | None) -> bool:
+    return copy is not None and copy.state in LIVE
+
+
+def _behind(copy: Task, task: Task) -> bool:
+    """The copy is of an older order. A worker that keeps no generation (the Go Cube's)
+    is judged by restart count alone."""
+    if copy.generation == 0:
+        return copy.restart_count < task.restart_count
+    return (copy.generation, copy.restart_count) < (task.generation, task.restart_count)
+
+
+def _sync(task: Task, copy: Task) -> Task:
+    """The record with what its worker reports of the current order."""
+    changes = {
+        "container_id": copy.container_id,
+        "host_ports": copy.host_ports,
+        "start_time": copy.start_time,
+        "finish_time": copy.finish_time,
+    }
+    if copy.state is not task.state:
+        return _to(task, copy.state, reason=clip_reason(copy.reason), **changes)
+    if all(getattr(task, k) == v for k, v in changes.items()):
+        return task
+    return task.replace(**changes)
+
+
+def _to(task: Task, state: State, **changes: object) -> Task:
+    """The task in ``state``, the move checked against the one transition table."""
+    if state is not task.state:
+        check_transition(task.state, state)
+    return task.replace(state=state, **changes)
+
+
+def _later(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)

@@ -1,0 +1,85 @@
+"""Where a manager keeps everything it knows, and the one change of layout so far.
+
+- ``tasks``: every task, keyed by ID: what is wanted of it and what became of it (its
+  ``Worker`` field is where it was placed);
+- ``events``: the history of orders (submissions, stops, restarts, moves), keyed by
+  event ID, so a retried submission is recognised;
+- ``timers``: the durable work queue (:mod:`cube.timers`): which task to look at when;
+- ``nodes``: the last known state of each worker, for the first decisions after a start.
+
+Managers before the control loop kept a ``queue`` of actions and a ``stopping`` set
+instead of ``timers``; :func:`migrate` turns what they left into desired state once.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cube.store import JsonCodec, Store, StoreError, WireCodec, open_store
+from cube.task import State, Task, TaskEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Stores:
+    """Where a manager keeps everything it knows."""
+
+    tasks: Store[Task]
+    events: Store[TaskEvent]
+    timers: Store[Any]
+    nodes: Store[Any]
+
+    @classmethod
+    def open(cls, kind: str, directory: str | Path | None) -> Stores:
+        def sub(name: str, codec: Any) -> Store[Any]:
+            return open_store(kind, Path(directory) / name if directory else None, codec)
+
+        stores = cls(
+            tasks=sub("tasks", WireCodec(Task)),
+            events=sub("events", WireCodec(TaskEvent)),
+            timers=sub("timers", JsonCodec()),
+            nodes=sub("nodes", JsonCodec()),
+        )
+        if directory is not None and kind == "persistent":
+            migrate(Path(directory), stores)
+        return stores
+
+    def close(self) -> None:
+        for store in (self.tasks, self.events, self.timers, self.nodes):
+            store.close()
+
+
+def migrate(directory: Path, stores: Stores) -> None:
+    """Tasks an older manager was stopping become wanted Completed, and everything its
+    queue held gets looked at; then the old stores go."""
+    for name in ("stopping", "queue"):
+        old = directory / name
+        if not old.is_dir():
+            continue
+        legacy = open_store("persistent", old, JsonCodec())
+        try:
+            for key, value in legacy.items():
+                stop = name == "stopping" or value.get("Action") == "stop"
+                task_id = key if name == "stopping" else str(value.get("TaskID", ""))
+                _want(stores, task_id, State.Completed if stop else None)
+        except (StoreError, AttributeError) as exc:
+            log.warning("could not read the old %s store (%s); looking at every task", name, exc)
+        finally:
+            legacy.close()
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("moved the old %s store into desired state and timers", name)
+
+
+def _want(stores: Stores, task_id: str, desired: State | None) -> None:
+    try:
+        task = stores.tasks.get(task_id)
+    except (KeyError, StoreError):
+        return
+    if desired is not None and task.desired is not desired:
+        stores.tasks.put(task_id, task.replace(desired=desired, generation=task.generation + 1))
+    stores.timers.put(task_id, {"Due": 0.0, "Why": "migrated"})
