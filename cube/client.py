@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from cube.messages import NodeInfo, Stats
+from cube.messages import NodeInfo
 from cube.task import State, Task, TaskEvent, ValidationError, wait_for_state
 
 
@@ -181,14 +181,13 @@ class WorkerClient(Client):
 
     _has_health: bool | None = None  # unknown until asked; a Go worker has no /health
 
-    def stats(self) -> dict[str, Any] | None:
-        """The worker's machine statistics, checked against :class:`cube.messages.Stats`;
-        ``None`` when it has none yet (a Go worker answers ``null`` before its first
-        sample)."""
-        data = self._call("GET", "/stats")
-        if data is not None:
-            Stats.from_wire(data)
-        return data
+    def stats(self) -> Any:
+        """The worker's machine statistics as it sent them: ``None`` when it has none yet
+        (a Go worker answers ``null`` before its first sample). Whether they are usable
+        is :func:`cube.node.stats_problem`'s to say (the declared
+        :class:`cube.messages.Stats`), so a manager can mark a worker that sends
+        nonsense as down, saying why."""
+        return self._call("GET", "/stats")
 
     def alive(self, timeout: float = 1.0) -> bool:
         """Liveness: ``GET /health`` within ``timeout`` seconds; for a worker without
