@@ -168,6 +168,8 @@ def watch_query() -> tuple[int, float] | None:
     take them), or None for an ordinary read. The wait is capped at ``MAX_WAIT`` and,
     like Consul's, gets up to 1/16 more at random, so many watchers do not all come
     back in the same instant."""
+    if "index" not in bottle.request.environ.get("QUERY_STRING", ""):
+        return None  # the common case, without parsing the query
     query = bottle.request.query
     if "index" not in query:
         return None
