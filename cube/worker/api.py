@@ -17,7 +17,9 @@
 ==========================  ===================================================
 
 ``/stats`` answers from a snapshot refreshed in the background (at most a second old),
-and ``/tasks`` reuses each task's JSON until the task changes: a manager polls both.
+and ``/tasks`` reuses its answer while the worker's index (bumped by every change of a
+record) stays the same, and each task's JSON until the task changes: a manager polls
+both.
 """
 
 from __future__ import annotations
@@ -59,7 +61,16 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     app = json_app("cube worker", token)
     app.config["cube.on_stop"].append(lambda: worker.release_watchers())
     listing = ListCache(key=lambda task: task.id)
+    last: list[tuple[int, bytes]] = []  # (index, answer) of the latest listing
     sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
+
+    def tasks_at(index: int) -> bytes:
+        """The task list as of ``index``: read and encoded again only after a change."""
+        if last and last[0][0] == index:
+            return last[0][1]
+        answer = listing.encode(worker.tasks())  # read after the index: never older
+        last[:] = [(index, answer)]
+        return answer
 
     @app.get("/health", doc=Doc("worker health", WorkerHealth, said="Alive.", open=True))
     def health() -> bytes:
@@ -75,7 +86,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
         watch = watch_query()
         index = worker.wait_index(*watch) if watch else worker.index
         bottle.response.set_header(INDEX_HEADER, str(index))
-        return send_json(listing.encode(worker.tasks()))
+        return send_json(tasks_at(index))
 
     @app.post(
         "/tasks",
