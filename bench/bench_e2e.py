@@ -3,8 +3,8 @@
 A LocalCluster (a manager and 3 workers, each a real process) gets bursts of 1, 20 and
 100 tasks posted to its manager (8 at a time); the clock stops when the manager reports
 every one of them Running. That includes placement, the post to a worker, the start,
-and the manager learning of it from its next poll of the worker, which is what a user
-waiting on `cube status` sees. The baseline is the `docker` CLI starting the same image
+and the manager learning of it from its watch of the worker, which is what a user
+waiting on `cube status --watch` sees. The baseline is the `docker` CLI starting the same image
 detached, the same number of times, 8 at a time, in the same run.
 
 Run: ``python -m bench bench_e2e``. Prints numbers and ratios; asserts nothing.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,40 +31,82 @@ TIMEOUT = 300.0
 IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 
 
-def _wait_all(url: str, ids: set[str], state: int) -> None:
-    """Poll the manager's task list until every one of ``ids`` is in ``state``."""
-    deadline = time.monotonic() + TIMEOUT
-    with requests.Session() as session:
-        while time.monotonic() < deadline:
-            tasks = {t["ID"]: t for t in session.get(f"{url}/tasks", timeout=30).json()}
-            failed = [tasks[i]["Reason"] for i in ids if tasks[i]["State"] == 4]
-            if failed:
-                raise RuntimeError(f"a task failed: {failed[0]}")
-            if all(tasks[i]["State"] == state for i in ids):
-                return
-            time.sleep(0.02)
-    raise TimeoutError(f"tasks not in state {state} after {TIMEOUT:g} s")
+class Watch:
+    """Watches the manager's task list with blocking queries (an answer the moment
+    anything changes) and notes when each task was first seen in each state."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seen: dict[tuple[str, int], float] = {}
+        self.tasks: dict[str, dict] = {}
+        self.changed = threading.Condition()
+        self._stop = threading.Event()
+        self._index = 0
+        self._look()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _look(self, session: requests.Session | None = None) -> None:
+        params = {"index": self._index, "wait": "2s"} if self._index else None
+        response = (session or requests).get(f"{self.url}/tasks", params=params, timeout=30)
+        now = time.perf_counter()
+        self._index = int(response.headers["X-Cube-Index"])
+        with self.changed:
+            for task in response.json():
+                self.tasks[task["ID"]] = task
+                self.seen.setdefault((task["ID"], task["State"]), now)
+            self.changed.notify_all()
+
+    def _run(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                self._look(session)
+
+    def wait_all(self, ids: set[str], state: int) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        with self.changed:
+            while not all((i, state) in self.seen for i in ids):
+                known = [self.tasks[i] for i in ids if i in self.tasks]
+                failed = [t["Reason"] for t in known if t["State"] == 4]
+                if failed:
+                    raise RuntimeError(f"a task failed: {failed[0]}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"tasks not in state {state} after {TIMEOUT:g} s")
+                self.changed.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
-def cube_burst(url: str, image: str, count: int) -> float:
-    """Seconds from the first POST until the manager reports all ``count`` Running;
-    then the tasks are stopped again."""
+def cube_burst(url: str, image: str, count: int) -> tuple[float, list[float]]:
+    """Seconds from the first POST until the manager reports all ``count`` Running, and
+    each task's own latency (its POST to its being reported Running); then the tasks
+    are stopped again."""
+    watch = Watch(url)
+    posted: dict[str, float] = {}
 
     def submit(i: int) -> str:
         body = {"Name": f"bench-{i}", "Image": image}
+        began = time.perf_counter()
         response = requests.post(f"{url}/tasks", json=body, timeout=30)
         response.raise_for_status()
+        posted[response.json()["ID"]] = began
         return response.json()["ID"]
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        ids = set(pool.map(submit, range(count)))
-    _wait_all(url, ids, state=2)
-    elapsed = time.perf_counter() - start
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        list(pool.map(lambda i: requests.delete(f"{url}/tasks/{i}", timeout=30), ids))
-    _wait_all(url, ids, state=3)
-    return elapsed
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            ids = set(pool.map(submit, range(count)))
+        watch.wait_all(ids, state=2)
+        elapsed = max(watch.seen[(i, 2)] for i in ids) - start
+        latencies = [watch.seen[(i, 2)] - posted[i] for i in ids]
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(lambda i: requests.delete(f"{url}/tasks/{i}", timeout=30), ids))
+        watch.wait_all(ids, state=3)
+    finally:
+        watch.close()
+    return elapsed, latencies
 
 
 def docker_burst(image: str, count: int) -> float:
@@ -90,9 +133,17 @@ def measure(runner: object, *args: object) -> dict[int, float]:
     return out
 
 
-def cluster_bursts(runtime: str) -> dict[int, float]:
+def cluster_bursts(runtime: str) -> tuple[dict[int, float], dict[int, float]]:
+    """Per burst size: the time until all are Running, and the median task latency."""
+    totals, p50s = {}, {}
     with LocalCluster(workers=3, runtime=runtime) as cluster:
-        return measure(cube_burst, cluster.manager.url, IMAGES[runtime])
+        for count in BURSTS:
+            runs = [cube_burst(cluster.manager.url, IMAGES[runtime], count)]
+            runs += [cube_burst(cluster.manager.url, IMAGES[runtime], count)
+                     for _ in range(SINGLE_REPEATS - 1 if count == 1 else 0)]  # fmt: skip
+            totals[count] = statistics.median(total for total, _ in runs)
+            p50s[count] = statistics.median(lat for _, latencies in runs for lat in latencies)
+    return totals, p50s
 
 
 def _shared_owner_labels() -> bool:
@@ -112,7 +163,9 @@ def _print(label: str, results: dict[int, float]) -> None:
 
 def main() -> None:
     header("end to end: POST to the manager -> manager reports Running (LocalCluster, 3 workers)")
-    _print("process runtime (burst: time)", cluster_bursts("process"))
+    totals, p50s = cluster_bursts("process")
+    _print("process runtime (burst: all Running)", totals)
+    _print("process runtime (burst: task p50)", p50s)
     ok, why = docker_available()
     if not ok:
         print(f"docker: skipped ({why})")
@@ -120,9 +173,10 @@ def main() -> None:
     if _shared_owner_labels():
         print("docker: skipped (another LocalCluster's containers are on this engine)")
         return
-    cube = cluster_bursts("docker")
+    cube, cube_p50 = cluster_bursts("docker")
     docker = measure(docker_burst, IMAGES["docker"])
-    _print("docker runtime (burst: time)", cube)
+    _print("docker runtime (burst: all Running)", cube)
+    _print("docker runtime (burst: task p50)", cube_p50)
     _print("`docker run -d` (burst: time)", docker)
     ratios = ", ".join(f"{n}: {cube[n] / docker[n]:.2f}x" for n in BURSTS)
     print(f"  ratio cube / docker run:         {ratios}")

@@ -38,7 +38,7 @@ def recovery() -> None:
             start = time.perf_counter()
             manager = Manager(WORKERS, "epvm", Stores.open("persistent", tmp))
             times.append(time.perf_counter() - start)
-            assert len(manager.tasks) == STORED
+            assert len(manager.records) == STORED
             manager.close()
     print(f"recovery with {STORED:,} stored tasks: best {ms(min(times))} (goal < 1 s)")
 

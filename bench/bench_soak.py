@@ -23,6 +23,7 @@ It prints the faults injected, the tasks checked and the violations (which must 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import time
 from collections import Counter
@@ -153,16 +154,23 @@ def settle(nemesis: Nemesis, timeout: float = 180) -> list[str]:
 
 
 def clean_up(cluster: LocalCluster) -> None:
-    for task in cluster.client.tasks():
-        if task.state in (State.Pending, State.Scheduled, State.Running):
-            cluster.client.stop(task.id)
-    time.sleep(3)
-    data_dir, kind, names = cluster.data_dir, cluster.runtime, list(cluster.workers)
-    cluster.stop()
-    for name in names:
-        runtime = worker_runtime(kind, data_dir, name)
+    """Stop every task, then the cluster; then anything a runtime still has (before the
+    cluster's folder, which holds the process records, is removed)."""
+    live = (State.Pending, State.Scheduled, State.Running)
+    with contextlib.suppress(CubeError):
+        for task in cluster.client.tasks():
+            if task.state in live:
+                cluster.client.stop(task.id)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(t.state in live for t in cluster.client.tasks()):
+            time.sleep(1)
+    for name in [*cluster.workers, "manager"]:
+        cluster.kill(name)
+    for name in cluster.workers:
+        runtime = worker_runtime(cluster.runtime, cluster.data_dir, name)
         for managed in runtime.list_managed():
             runtime.stop(managed.status.container_id)
+    cluster.stop()
 
 
 def soak(minutes: float, tasks: int, seed: int) -> None:

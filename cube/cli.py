@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
-from cube.task import State, Task, format_time, utcnow
+from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
 
 if TYPE_CHECKING:
@@ -106,6 +106,12 @@ def serve_options(port: int) -> Callable[[Any], Any]:
     help="Seconds between inspections of running tasks.",
 )
 @click.option(
+    "--retention",
+    type=click.FloatRange(0),
+    default=3600.0,
+    help="Seconds a finished task is remembered when no manager has seen it finish.",
+)
+@click.option(
     "--stop-tasks-on-exit",
     is_flag=True,
     help="On SIGTERM, stop this worker's tasks and start them again when it restarts "
@@ -119,6 +125,7 @@ def worker(
     data_dir: Path,
     dbtype: str,
     reconcile_interval: float,
+    retention: float,
     token: str | None,
     stop_tasks_on_exit: bool,
     log_level: str,
@@ -137,7 +144,7 @@ def worker(
     _logging(log_level)
     name = name or f"worker-{port}"
     try:
-        node = open_worker(name, data_dir, runtime, dbtype, reconcile_interval)
+        node = open_worker(name, data_dir, runtime, dbtype, reconcile_interval, retention)
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
     node.start()
@@ -191,6 +198,24 @@ def worker(
     help="Seconds before the first restart; each next one waits twice as long (at most 30 s).",
 )
 @click.option(
+    "--retention",
+    type=click.FloatRange(0),
+    default=86400.0,
+    help="Seconds a finished task and an event are kept.",
+)
+@click.option(
+    "--max-finished",
+    type=click.IntRange(0),
+    default=10_000,
+    help="Finished tasks kept at most (the oldest go first).",
+)
+@click.option(
+    "--max-events",
+    type=click.IntRange(0),
+    default=100_000,
+    help="Task events kept at most (the oldest go first).",
+)
+@click.option(
     "--worker-token",
     envvar="CUBE_WORKER_TOKEN",
     default=None,
@@ -208,6 +233,9 @@ def manager(
     node_ttl: float,
     restart_limit: int,
     restart_base: float,
+    retention: float,
+    max_finished: int,
+    max_events: int,
     token: str | None,
     worker_token: str | None,
     log_level: str,
@@ -222,6 +250,7 @@ def manager(
     from cube.manager import open_manager
     from cube.manager.api import make_app
     from cube.manager.health import RestartPolicy
+    from cube.manager.retention import Retention
     from cube.store import DirectoryLocked
 
     _logging(log_level)
@@ -236,6 +265,7 @@ def manager(
             health_interval=health_interval,
             node_ttl=node_ttl,
             restart=RestartPolicy(limit=restart_limit, base=restart_base),
+            retention=Retention(retention, max_finished, max_events),
             worker_token=worker_token,
         )
     except DirectoryLocked as exc:
@@ -412,9 +442,15 @@ def _find(client: ManagerClient, prefix: str) -> Task:
 @cli.command()
 @click.argument("task_id", required=False)
 @click.option("--no-trunc", is_flag=True, help="Show whole IDs.")
+@click.option("-w", "--watch", is_flag=True, help="Redraw as tasks change, until Ctrl-C.")
 @manager_options
 def status(
-    task_id: str | None, no_trunc: bool, manager: str, token: str | None, as_json: bool
+    task_id: str | None,
+    no_trunc: bool,
+    watch: bool,
+    manager: str,
+    token: str | None,
+    as_json: bool,
 ) -> None:
     """List tasks: where they run and how they are doing. Given a task's ID (a unique
     prefix will do), show all there is to know about that one, such as why it waits.
@@ -423,8 +459,12 @@ def status(
     Examples:
       cube status --manager localhost:5555
       cube status 21b23589
+      cube status --watch
     """
     client = _client(manager, token)
+    if watch:
+        _watch_tasks(client, manager, task_id, no_trunc)
+        return
     with _talking_to(manager):
         tasks = [_find(client, task_id)] if task_id else client.tasks()
     if as_json:
@@ -433,6 +473,32 @@ def status(
         _describe(tasks[0])
     else:
         _task_table(tasks, no_trunc)
+
+
+def _watch_tasks(client: ManagerClient, manager: str, task_id: str | None, whole: bool) -> None:
+    """Redraw the table (or one task) each time the manager's tasks change: one blocking
+    query at a time, no polling. Ctrl-C ends it."""
+    with _talking_to(manager), _until_interrupted():
+        wanted = str(_find(client, task_id).id) if task_id else None
+        index = 0
+        while True:
+            data, index = client.watch("/tasks", index)
+            tasks = [Task.from_wire(t) for t in data or ()]
+            if sys.stdout.isatty():
+                click.echo("\033[H\033[2J", nl=False)  # clear the screen, as `watch` does
+            click.echo(f"{format_time(utcnow())}  (Ctrl-C to stop)")
+            if wanted:
+                _describe(next(t for t in tasks if str(t.id) == wanted))
+            else:
+                _task_table(tasks, whole)
+
+
+@contextlib.contextmanager
+def _until_interrupted() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("")
 
 
 def _task_table(tasks: list[Task], whole_ids: bool) -> None:
@@ -538,31 +604,61 @@ def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool
 
 @cli.command()
 @click.option("--limit", type=click.IntRange(1), default=50, help="How many, newest first.")
+@click.option("-f", "--follow", is_flag=True, help="Then print new events as they come.")
 @manager_options
-def events(limit: int, manager: str, token: str | None, as_json: bool) -> None:
-    """List task events (requests to run, stop, restart), newest first.
+def events(limit: int, follow: bool, manager: str, token: str | None, as_json: bool) -> None:
+    """List task events (requests to run, stop, restart), newest first; with --follow,
+    then each new one as it happens (oldest first), until Ctrl-C.
 
     \b
-    Example:
+    Examples:
       cube events --limit 10
+      cube events --follow
     """
+    client = _client(manager, token)
+    if follow:
+        with _talking_to(manager), _until_interrupted():
+            _follow_events(client, limit, as_json)
+        return
     with _talking_to(manager):
-        history = _client(manager, token).events()[:limit]
+        history = client.events(limit)
     if as_json:
         _echo_json([e.to_wire() for e in history])
-        return
-    now = utcnow()
-    rows = [
-        [
-            _ago(e.timestamp, now),
-            str(e.task.id)[:8],
-            e.task.name,
-            "stop" if e.state is State.Completed else "run",
-            str(e.task.restart_count),
-        ]
-        for e in history
+    else:
+        _table(EVENT_HEADERS, [_event_row(e, utcnow()) for e in history])
+
+
+EVENT_HEADERS = ["WHEN", "TASK", "NAME", "ASKED", "RESTARTS"]
+
+
+def _event_row(event: TaskEvent, now: datetime) -> list[str]:
+    asked = "stop" if event.state is State.Completed else "run"
+    return [
+        _ago(event.timestamp, now),
+        str(event.task.id)[:8],
+        event.task.name,
+        asked,
+        str(event.task.restart_count),
     ]
-    _table(["WHEN", "TASK", "NAME", "ASKED", "RESTARTS"], rows)
+
+
+def _follow_events(client: ManagerClient, limit: int, as_json: bool) -> None:
+    """Print the newest ``limit`` events (oldest first), then every new one as the manager
+    records it: blocking queries, one at a time."""
+    data, index = client.watch("/events", 0, limit=limit)
+    backlog = [TaskEvent.from_wire(e) for e in reversed(data or [])]
+    seen = {e.id for e in backlog}
+    while True:
+        for event in backlog:
+            if as_json:
+                click.echo(json.dumps(event.to_wire()))
+            else:
+                row = _event_row(event, utcnow())
+                click.echo(f"{format_time(event.timestamp)}  {'  '.join(row[1:])}")
+        data, index = client.watch("/events", index, limit=200)
+        fresh = [TaskEvent.from_wire(e) for e in data or ()]
+        backlog = [e for e in reversed(fresh) if e.id not in seen]
+        seen |= {e.id for e in backlog}
 
 
 # ----------------------------------------------------------------------------- output

@@ -64,11 +64,27 @@ class NoAnswer(Unreachable):
     worker's handlers do that when they crash)."""
 
 
+class WillNotHappen(RuntimeError):
+    """:meth:`Client.wait_for` gave up early: the task has settled in a state from which
+    the awaited one cannot be reached. ``task`` is the task as last seen."""
+
+    def __init__(self, task: Task, states: tuple[State, ...]) -> None:
+        wanted = " or ".join(s.name for s in states)
+        why = f": {task.reason}" if task.reason else ""
+        super().__init__(
+            f"task {task.name} ({str(task.id)[:8]}) is {task.state.name} and will not "
+            f"become {wanted}{why}"
+        )
+        self.task, self.states = task, states
+
+
 _BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
 
 
 class Client:
     """What both APIs share: tasks, health, and the error handling."""
+
+    restarts = False  # does the other side restart a Failed task by itself?
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
         self.url = url if "://" in url else f"http://{url}"
@@ -77,6 +93,13 @@ class Client:
         self._session = requests.Session()
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
+
+    def with_timeout(self, seconds: float) -> Client:
+        """A client for the same API and credentials that waits at most ``seconds`` per
+        call (widgets want an answer, or a clear "no answer", within a second)."""
+        other = type(self)(self.url, timeout=seconds)
+        other._session.headers.update(self._session.headers)
+        return other
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
@@ -125,10 +148,19 @@ class Client:
 
     def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
         """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
-        in-process, :meth:`cube.manager.Manager.wait_for` wakes on the change itself)."""
-        return wait_for_state(
-            lambda: self.task(task_id), states, timeout, lambda left: time.sleep(min(0.05, left))
-        )
+        in-process, :meth:`cube.manager.Manager.wait_for` wakes on the change itself).
+
+        Raises :class:`WillNotHappen`, with the task's state and reason, as soon as the
+        task settles where none of ``states`` can follow (a stopped task will never run),
+        rather than sitting out the timeout; :class:`TimeoutError` when time runs out."""
+
+        def get() -> Task:
+            task = self.task(task_id)
+            if task.state not in states and not reachable(task, states, self.restarts):
+                raise WillNotHappen(task, states)
+            return task
+
+        return wait_for_state(get, states, timeout, lambda left: time.sleep(min(0.05, left)))
 
     def logs(self, task_id: str | uuid.UUID, tail: int = 200) -> str:
         return self._call("GET", f"/tasks/{task_id}/logs", params={"tail": tail})["Logs"]
@@ -221,13 +253,49 @@ class WorkerClient(Client):
 class ManagerClient(Client):
     """Talks to the manager (``cube manager``, default port 5555)."""
 
+    restarts = True
+
     def nodes(self) -> list[dict[str, Any]]:
         """The workers, each with every field of :class:`cube.node.NodeInfo` (a Go
         manager's have only the book's; ours are filled in with their defaults)."""
         return [NodeInfo.from_wire(n, "Node").to_wire() for n in self._call("GET", "/nodes") or ()]
 
-    def events(self) -> list[TaskEvent]:
-        return [TaskEvent.from_wire(e) for e in self._call("GET", "/events")]
+    def events(self, limit: int = 0) -> list[TaskEvent]:
+        """The newest events first (``limit`` 0: all)."""
+        params = {"limit": limit} if limit else None
+        return [TaskEvent.from_wire(e) for e in self._call("GET", "/events", params=params)]
+
+    def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
+        """A blocking query: ``path``'s answer once it changed after ``index`` (or after
+        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
+        query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
+        began = time.monotonic()
+        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        header = response.headers.get("X-Cube-Index", "0")
+        now = int(header) if header.isdigit() else 0
+        if index and now == index and time.monotonic() - began < wait / 2:
+            time.sleep(min(1.0, wait))  # answered early with no change (a stopping server)
+        return response.json(), now
+
+
+def reachable(task: Task, states: tuple[State, ...], restarts: bool) -> bool:
+    """Can ``task`` still get to one of ``states``? Not from Completed (nothing leaves
+    it), nor from a Failed task that nobody will restart, which can only be stopped: a
+    worker never restarts a task by itself, and a manager does not once it has given up
+    or been asked to stop it."""
+    if task.state is State.Completed:
+        return False
+    if task.state is State.Failed and not (restarts and _restart_coming(task)):
+        return State.Completed in states
+    return True
+
+
+def _restart_coming(task: Task) -> bool:
+    """Will the manager restart this Failed task? Yes while one is due, or unless it has
+    said it gave up or was asked to stop it."""
+    if task.restart_at is not None:
+        return True
+    return task.desired is not State.Completed and not task.reason.startswith("gave up")
 
 
 def _closed_without_answer(exc: BaseException) -> bool:

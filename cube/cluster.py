@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import requests
 
 from cube.client import ManagerClient, WorkerClient
+from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
 
@@ -73,6 +73,11 @@ class LocalCluster:
     (as on Binder); :attr:`runtime_reason` says why. Ports are free ones unless given.
     State lives in ``data_dir`` (a temporary directory, removed by :meth:`stop`, when
     none is given), so a restarted component finds its state again.
+
+    Nothing outlives the process that started the cluster: :meth:`start` also starts a
+    :class:`~cube.reaper.Reaper`, which stops every component and task (and removes the
+    temporary directory) if this process dies without calling :meth:`stop`, as a
+    notebook kernel that is shut down, restarted or killed does.
     """
 
     def __init__(
@@ -119,13 +124,21 @@ class LocalCluster:
         args += _flags(restart_limit=restart_limit, restart_base=restart_base)
         self.manager = Component("manager", port, args, logs / "manager.log")
         self.client = ManagerClient(self.manager.url, token=token, timeout=10)
+        self.closed = False  # True once stop() has run; start() opens it again
+        self._reaper: Reaper | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> LocalCluster:
         """Start every component that is not running and wait until each answers
         (if one cannot start, the others are stopped again, and the error says why)."""
-        atexit.register(self.stop)  # a kernel that exits without stop() leaves nothing
+        atexit.register(self.stop)  # an interpreter that exits without stop() leaves nothing
+        self.closed = False
+        if self._reaper is None:  # ...and neither does one that is killed
+            workers = list(self.workers)
+            self._reaper = Reaper(
+                self.data_dir, remove=self._own_dir, runtime=self.runtime, workers=workers
+            )
         try:
             for component in self.components():
                 if component.state == "stopped":
@@ -139,7 +152,8 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop the manager, then the workers (which stop their tasks unless
-        ``keep_tasks``). Removes the data directory if this cluster made it."""
+        ``keep_tasks``). If this cluster made its data directory, it removes it, and
+        ends any task still running from it first: nothing could adopt it later."""
         atexit.unregister(self.stop)
         self._terminate(self.manager)
         workers = list(self.workers.values())
@@ -148,8 +162,12 @@ class LocalCluster:
         for component in workers:
             self._terminate(component)
         self.client.close()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        if self._own_dir:  # tasks kept (keep_tasks) could never be adopted again: end them
+            reap(self.data_dir, remove=True, runtime=self.runtime, workers=list(self.workers))
+        if self._reaper is not None:
+            self._reaper.done()
+            self._reaper = None
+        self.closed = True
 
     def restart(self, name: str) -> None:
         """Stop a component gracefully (SIGTERM) and start it again with the same
@@ -178,7 +196,13 @@ class LocalCluster:
         the worker notices at its next inspection and the manager restarts it."""
         task = self.client.task(task_id)
         worker = next(c for c in self.workers.values() if c.address == task.worker)
-        worker_runtime(self.runtime, self.data_dir, worker.name).kill(task.container_id)
+        self.crash_container(worker.name, task.container_id)
+
+    def crash_container(self, worker: str, container_id: str) -> None:
+        """SIGKILL one container or process that worker ``worker`` (a name) runs, for
+        tasks placed by another manager than the cluster's own (a notebook's)."""
+        name = self.component(worker).name
+        worker_runtime(self.runtime, self.data_dir, name).kill(container_id)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -13,21 +13,28 @@ traceback.
 
 from __future__ import annotations
 
+import faulthandler
 import hmac
 import ipaddress
 import json
 import logging
 import random
 import socket
+import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
 from cube.connections import GatedServer
 from cube.messages import ErrorBody
+from cube.task import State, parse_uuid
 from cube.wire import encode
+
+if TYPE_CHECKING:
+    from cube.records import Changes
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ def json_app(name: str, token: str | None = None) -> bottle.Bottle:
     app = bottle.Bottle(catchall=True, autojson=True)
     app.config["cube.name"] = name
     app.config["cube.on_stop"] = []  # called before the server stops: end blocking queries
+    app.config["cube.on_start"] = []  # called when it starts: blocking queries may wait
     app.default_error_handler = _error_handler  # type: ignore[method-assign]
     app.install(_translate_errors)
     if token:
@@ -159,7 +167,12 @@ def query_int(name: str, default: int, limit: int = 100_000) -> int:
 
 
 MAX_WAIT = 60.0
+SLOW_STOP = 10.0  # seconds: a stop taking longer logs every thread's stack
+SPARE_THREADS = 4
+GROW_THREADS = 16
+MAX_THREADS = 1024
 INDEX_HEADER = "X-Cube-Index"
+FORGOTTEN_HEADER = "X-Cube-Forgotten"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
 
 
@@ -184,6 +197,50 @@ def watch_query() -> tuple[int, float] | None:
         raise fail(400, f"wait must be a duration such as 5s, 500ms or 1m, not {text!r}")
     wait = min(wait, MAX_WAIT)
     return index, wait + random.uniform(0, wait / 16)
+
+
+def block(changes: Changes) -> int:
+    """Answer a read as a blocking query when it is one (wait for ``changes`` to pass the
+    asked index), and say the index either way (``X-Cube-Index``). A waiting request
+    holds a server thread, so the pool grows first when few are left for the others."""
+    watch = watch_query()
+    if watch is None:
+        index = changes.index
+    else:
+        server = bottle.request.app.config.get("cube.server")
+        if server is not None:
+            server.spare_threads()
+        index = changes.wait(*watch)
+    bottle.response.set_header(INDEX_HEADER, str(index))
+    return index
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """How a long task list is asked for: ``since`` an index (only what changed after
+    it), of one ``state``, a page of ``limit`` after the ID ``after``. All optional: a
+    plain ``GET /tasks`` is the whole list, as in the book."""
+
+    since: int | None = None
+    state: State | None = None
+    after: str = ""
+    limit: int = 0
+
+
+def list_query() -> ListQuery:
+    if not bottle.request.environ.get("QUERY_STRING"):
+        return ListQuery()  # the common case, without parsing a query
+    query = bottle.request.query
+    since = query_int("since", 0, 1 << 62) if "since" in query else None
+    state = None
+    if "state" in query:
+        text = query.get("state", "")
+        names = {s.name.lower(): s for s in State} | {str(int(s)): s for s in State}
+        state = names.get(text.strip().lower())
+        if state is None:
+            raise fail(400, f"state must be a state name or number (Running or 2), not {text!r}")
+    after = str(parse_uuid(query["after"], "after")) if query.get("after") else ""
+    return ListQuery(since, state, after, query_int("limit", 0))
 
 
 def _depth(value: Any) -> int:
@@ -245,7 +302,12 @@ class Server:
             max_body=MAX_BODY,
         )
         self._thread: threading.Thread | None = None
-        self._on_stop: list[Callable[[], None]] = getattr(app, "config", {}).get("cube.on_stop", [])
+        self._growing = threading.Lock()
+        if hasattr(app, "config"):
+            app.config["cube.server"] = self
+        hooks = getattr(app, "config", {})
+        self._on_stop: list[Callable[[], None]] = hooks.get("cube.on_stop", [])
+        self._on_start: list[Callable[[], None]] = hooks.get("cube.on_start", [])
 
     @property
     def host(self) -> str:
@@ -262,8 +324,18 @@ class Server:
             host = socket.gethostname()
         return f"http://{host}:{self.port}"
 
+    def spare_threads(self) -> None:
+        """Keep ``SPARE_THREADS`` threads free for ordinary requests: a request about to
+        wait (a blocking query) first grows the pool when fewer are idle."""
+        pool = self._server.requests
+        with self._growing:
+            if pool.idle <= SPARE_THREADS and len(pool._threads) < MAX_THREADS:
+                pool.grow(GROW_THREADS)
+
     def start(self) -> Server:
         """Bind now (so the port is known and errors surface here), serve in a thread."""
+        for hold in self._on_start:
+            hold()
         self._server.prepare()
         self._thread = threading.Thread(target=self._server.serve, name=f"http:{self.port}")
         self._thread.daemon = True
@@ -272,6 +344,8 @@ class Server:
 
     def serve_forever(self) -> None:
         """Bind and serve in this thread until :meth:`stop` is called."""
+        for hold in self._on_start:
+            hold()
         self._server.prepare()
         self._server.serve()
 
@@ -307,7 +381,12 @@ def serve_until_stopped(server: Server, on_stop: Callable[[], None]) -> None:
         stopping.wait()
         log.info("stopping")
     finally:
-        server.stop()
-        on_stop()
+        # A stop that hangs says where: every thread's stack goes to the log.
+        faulthandler.dump_traceback_later(SLOW_STOP, file=sys.stderr)
+        try:
+            server.stop()
+            on_stop()
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -25,6 +25,7 @@ import msgspec
 import cube
 from cube.http import MAX_BODY, MAX_DEPTH, OPEN_PATHS
 from cube.messages import ErrorBody
+from cube.task import State
 from cube.wire import OURS, Wire, hints_of, wire_class
 
 Schema = dict[str, Any]
@@ -58,6 +59,19 @@ def count(name: str, description: str, default: int, limit: int = MAX_TAIL) -> Q
     """A whole-number query parameter (``cube.http.query_int`` reads them)."""
     schema = {"type": "integer", "minimum": 0, "maximum": limit, "default": default}
     return Query(name, description, schema)
+
+
+# What ``cube.http.list_query`` reads: a task list narrowed and paged.
+LIST = (
+    count("since", "Only the tasks changed after this index (X-Cube-Index).", 0, 1 << 62),
+    Query(
+        "state",
+        "Only the tasks in this state, by name or number (Running or 2).",
+        {"enum": [*(s.name for s in State), *(str(int(s)) for s in State)]},
+    ),
+    Query("after", "A page starting after this task ID.", {"type": "string", "format": "uuid"}),
+    count("limit", "At most this many tasks (0: all).", 0),
+)
 
 
 @dataclass(frozen=True)

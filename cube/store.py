@@ -17,6 +17,7 @@ data directory is still a mistake; the worker guards against that with a lock fi
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import logging
 import sqlite3
@@ -103,6 +104,11 @@ class Store(Generic[T]):
 
     def keys(self) -> list[str]:
         return self._raw_keys()
+
+    def first_keys(self, limit: int, newest: bool = False) -> list[str]:
+        """Up to ``limit`` keys in key order (``newest``: from the other end), without
+        reading the rest: with time-ordered keys, the oldest or newest entries."""
+        return self._raw_first_keys(limit, newest)
 
     def list(self) -> list[T]:
         """Every readable value. An unreadable one is set aside (see :meth:`items`), so
@@ -192,6 +198,9 @@ class Store(Generic[T]):
 
     def _raw_contains(self, key: str) -> bool:
         raise NotImplementedError
+
+    def _raw_first_keys(self, limit: int, newest: bool) -> list[str]:
+        return sorted(self._raw_keys(), reverse=newest)[:limit]
 
     def _aside_put(self, key: str, entry: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -290,6 +299,10 @@ class DiskStore(Store[T]):
 
     def _raw_contains(self, key: str) -> bool:
         return key in self._cache
+
+    def _raw_first_keys(self, limit: int, newest: bool) -> list[str]:
+        keys = (k for k in self._cache.iterkeys(reverse=newest) if isinstance(k, str))
+        return list(itertools.islice(keys, limit))
 
     def _aside_cache(self) -> diskcache.Cache:
         if self._aside is None:

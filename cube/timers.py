@@ -9,8 +9,12 @@ time something is due for it, on a :class:`~cube.store.Store`, so that a process
 at any moment reads back on start exactly what it was waiting for.
 
 "Do it now" is an entry due now, so the same queue is the work queue of the manager's
-control loop and of the worker's. Wall-clock times (seconds since the epoch) are stored,
-since a monotonic clock starts again with every process.
+control loop and of the worker's. Only entries due later than ``DURABLE_AFTER`` seconds
+are written to the store: what is due at once is found again on start from the records
+themselves (a task that waits to be placed, a worker's order not carried out yet), so
+writing it would only add a disk sync to the path every task takes. Wall-clock times
+(seconds since the epoch) are stored, since a monotonic clock starts again with every
+process.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from cube.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
+DURABLE_AFTER = 0.5  # seconds: sooner than this is "now", and kept in memory only
+
 
 class TimerQueue:
     """Keys with due times, durable on ``store``, with a condition to wait on.
@@ -40,6 +46,7 @@ class TimerQueue:
         self.store = store
         self._due: dict[str, float] = {}
         self._why: dict[str, str] = {}
+        self._durable: set[str] = set()  # keys with an entry in the store
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self.changed = threading.Condition(threading.RLock())
@@ -75,6 +82,8 @@ class TimerQueue:
         with self.changed:
             if self._due.pop(key, None) is not None:
                 self._why.pop(key, None)
+            if key in self._durable:
+                self._durable.discard(key)
                 with contextlib.suppress(KeyError):
                     self.store.delete(key)
 
@@ -139,7 +148,9 @@ class TimerQueue:
     # ------------------------------------------------------------------ plumbing
 
     def _put(self, key: str, due: float, why: str) -> None:
-        self.store.put(key, {"Due": due, "Why": why})
+        if due > time.time() + DURABLE_AFTER:
+            self.store.put(key, {"Due": due, "Why": why})
+            self._durable.add(key)
         self._due[key], self._why[key] = due, why
         heapq.heappush(self._heap, (due, next(self._seq), key))
         self.changed.notify_all()
@@ -153,6 +164,7 @@ class TimerQueue:
                 log.warning("timer %r is unreadable (%s); looking at it now instead", key, exc)
                 due, why = time.time(), "unreadable timer"
             self._due[key], self._why[key] = due, why
+            self._durable.add(key)
             heapq.heappush(self._heap, (due, next(self._seq), key))
 
 

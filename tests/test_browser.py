@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,10 +111,11 @@ def test_chapter_5_in_jupyterlab(lab, chromium, tmp_path):
 
 
 def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
-    """The dashboard of 00-index with Auto-refresh on: a task submitted from its form
-    shows up Running, and after its Stop button Completed, with nobody pressing Refresh
-    (the refresh coroutine runs on the kernel's own event loop). With CUBE_SCREENSHOT
-    set to a path, the dashboard's picture is also saved there (the README's is made so).
+    """The dashboard of 00-index, which refreshes itself (Auto-refresh is on from the
+    start): a task submitted from its form shows up Running, and after its Stop button
+    Completed, with nobody pressing Refresh (the refreshes run on a timer thread, never
+    holding up the kernel). With CUBE_SCREENSHOT set to a path, the dashboard's picture
+    is also saved there (the README's is made so).
     """
     from playwright.sync_api import expect, sync_playwright
 
@@ -124,7 +126,8 @@ def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
         _run_above(page, "Exercise")
         board = page.locator(".jp-OutputArea-output:has(.widget-toggle-button)").first
         board.wait_for(timeout=120_000)
-        board.locator(".widget-toggle-button", has_text="Auto-refresh").click()
+        auto = board.locator(".widget-toggle-button", has_text="Auto-refresh")
+        expect(auto).to_have_class(re.compile("mod-active"))  # on without a click
 
         name = board.locator(".widget-text:has(label:text-is('Name')) input")
         image = board.locator(".widget-text:has(label:text-is('Image')) input")
@@ -152,6 +155,96 @@ def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
 
+WRONG_PACKER = """from cube.lab.exercise import exercise
+
+
+@exercise("ch10_scheduler")
+class Packer:
+    name = "packer"
+
+    def select_candidates(self, task, nodes):
+        return np.flatnonzero(fits(task, nodes))
+
+    def score(self, task, nodes, candidates):
+        return np.zeros(len(candidates))
+
+    def pick(self, scores, candidates):
+        return 0  # always node 0, whether it has room or not, up or down
+"""
+
+
+def test_an_exercise_in_jupyterlab_fails_then_passes(lab, chromium, tmp_path):
+    """Chapter 10's exercise as a learner meets it: write a scheduler that always picks
+    node 0, run the check and see it fail with a verdict and the timeline picture;
+    then write a real packer (the solution's code) and see the check pass."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = lab
+    right = (NOTEBOOKS / "solutions" / "ch10_scheduler.py").read_text()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = _open(browser, f"{url}/lab/tree/10-schedulers.ipynb?token={token}", width=1400)
+        _run_above(page, "Build it: a packing scheduler")
+        exercise = page.locator(".jp-CodeCell:has(.cm-content:has-text('@exercise'))").first
+        check = page.locator(".jp-CodeCell:has(.cm-content:has-text('check_packer(Packer)'))")
+        for code, mark in [(WRONG_PACKER, "Not yet"), (right, "Passed")]:
+            _write(page, exercise, code)
+            _run_cell(page, exercise)
+            _run_cell(page, check)
+            verdict = check.locator(".jp-OutputArea-output")
+            expect(verdict).to_contain_text(mark, timeout=120_000)
+            expect(verdict.locator("img.cube-timeline")).to_be_visible()
+            verdict.screenshot(path=str(tmp_path / f"{mark.split()[0].lower()}.png"))
+        expect(verdict).not_to_contain_text("Not yet")
+        _clean_up(page)
+        browser.close()
+    failing = (tmp_path / "not.png").stat().st_size
+    assert failing > 10_000 and (tmp_path / "passed.png").stat().st_size > 10_000
+
+
+def test_resume_in_jupyterlab_brings_the_manager_back_at_once(lab, chromium, tmp_path):
+    """The dashboard of 00-index: pause the manager (the dashboard says so without
+    waiting on it), then click Resume: within 2 s the dashboard shows it running and
+    its task table answers again."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = _open(browser, f"{url}/lab/tree/00-index.ipynb?token={token}", width=1600)
+        _run_above(page, "Exercise")
+        label = page.locator(".widget-html", has_text=re.compile(r"manager\s+http"))
+        label.wait_for(timeout=120_000)
+        row = label.locator("xpath=..")
+        row.locator(".widget-button", has_text="Pause").click()
+        expect(label).to_contain_text("paused", timeout=2_000)
+        tasks = page.locator(".widget-vbox:has(> .widget-html b:text-is('Tasks'))").first
+        expect(tasks).to_contain_text("the manager is paused", timeout=3_000)
+        page.screenshot(path=str(tmp_path / "paused.png"), full_page=True)
+
+        began = time.monotonic()
+        row.locator(".widget-button", has_text="Resume").click()
+        expect(label).to_contain_text("running", timeout=2_000)
+        assert time.monotonic() - began < 2.0
+        expect(tasks).not_to_contain_text("the manager is paused", timeout=5_000)
+        page.screenshot(path=str(tmp_path / "resumed.png"), full_page=True)
+        _clean_up(page)
+        browser.close()
+
+
+def _write(page, cell, code: str) -> None:
+    """Replace a cell's code as a learner would: select all of it, then type."""
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+a")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(code)
+
+
+def _run_cell(page, cell) -> None:
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Shift+Enter")
+
+
 def _open(browser, url: str, width: int):
     """A page with the notebook at ``url`` loaded and its kernel idle."""
     page = browser.new_page(viewport={"width": width, "height": 1000})
@@ -173,8 +266,9 @@ def _clean_up(page) -> None:
 
     page.locator(".jp-MarkdownCell:has(h2:text-is('Clean up'))").click()
     _menu(page, "Run Selected Cell and All Below")
+    done = "nothing this notebook started is still running|every process of the cluster has ended"
     expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
-        "nothing this notebook started is still running", timeout=60_000
+        re.compile(done), timeout=60_000
     )
 
 

@@ -145,7 +145,8 @@ def test_run_status_stop_logs_events_node(up, tmp_path):
 
 
 def test_cube_up_resumes_on_the_same_data_dir(up):
-    assert "Try:  cube run --name web --image cube/echo " in up.log.read_text()
+    # `cube up` prints this once every worker answers; the manager may answer a moment before
+    eventually(lambda: "Try:  cube run --name web --image cube/echo " in up.log.read_text())
     up.cli("run", "--name", "survivor", "--image", "cube/echo")
     eventually(lambda: status_table(up)[0]["STATE"] == "Running")
     up.ctrl_c()
@@ -229,3 +230,32 @@ def test_cube_up_suggests_an_image_its_runtime_can_run():
     finally:
         cluster.stop()
     assert not cluster.data_dir.exists()
+
+
+def test_status_watch_and_events_follow_show_changes_as_they_happen(up, tmp_path):
+    def follow(*args: str) -> tuple[subprocess.Popen, Path]:
+        out = tmp_path / f"{args[0]}.out"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cube", *args],
+            stdout=out.open("w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **up.env},
+        )
+        return proc, out
+
+    watching, table = follow("status", "--watch")
+    following, history = follow("events", "--follow")
+    try:
+        eventually(lambda: "Ctrl-C to stop" in table.read_text(), what="a first table")
+        up.cli("run", "--name", "watched", "--image", "cube/echo")
+        eventually(lambda: "watched" in table.read_text(), what="the new task in the table")
+        eventually(
+            lambda: "Running" in table.read_text().rsplit("Ctrl-C to stop", 1)[-1],
+            what="the table redrawn with the task Running",
+        )
+        eventually(lambda: "watched  run" in history.read_text(), what="its event followed")
+    finally:
+        for proc in (watching, following):
+            proc.send_signal(signal.SIGINT)
+    assert watching.wait(timeout=10) == 0 and following.wait(timeout=10) == 0
+    assert "Traceback" not in table.read_text() + history.read_text()

@@ -152,7 +152,10 @@ def test_stop_is_idempotent_and_the_process_is_gone(runtime, state_dir):
     runtime.stop("proc-000000000000")
     runtime.stop("not-an-id")
     assert runtime.list_managed() == []
-    assert list(state_dir.iterdir()) == []
+    assert [p.name for p in state_dir.iterdir()] == [f"{started.container_id}.log"]
+    assert "listening on" in runtime.logs(started.container_id)  # its output outlives it
+    runtime.forget(started.container_id)
+    assert list(state_dir.iterdir()) == [] and runtime.logs(started.container_id) == ""
 
 
 def test_killed_process_is_reported(runtime):

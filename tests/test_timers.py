@@ -14,29 +14,28 @@ def test_due_times_are_kept_on_disk_and_read_back(tmp_path):
     queue = TimerQueue(DiskStore(tmp_path / "t", JsonCodec()))
     now = time.time()
     queue.schedule("later", now + 60, "restart 2 in 60 s")
-    queue.schedule("soon", now - 1, "due")
+    queue.schedule("soon", now + 5, "retry")
+    queue.schedule("now", now, "an order")  # found again from the records: memory only
     queue.store.close()
 
     again = TimerQueue(DiskStore(tmp_path / "t", JsonCodec()))
-    assert [(k, w) for k, _, w in again.items()] == [
-        ("soon", "due"),
-        ("later", "restart 2 in 60 s"),
-    ]
-    assert again.pop_due(now) == ["soon"]
+    entries = [(k, w) for k, _, w in again.items()]
+    assert entries == [("soon", "retry"), ("later", "restart 2 in 60 s")]
+    assert again.pop_due(now + 5) == ["soon"]
     assert again.next_due() == now + 60
     again.store.close()
-    assert [k for k, _, _ in TimerQueue(DiskStore(tmp_path / "t", JsonCodec())).items()] == [
-        "later"
-    ]
+    third = TimerQueue(DiskStore(tmp_path / "t", JsonCodec()))
+    assert [k for k, _, _ in third.items()] == ["later"]
 
 
 def test_the_earlier_time_wins_unless_set_on_purpose():
     queue = TimerQueue(MemoryStore(JsonCodec()))
-    assert queue.schedule("k", 100.0) and not queue.schedule("k", 200.0)
-    assert queue.due_at("k") == 100.0
-    assert queue.schedule("k", 50.0) and queue.due_at("k") == 50.0
-    queue.set("k", 300.0)
-    assert queue.due_at("k") == 300.0 and queue.pop_due(299.0) == []
+    base = time.time() + 100
+    assert queue.schedule("k", base) and not queue.schedule("k", base + 100)
+    assert queue.due_at("k") == base
+    assert queue.schedule("k", base - 50) and queue.due_at("k") == base - 50
+    queue.set("k", base + 200)
+    assert queue.due_at("k") == base + 200 and queue.pop_due(base + 199) == []
     queue.set("k", None)
     assert "k" not in queue and len(queue) == 0
 

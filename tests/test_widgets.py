@@ -1,12 +1,17 @@
-"""The notebook widgets, driven headless by clicking their buttons against a real cluster."""
+"""The notebook widgets, driven headless by clicking their buttons against a real cluster.
+
+A click only queues the call (widgets never block the kernel), so each test waits for
+the panel with ``wait()`` before reading what it shows, as a notebook cell would."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from helpers import eventually
 
 from cube.lab import LocalCluster
-from cube.lab.widgets import Dashboard, TaskForm, TaskTable
+from cube.lab.widgets import Dashboard, EventLog, TaskForm, TaskTable
 from cube.task import State
 
 
@@ -16,46 +21,103 @@ def cluster():
         yield c
 
 
-def test_submit_watch_and_stop_by_clicking(cluster):
-    board = Dashboard(cluster)
+@pytest.fixture
+def board(cluster):
+    board = Dashboard(cluster, auto=False)
+    yield board
+    board.close()
+
+
+def test_submit_watch_and_stop_by_clicking(cluster, board):
     board.form.name.value = "clicked"
     board.form.submit.click()
+    board.wait()
     assert "accepted clicked" in board.form.message.value
 
     def running():
         board.refresh_button.click()
+        board.wait()
         task = board.tasks.row("clicked")
         return task is not None and task.state is State.Running and task
 
     task = eventually(running, what="the table to show it Running")
     assert "Running" in str([c.value for c in board.tasks.grid.children if hasattr(c, "value")])
+    assert "worker-" in str([c.value for c in board.tasks.grid.children if hasattr(c, "value")])
     board.tasks.stop_buttons[str(task.id)].click()
+    board.tasks.wait()
     assert "asked to stop clicked" in board.tasks.message.value
 
     def completed():
         board.refresh()
+        board.wait()
         return board.tasks.row("clicked").state is State.Completed
 
     eventually(completed, what="Completed")
     assert str(task.id) not in board.tasks.stop_buttons  # no Stop button on a finished task
     assert "clicked" in board.events.table.value
-    assert "up" in board.nodes.rows.children[0].children[0].value
+    nodes = board.nodes.rows.children[0].children[0].value
+    assert "up" in nodes and "worker-1" in nodes  # one name per worker, everywhere
 
 
 def test_bad_input_shows_in_the_form_not_as_an_exception(cluster):
     form = TaskForm(cluster.client)
     form.image.value = "Not An Image"
     form.submit.click()
+    form.wait()
     assert "BadRequest" in form.message.value and "Task.Image" in form.message.value
 
 
-def test_component_controls_restart_the_manager(cluster):
-    board = Dashboard(cluster)
+def test_component_controls_restart_the_manager(cluster, board):
     before = cluster.manager.proc.pid
     board.controls.buttons[("manager", "restart")].click()
+    assert "restarting manager" in board.controls.message.value  # at once, before it is done
+    board.controls.wait()
     assert cluster.manager.proc.pid != before
     assert "restart manager: done" in board.controls.message.value
     assert "running" in board.controls.labels["manager"].value
+
+
+def test_a_paused_manager_holds_up_nothing_and_resume_acts_at_once(cluster, board):
+    board.wait()  # calls already under way would wait out their one-second timeout
+    board.controls.buttons[("manager", "pause")].click()
+    try:
+        assert "paused" in board.controls.labels["manager"].value
+        assert "pause manager: done, it is paused" in board.controls.message.value
+        began = time.monotonic()
+        board.refresh_button.click()
+        board.wait(timeout=5)
+        assert time.monotonic() - began < 0.5  # nobody waited on the paused manager
+        assert "the manager is paused" in board.tasks.message.value
+    finally:
+        began = time.monotonic()
+        board.controls.buttons[("manager", "resume")].click()
+        took = time.monotonic() - began
+    assert took < 1.0
+    assert "running" in board.controls.labels["manager"].value
+    board.refresh()
+    board.wait()
+    assert board.tasks.message.value == ""  # the warning cleared once a call succeeded
+
+
+def test_resume_of_a_killed_component_says_so(cluster, board):
+    board.controls.buttons[("worker-2", "kill")].click()
+    try:
+        board.controls.buttons[("worker-2", "resume")].click()
+        assert "worker-2 is stopped" in board.controls.message.value
+        assert "Restart" in board.controls.message.value
+    finally:
+        board.controls.buttons[("worker-2", "restart")].click()
+        board.controls.wait()
+    assert "running" in board.controls.labels["worker-2"].value
+
+
+def test_the_event_log_refreshes_by_itself(cluster):
+    log = EventLog(cluster.client, interval=0.2)
+    try:
+        cluster.client.submit({"Name": "noticed", "Image": "cube/echo"})
+        eventually(lambda: "noticed" in log.table.value, what="the log to show the new event")
+    finally:
+        log.close()
 
 
 def test_the_task_table_talks_to_a_worker_too(cluster):
@@ -63,6 +125,13 @@ def test_the_task_table_talks_to_a_worker_too(cluster):
     form = TaskForm(cluster.worker_client("worker-1"), on_submit=lambda _: table.refresh())
     form.name.value = "direct"
     form.submit.click()
-    eventually(lambda: (table.refresh(), table.row("direct"))[1].state is State.Running)
+    form.wait()
+
+    def shown(state):
+        table.refresh()
+        table.wait()
+        return table.row("direct") is not None and table.row("direct").state is state
+
+    eventually(lambda: shown(State.Running))
     table.stop_buttons[str(table.row("direct").id)].click()
-    eventually(lambda: (table.refresh(), table.row("direct"))[1].state is State.Completed)
+    eventually(lambda: shown(State.Completed))

@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from cube.lab.scratch import remove_scratch, scratch_dir  # noqa: F401 (for notebooks)
 from cube.node import busy_percent, format_size
 from cube.store import MemoryStore, WireCodec
 from cube.task import (
@@ -118,6 +119,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> int:
 WHY: dict[tuple[State, State], str] = {
     (State.Pending, State.Scheduled): "the manager picked a worker for it",
     (State.Pending, State.Completed): "cancelled before it was ever placed",
+    (State.Pending, State.Failed): "no worker could ever run it: its image exists nowhere",
     (State.Scheduled, State.Scheduled): "the same request arrived again: nothing changes",
     (State.Scheduled, State.Running): "the worker started its container or process",
     (State.Scheduled, State.Completed): "cancelled before it started",

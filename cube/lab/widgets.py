@@ -2,24 +2,31 @@
 or kill components, read the event log.
 
 Every widget talks to the APIs through :mod:`cube.client`, so a notebook can point the
-same task table at a worker (chapter 5) or at the manager. Nothing here starts a thread:
-callbacks run in the kernel when a button is clicked, and auto-refresh is a coroutine
-on the kernel's own asyncio loop. Errors are shown in the widget, never raised into a
-cell from the background. Every widget works headless: ``button.click()`` in a test
-runs the same code as a click in JupyterLab.
+same task table at a worker (chapter 5) or at the manager.
+
+Widgets never block the kernel. A click only queues the call on the panel's own
+background thread (:class:`~cube.lab.background.Lane`) and returns; the panel updates
+itself when the answer comes. Calls use a client with a one-second timeout, and given
+a cluster, a panel does not even ask a manager that is paused or stopped: it says so
+and keeps showing what it last heard. Messages from a call clear once a later call
+succeeds. Auto-refresh runs on a timer thread. Code (and tests) that click a button
+and then want the outcome call the panel's :meth:`~_Panel.wait` first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import html
+import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import ipywidgets as w
 
 from cube.client import Client, CubeError, ManagerClient
 from cube.cluster import LocalCluster
+from cube.lab.background import Every, Lane
+from cube.lab.view import ClusterView
 from cube.node import format_size
 from cube.task import State, Task
 
@@ -30,7 +37,10 @@ STATE_COLOURS = {
     State.Completed: "#374151",
     State.Failed: "#dc2626",
 }
+COMPONENT_COLOURS = {"running": "#16a34a", "paused": "#d97706", "stopped": "#dc2626"}
 IMAGES = ["cube/echo", "cube/echo:bad-exit", "cube/busybox"]
+CALL_TIMEOUT = 1.0  # seconds a widget waits for an answer before saying there was none
+HOLD = 4.0  # seconds a message stays before a successful refresh may clear it
 
 
 def badge(text: str, colour: str) -> str:
@@ -45,26 +55,82 @@ def state_badge(state: State) -> str:
 
 
 class _Panel(w.VBox):
-    """A titled box with a message line for errors and results."""
+    """A titled box with a message line, and a background lane for its calls."""
 
-    def __init__(self, title: str, children: list[w.Widget]) -> None:
+    def __init__(
+        self, title: str, children: list[w.Widget], view: ClusterView | None = None
+    ) -> None:
         self.message = w.HTML()
+        self.view = view
+        self._lane = Lane(f"cube-{title.lower()}")
+        self._said_at, self._said_error = 0.0, False
+        self._auto: Every | None = None
         super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), *children, self.message])
 
     def say(self, text: str, ok: bool = True) -> None:
         colour = "#166534" if ok else "#b91c1c"
         self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
+        self._said_at, self._said_error = time.monotonic(), not ok
 
-    def attempt(self, action: Callable[[], Any], done: str = "") -> Any:
-        """Run ``action``; show its error instead of raising it out of a click."""
-        try:
-            result = action()
-        except CubeError as exc:
-            self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait until this panel's queued calls are done (True if they are)."""
+        return self._lane.idle(timeout)
+
+    def auto_refresh(self, interval: float | None) -> None:
+        """Refresh every ``interval`` seconds (``None``: stop)."""
+        if self._auto is not None:
+            self._auto.stop()
+            self._auto = None
+        if interval:
+            self._auto = Every(interval, self.refresh, self._alive)
+
+    def refresh(self) -> Future[Any] | None:  # pragma: no cover - every panel has its own
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.auto_refresh(None)
+        self._lane.close()
+        super().close()
+
+    def _alive(self) -> bool:
+        return self.view is None or not self.view.closed
+
+    def _fetch(self, call: Callable[[], Any], show: Callable[[Any], None]) -> Future[Any] | None:
+        """Refresh from ``call`` in the background, unless the manager cannot answer."""
+        why = self.view.manager_down() if self.view is not None else ""
+        if why:
+            self.say(f"{why}: not asking it; this shows what it said last", ok=False)
             return None
-        if done:
-            self.say(done)
-        return result
+
+        def job() -> None:
+            try:
+                result = call()
+            except CubeError as exc:
+                self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+                return
+            show(result)
+            if self._said_error or time.monotonic() - self._said_at > HOLD:
+                self.message.value = ""
+
+        return self._lane.run(job, key="refresh")
+
+    def _act(self, call: Callable[[], Any], done: Callable[[Any], str]) -> Future[Any]:
+        """Run an action in the background; say what came of it."""
+
+        def job() -> Any:
+            try:
+                result = call()
+            except CubeError as exc:
+                self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+                return None
+            self.say(done(result))
+            return result
+
+        return self._lane.run(job)
+
+
+def _quick(client: Client) -> Client:
+    return client.with_timeout(CALL_TIMEOUT)
 
 
 class TaskForm(_Panel):
@@ -76,7 +142,7 @@ class TaskForm(_Panel):
         on_submit: Callable[[Task], None] | None = None,
         image: str = "cube/echo",
     ) -> None:
-        self.client, self.on_submit = client, on_submit
+        self.client, self.on_submit = _quick(client), on_submit
         label = {"style": {"description_width": "100px"}}  # room for "Health check"
         self.name = w.Text(value="web", description="Name", **label)
         options = IMAGES if image in IMAGES else [image, *IMAGES]
@@ -102,13 +168,15 @@ class TaskForm(_Panel):
             "Memory": self.memory.value * (1 << 20),
         }
 
-    def send(self) -> Task | None:
-        task = self.attempt(lambda: self.client.submit(self.spec()))
-        if task is not None:
-            self.say(f"accepted {task.name} as {str(task.id)[:8]} ({task.state.name})")
+    def send(self) -> Future[Any]:
+        spec = self.spec()
+
+        def submitted(task: Task) -> str:
             if self.on_submit:
                 self.on_submit(task)
-        return task
+            return f"accepted {task.name} as {str(task.id)[:8]} ({task.state.name})"
+
+        return self._act(lambda: self.client.submit(spec), submitted)
 
 
 class TaskTable(_Panel):
@@ -116,8 +184,8 @@ class TaskTable(_Panel):
 
     COLUMNS = ("ID", "Name", "State", "Worker", "Ports", "Restarts", "Reason", "")
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    def __init__(self, client: Client, view: ClusterView | None = None) -> None:
+        self.client = _quick(client)
         self.grid = w.GridBox(
             layout=w.Layout(grid_template_columns="repeat(8, auto)", grid_gap="2px 12px")
         )
@@ -125,75 +193,78 @@ class TaskTable(_Panel):
         self.tasks: list[Task] = []
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
-        super().__init__("Tasks", [self.refresh_button, self.grid])
+        super().__init__("Tasks", [self.refresh_button, self.grid], view)
         self.refresh()
 
-    def refresh(self) -> None:
-        tasks = self.attempt(self.client.tasks)
-        if tasks is None:
-            return
+    def refresh(self) -> Future[Any] | None:
+        return self._fetch(self.client.tasks, self._show)
+
+    def _show(self, tasks: list[Task]) -> None:
         self.tasks = tasks
         cells: list[w.Widget] = [w.HTML(f"<b>{c}</b>") for c in self.COLUMNS]
-        self.stop_buttons = {}
+        buttons = {}
         for task in tasks:
             texts = [html.escape(v) for v in self._texts(task)]
             texts.insert(2, state_badge(task.state))
             cells += [w.HTML(text) for text in texts]
-            cells.append(self._stop_button(task))
+            cells.append(self._stop_button(task, buttons))
         self.grid.children = cells
+        self.stop_buttons = buttons
         if not tasks:
             self.say("no tasks yet")
-        elif "no tasks yet" in self.message.value:
-            self.message.value = ""
 
     def row(self, name: str) -> Task | None:
         """The task called ``name`` as last shown (for checks in notebooks and tests)."""
         return next((t for t in reversed(self.tasks) if t.name == name), None)
 
-    @staticmethod
-    def _texts(task: Task) -> list[str]:
+    def _texts(self, task: Task) -> list[str]:
         port = task.host_port()
+        worker = self.view.name(task.worker) if self.view and task.worker else task.worker
         return [
             str(task.id)[:8],
             task.name,
-            task.worker or "-",
+            worker or "-",
             str(port) if port else "-",
             str(task.restart_count),
             task.reason[:60],
         ]
 
-    def _stop_button(self, task: Task) -> w.Widget:
+    def _stop_button(self, task: Task, buttons: dict[str, w.Button]) -> w.Widget:
         if task.state in (State.Completed,):
             return w.HTML("")
         button = w.Button(
             description="Stop", button_style="danger", icon="stop", layout=w.Layout(width="80px")
         )
         button.on_click(lambda _, t=task: self.stop(t))
-        self.stop_buttons[str(task.id)] = button
+        buttons[str(task.id)] = button
         return button
 
-    def stop(self, task: Task) -> None:
-        self.attempt(lambda: self.client.stop(task.id), f"asked to stop {task.name}")
-        self.refresh()
+    def stop(self, task: Task) -> Future[Any]:
+        def stopped(_: object) -> str:
+            self.refresh()
+            return f"asked to stop {task.name}"
+
+        return self._act(lambda: self.client.stop(task.id), stopped)
 
 
 class NodePanel(_Panel):
     """Each worker: up or down, memory and CPU use as bars, and its task count."""
 
-    def __init__(self, client: ManagerClient) -> None:
-        self.client = client
+    def __init__(self, client: ManagerClient, view: ClusterView | None = None) -> None:
+        self.client = _quick(client)
         self.rows = w.VBox()
-        super().__init__("Nodes", [self.rows])
+        super().__init__("Nodes", [self.rows], view)
         self.refresh()
 
-    def refresh(self) -> None:
-        nodes = self.attempt(self.client.nodes)
-        if nodes is None:
-            return
-        self.rows.children = [self._row(n) for n in nodes]
+    def refresh(self) -> Future[Any] | None:
+        return self._fetch(
+            self.client.nodes, lambda nodes: setattr(self.rows, "children", self._rows(nodes))
+        )
 
-    @staticmethod
-    def _row(node: dict[str, Any]) -> w.Widget:
+    def _rows(self, nodes: list[dict[str, Any]]) -> list[w.Widget]:
+        return [self._row(n) for n in nodes]
+
+    def _row(self, node: dict[str, Any]) -> w.Widget:
         up = node["State"] == "up"
         colour = "#16a34a" if up else "#dc2626" if node["State"] == "down" else "#6b7280"
         total = max(node["Memory"], 1)
@@ -202,8 +273,9 @@ class NodePanel(_Panel):
         )
         cpu = w.FloatProgress(value=node["CpuPercent"] / 100, min=0, max=1, description="cpu")
         tasks = node["TaskCount"]
+        name = self.view.name(node["Name"]) if self.view else node["Name"]
         label = w.HTML(
-            f"{badge(node['State'], colour)} <code>{html.escape(node['Name'])}</code> "
+            f"{badge(node['State'], colour)} <code>{html.escape(name)}</code> "
             f"{tasks} task{'' if tasks == 1 else 's'}, {format_size(node['MemoryUsed'] * 1024)} of "
             f"{format_size(node['Memory'] * 1024)}, {node['CpuPercent']:.0f}% CPU"
         )
@@ -211,18 +283,26 @@ class NodePanel(_Panel):
 
 
 class EventLog(_Panel):
-    """The manager's event history, newest first."""
+    """The manager's event history, newest first. It refreshes itself every
+    ``interval`` seconds (``None``: only when :meth:`refresh` is called)."""
 
-    def __init__(self, client: ManagerClient, limit: int = 12) -> None:
-        self.client, self.limit = client, limit
+    def __init__(
+        self,
+        client: ManagerClient,
+        limit: int = 12,
+        view: ClusterView | None = None,
+        interval: float | None = 2.0,
+    ) -> None:
+        self.client, self.limit = _quick(client), limit
         self.table = w.HTML()
-        super().__init__("Events", [self.table])
+        super().__init__("Events", [self.table], view)
         self.refresh()
+        self.auto_refresh(interval)
 
-    def refresh(self) -> None:
-        events = self.attempt(self.client.events)
-        if events is None:
-            return
+    def refresh(self) -> Future[Any] | None:
+        return self._fetch(self.client.events, self._show)
+
+    def _show(self, events: list[Any]) -> None:
         rows = "".join(
             f"<tr><td>{e.timestamp:%H:%M:%S}</td><td>{html.escape(e.task.name)}</td>"
             f"<td>{'stop' if e.state is State.Completed else 'run'}</td>"
@@ -235,16 +315,20 @@ class EventLog(_Panel):
 
 
 class ComponentControls(_Panel):
-    """Restart, kill, pause or resume the manager and each worker of a LocalCluster."""
+    """Restart, kill, pause or resume the manager and each worker of a LocalCluster.
+
+    A component's state is read from the process table, so it shows at once, and a
+    paused manager is never asked anything. Pause, resume and kill are signals and act
+    immediately; restart waits for the component to answer, in the background."""
 
     ACTIONS = ("restart", "kill", "pause", "resume")
 
-    def __init__(self, cluster: LocalCluster, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, cluster: LocalCluster, on_change: Callable[[], Any] | None = None) -> None:
         self.cluster, self.on_change = cluster, on_change
         self.buttons: dict[tuple[str, str], w.Button] = {}
         self.labels: dict[str, w.HTML] = {}
         rows = [self._row(c.name) for c in (cluster.manager, *cluster.workers.values())]
-        super().__init__("Components", rows)
+        super().__init__("Components", rows, ClusterView(cluster))
         self.refresh()
 
     def _row(self, name: str) -> w.Widget:
@@ -257,58 +341,103 @@ class ComponentControls(_Panel):
             buttons.append(button)
         return w.HBox([self.labels[name], *buttons])
 
-    def act(self, name: str, action: str) -> None:
+    def act(self, name: str, action: str) -> Future[Any] | None:
+        """Do ``action`` to component ``name``; signals at once, restart in the
+        background. Refuses what cannot work (resuming a stopped process)."""
+        state = self.cluster.component(name).state
+        refusal = self._refusal(name, action, state)
+        if refusal:
+            self.say(refusal, ok=False)
+            return None
+        if action == "restart":
+            self.say(f"restarting {name}…")
+            return self._lane.run(lambda: self._do(name, action))
+        self._do(name, action)
+        return None
+
+    @staticmethod
+    def _refusal(name: str, action: str, state: str) -> str:
+        if state == "stopped" and action in ("pause", "resume", "kill"):
+            return f"{name} is stopped, so there is nothing to {action}: press Restart to start it"
+        if action == "resume" and state == "running":
+            return f"{name} is running already (it was not paused)"
+        if action == "pause" and state == "paused":
+            return f"{name} is paused already"
+        return ""
+
+    def _do(self, name: str, action: str) -> None:
         try:
             getattr(self.cluster, action)(name)
         except (RuntimeError, KeyError) as exc:
             self.say(str(exc), ok=False)
         else:
-            self.say(f"{action} {name}: done")
+            now = self._settled(name, {"pause": "paused", "resume": "running"}.get(action))
+            self.say(f"{action} {name}: done, it is {now}")
         self.refresh()
         if self.on_change:
             self.on_change()
 
+    def _settled(self, name: str, expected: str | None, timeout: float = 1.0) -> str:
+        """The component's state once a signal has landed (the process table shows a
+        SIGSTOP or SIGCONT a moment after it is sent)."""
+        deadline = time.monotonic() + timeout
+        state = self.cluster.component(name).state
+        while expected and state != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+            state = self.cluster.component(name).state
+        return state
+
     def refresh(self) -> None:
-        colours = {"running": "#16a34a", "paused": "#d97706", "stopped": "#dc2626"}
         for name, label in self.labels.items():
             component = self.cluster.component(name)
-            state = badge(component.state, colours[component.state])
+            state = badge(component.state, COMPONENT_COLOURS[component.state])
             label.value = f"{state} <code>{name}</code> {component.url}"
 
 
 class Dashboard(w.VBox):
-    """Everything at once for a LocalCluster: form, tasks, nodes, components, events,
-    with a Refresh button and an optional auto-refresh on the kernel's event loop."""
+    """Everything at once for a LocalCluster: form, tasks, nodes, components, events.
+    It refreshes itself every ``interval`` seconds while *Auto-refresh* is on (it is,
+    unless ``auto=False``), without ever holding up the kernel."""
 
-    def __init__(self, cluster: LocalCluster, interval: float = 1.0) -> None:
-        client = cluster.client
-        self.interval = interval
-        self.tasks = TaskTable(client)
+    def __init__(self, cluster: LocalCluster, interval: float = 1.0, auto: bool = True) -> None:
+        client, view = cluster.client, ClusterView(cluster)
+        self.cluster, self.interval = cluster, interval
+        self.tasks = TaskTable(client, view)
         self.form = TaskForm(client, on_submit=lambda _: self.refresh(), image=cluster.image)
-        self.nodes = NodePanel(client)
-        self.events = EventLog(client)
+        self.nodes = NodePanel(client, view)
+        self.events = EventLog(client, view=view, interval=None)
         self.controls = ComponentControls(cluster, on_change=self.refresh)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
-        self.auto = w.ToggleButton(description="Auto-refresh", icon="clock-o")
+        self.auto = w.ToggleButton(description="Auto-refresh", icon="clock-o", value=auto)
         self.auto.observe(self._toggle, "value")
-        self._job: asyncio.Task[None] | None = None
+        self._timer: Every | None = None
         top = w.HBox([self.form, self.nodes])
         bottom = w.HBox([self.controls, self.events])
         super().__init__([w.HBox([self.refresh_button, self.auto]), top, self.tasks, bottom])
+        self._toggle({"new": auto})
+
+    def panels(self) -> list[_Panel]:
+        return [self.tasks, self.nodes, self.events, self.controls, self.form]
 
     def refresh(self) -> None:
+        """Queue a refresh of every panel; returns at once."""
         for part in (self.tasks, self.nodes, self.events, self.controls):
             part.refresh()
 
-    def _toggle(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self._job = asyncio.get_event_loop().create_task(self._tick())
-        elif self._job is not None:
-            self._job.cancel()
-            self._job = None
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Wait until every panel's queued calls are done."""
+        return all(part.wait(timeout) for part in self.panels())
 
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.refresh()
+    def close(self) -> None:
+        self.auto.value = False
+        for part in self.panels():
+            part.close()
+        super().close()
+
+    def _toggle(self, change: dict[str, Any]) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+        if change["new"]:
+            self._timer = Every(self.interval, self.refresh, lambda: not self.cluster.closed)

@@ -22,10 +22,10 @@ from typing import Any
 import bottle
 
 from cube.client import CubeError
-from cube.http import fail, json_app, query_int, read_json, send_json
+from cube.http import ListQuery, block, fail, json_app, list_query, query_int, read_json, send_json
 from cube.manager.manager import Manager
 from cube.messages import Logs, ManagerHealth, NodeInfo
-from cube.openapi import Doc, Query, count, document, serve_document
+from cube.openapi import LIST, Doc, Query, count, document, serve_document
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache
 
@@ -45,15 +45,27 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
     app = json_app("cube manager", token)
     listing = ListCache(key=lambda task: task.id)
 
+    def changes() -> tuple[Any, ...]:
+        return (manager.records.changes, manager.cluster.changes, manager.history.changes)
+
+    app.config["cube.on_stop"].append(lambda: [each.release() for each in changes()])
+    app.config["cube.on_start"].append(lambda: [each.hold() for each in changes()])
+
     @app.get("/health", doc=Doc("manager health", ManagerHealth, said="Alive.", open=True))
     def health() -> bytes:
         return send_json(
             ManagerHealth(scheduler=manager.scheduler.name, workers=len(manager.nodes))
         )
 
-    @app.get("/tasks", doc=Doc("list manager tasks", list[Task], said="The tasks."))
+    @app.get(
+        "/tasks",
+        doc=Doc("list manager tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+    )
     def list_tasks() -> bytes:
-        return send_json(listing.encode(manager.list_tasks()))
+        query = list_query()
+        block(manager.records.changes)
+        tasks = manager.list_tasks() if query == ListQuery() else manager.records.select(query)
+        return send_json(listing.encode(tasks))
 
     @app.post(
         "/tasks",
@@ -71,7 +83,9 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
 
     @app.get("/tasks/<task_id>", doc=Doc("get a manager task", Task, errors=(400, 404)))
     def get_task(task_id: str) -> bytes:
-        return send_json(manager.get_task(str(parse_uuid(task_id))))
+        task_uuid = str(parse_uuid(task_id))
+        block(manager.records.changes)
+        return send_json(manager.get_task(task_uuid))
 
     @app.delete(
         "/tasks/<task_id>",
@@ -107,6 +121,7 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
 
     @app.get("/nodes", doc=Doc("list workers", list[NodeInfo], said="The workers."))
     def nodes() -> bytes:
+        block(manager.cluster.changes)
         return send_json([n.info() for n in manager.list_nodes()])
 
     @app.get(
@@ -123,6 +138,7 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
         query = bottle.request.query
         limit = query_int("limit", 0) or None
         task = str(parse_uuid(query["task"], "task")) if query.get("task") else None
+        block(manager.history.changes)
         return send_json(manager.list_events(limit, task))
 
     serve_document(app, "Cube manager", "Places tasks on workers and keeps them running.")

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cube import faults
 from cube.client import BadRequest, Conflict, CubeError, NotFound, Unreachable
+from cube.manager import retention
 from cube.manager.health import probe
 from cube.manager.observe import Watcher
 from cube.manager.reconcile import Action, Observed, Post, Spot, Stop, reconcile
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from cube.manager.manager import Manager
 
 log = logging.getLogger(__name__)
+
+PRUNE_EVERY = 60.0  # seconds between forgetting what is past retention
+IDLE_WAIT = 60.0  # the work loop sleeps at most this long with nothing due
 
 
 class View:
@@ -115,29 +119,29 @@ class Control:
             with timers.changed:
                 due = timers.take()
                 if not due:
-                    next_due = timers.next_due()
-                    pause = self.m.update_interval if next_due is None else next_due - time.time()
-                    timers.wait(max(0.005, min(pause, self.m.update_interval)))
+                    next_due = timers.next_due()  # scheduling wakes us: sleep until due
+                    pause = IDLE_WAIT if next_due is None else next_due - time.time()
+                    timers.wait(max(0.005, min(pause, IDLE_WAIT)))
                     continue
             for task_id in due:
                 self.pool.submit(self._process, task_id)
 
     def _process(self, task_id: str) -> None:
-        again: float | None = None
+        again: tuple[float, str] | None = None
         try:
             again = self.reconcile_one(task_id)
         except Exception:
             log.exception("reconciling task %s failed; trying again shortly", task_id)
-            again = time.time() + self.m.update_interval
+            again = time.time() + self.m.update_interval, "after an error"
         finally:
-            self.m.timers.done(task_id, again, "plan")
+            self.m.timers.done(task_id, *(again or (None, "")))
 
-    def reconcile_one(self, task_id: str) -> float | None:
+    def reconcile_one(self, task_id: str) -> tuple[float, str] | None:
         """Decide for one task, store the decision, send its orders. Returns when to
-        look at it again (epoch seconds), or None."""
+        look at it again (epoch seconds) and why, or None."""
         m = self.m
         with m.lock:
-            task = m.tasks.get(task_id)
+            task = m.records.get(task_id)
             if task is None:
                 return None
             seen = Observed(m.reports.copies(task_id), m.problems.get(task_id, ""))
@@ -152,8 +156,10 @@ class Control:
         for action in plan.actions:
             changed |= self._send(action)
         if changed:
-            return time.time()
-        return plan.wake.timestamp() if plan.wake else None
+            return time.time(), "an order's answer"
+        if plan.wake is None:
+            return None
+        return plan.wake.timestamp(), (plan.note or "no answer yet to its order")[:120]
 
     # -------------------------------------------------------------------- acting
 
@@ -207,12 +213,18 @@ class Control:
         keys = set(changed)
         if first:
             keys |= self.m.tasks_on(worker)
-        self.m.timers.schedule_many(k for k in keys if k in self.m.tasks)
+        self.m.timers.schedule_many(k for k in keys if k in self.m.records)
 
     def _liveness_loop(self) -> None:
-        while not self._stopping.wait(self.m.update_interval):
+        next_pruning = time.monotonic() + PRUNE_EVERY
+        pause = 0.0  # the first round at once: nothing is placed before it
+        while not self._stopping.wait(pause):
+            pause = self.m.update_interval
             try:
                 self.probe_all()
+                if time.monotonic() >= next_pruning:
+                    next_pruning = time.monotonic() + PRUNE_EVERY
+                    retention.prune(self.m)
             except Exception:
                 log.exception("liveness round failed; carrying on")
 
@@ -242,10 +254,11 @@ class Control:
         changed."""
         m = self.m
         with m.lock:
+            running = (m.records.get(k) for k in m.records.ids(State.Running))
             due = [
                 t
-                for t in m.tasks.values()
-                if t.state is State.Running
+                for t in running
+                if t is not None
                 and t.desired is State.Running
                 and t.health_check
                 and t.host_port() is not None

@@ -24,11 +24,14 @@ from typing import IO, Any
 from cube.client import NotFound
 from cube.manager.control import Control
 from cube.manager.health import RestartPolicy
+from cube.manager.history import History
 from cube.manager.nodes import Nodes
 from cube.manager.observe import Reports
 from cube.manager.reconcile import Timing, given_up
+from cube.manager.retention import Retention
 from cube.manager.stores import Stores
 from cube.node import Node
+from cube.records import Records
 from cube.scheduler import Scheduler, make
 from cube.store import lock_directory
 from cube.task import (
@@ -65,12 +68,14 @@ class Manager:
         restart: RestartPolicy | None = None,
         worker_token: str | None = None,
         http_timeout: float = 3.0,
+        retention: Retention | None = None,
         lock: IO[str] | None = None,
     ) -> None:
         self.scheduler = make(scheduler) if isinstance(scheduler, str) else scheduler
         self.stores = stores or Stores.open("memory", None)
         self.update_interval, self.health_interval = update_interval, health_interval
         self.http_timeout = http_timeout
+        self.retention = retention or Retention()
         self.timing = Timing(restart=restart or RestartPolicy(), retry=max(1.0, update_interval))
         self.cluster = Nodes(
             workers,
@@ -83,7 +88,8 @@ class Manager:
         self.reports = Reports()
         self.timers = WorkQueue(self.stores.timers)
         self.lock = self.timers.changed
-        self.tasks: dict[str, Task] = {}
+        self.records = Records(self.stores.tasks)
+        self.history = History(self.stores.events, self.stores.history)
         self.problems: dict[str, str] = {}  # task ID -> its latest failed health check
         self._file_lock = lock
         self._recover()
@@ -104,7 +110,7 @@ class Manager:
             )
         task_id = str(event.task.id)
         with self.lock:
-            existing = self.tasks.get(task_id)
+            existing = self.records.get(task_id)
             if existing is not None:
                 if self._event(str(event.id)) is not None:
                     return existing  # the same submission again
@@ -146,23 +152,18 @@ class Manager:
 
     def get_task(self, task_id: str) -> Task:
         with self.lock:
-            task = self.tasks.get(task_id)
+            task = self.records.get(task_id)
         if task is None:
             why = self.stores.tasks.unreadable().get(task_id)
             raise UnknownTask(task_id) if why is None else UnreadableTask(task_id, why)
         return task
 
     def list_tasks(self) -> list[Task]:
-        with self.lock:
-            tasks = list(self.tasks.values())
-        return sorted(tasks, key=lambda t: (t.created or utcnow(), t.name))
+        return sorted(self.records.all(), key=lambda t: (t.created or utcnow(), t.name))
 
     def list_events(self, limit: int | None = None, task_id: str | None = None) -> list[TaskEvent]:
-        events = self.stores.events.list()
-        if task_id:
-            events = [e for e in events if str(e.task.id) == task_id]
-        events.sort(key=lambda e: e.timestamp or utcnow(), reverse=True)
-        return events[:limit] if limit else events
+        """The newest events first (reading only as many as asked for)."""
+        return self.history.newest(limit or None, task_id)
 
     def logs(self, task_id: str, tail: int = 200) -> str:
         task = self.get_task(task_id)
@@ -214,9 +215,8 @@ class Manager:
         """Store a task's record (before anything acts on it) and wake whoever waits."""
         task_id = str(task.id)
         with self.lock:
-            old = self.tasks.get(task_id)
-            self.stores.tasks.put(task_id, task)
-            self.tasks[task_id] = task
+            old = self.records.get(task_id)
+            self.records.put(task)
             self.cluster.account(old, task)
             if old is not None and old.generation != task.generation:
                 self.problems.pop(task_id, None)  # a new order: its health is unknown
@@ -229,26 +229,30 @@ class Manager:
         return task
 
     def record(self, event: TaskEvent) -> None:
-        self.stores.events.put(str(event.id), event)
+        self.history.record(event)
+
+    def forget(self, task_id: str) -> None:
+        """Drop a finished task (past retention) from memory and the store."""
+        with self.lock:
+            task = self.records.forget(task_id)
+            self.cluster.account(task, None)
+            self.problems.pop(task_id, None)
+            self.timers.remove(task_id)
 
     def tasks_on(self, worker: str) -> set[str]:
-        with self.lock:
-            return {k for k, t in self.tasks.items() if t.worker == worker}
+        return self.records.on(worker)
 
     def waiting(self) -> set[str]:
         """Tasks that wait for a worker with room (or able to run them at all)."""
-        with self.lock:
-            return {k for k, t in self.tasks.items() if not t.worker and self._active(t)}
+        placed_nowhere = (self.records.get(k) for k in self.records.on(""))
+        return {str(t.id) for t in placed_nowhere if t is not None and self._active(t)}
 
     def _active(self, task: Task) -> bool:
         """Still something to do for it: not Completed, not given up."""
         return task.state is not State.Completed and not given_up(task, self.timing.restart)
 
     def _event(self, event_id: str) -> TaskEvent | None:
-        try:
-            return self.stores.events.get(event_id)
-        except KeyError:
-            return None
+        return self.history.get(event_id)
 
     def _check_event(self, event: TaskEvent) -> None:
         """An event ID already used: fine for the same content (a retry), a 409 for
@@ -259,13 +263,12 @@ class Manager:
 
     def _recover(self) -> None:
         """Read back the tasks; queue those that need a look before any worker speaks."""
-        self.tasks = {str(t.id): t for t in self.stores.tasks.list()}
-        for task in self.tasks.values():
+        for task in self.records.all():
             self.cluster.account(None, task)
             if self._active(task) and (not task.worker or task.worker not in self.cluster.nodes):
                 self.timers.schedule(str(task.id), why="recovered")
-        if self.tasks:
-            log.info("recovered %d tasks, %d due", len(self.tasks), len(self.timers))
+        if len(self.records):
+            log.info("recovered %d tasks, %d due", len(self.records), len(self.timers))
 
 
 def _same_order(a: TaskEvent, b: TaskEvent) -> bool:

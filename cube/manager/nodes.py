@@ -6,7 +6,8 @@ worker that has no ``/health`` (the book's Go worker) is probed with ``GET /stat
 instead. A worker that has not answered for ``node_ttl`` seconds is down; one whose
 answers cannot be read (``/stats`` not the expected object) is down at once, saying why.
 
-The capacity a scheduler sees is what each worker last measured (``/stats``) and what
+The capacity a scheduler sees is what each worker last measured (``/stats``, asked every
+``STATS_EVERY`` seconds: capacity moves slowly, and asking costs both sides) and what
 the manager has promised to the live tasks it placed there (:meth:`Nodes.account`), and
 its runtime and images come from ``/health``, for the feasibility checks. A worker that
 refused a task (``400``: it cannot run that image) is remembered as unable to, so the
@@ -18,13 +19,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from cube.client import CubeError, NotFound, WorkerClient
 from cube.feasibility import can_run
+from cube.manager.probe import Prober
 from cube.manager.reconcile import Spot
 from cube.node import Node, NodeTable, stats_problem
+from cube.records import Changes
 from cube.scheduler import Scheduler, place
 from cube.store import Store
 from cube.task import State, Task, clip_reason, utcnow
@@ -32,6 +36,7 @@ from cube.task import State, Task, clip_reason, utcnow
 log = logging.getLogger(__name__)
 
 LIVE = (State.Scheduled, State.Running)
+STATS_EVERY = 5.0  # seconds between /stats of a worker that is up
 
 
 @dataclass
@@ -62,35 +67,42 @@ class Nodes:
         self.started = utcnow()
         self.nodes: dict[str, Node] = {}
         self.clients: dict[str, WorkerClient] = {}
-        self._probes: dict[str, WorkerClient] = {}
+        self._probes: dict[str, Prober] = {}
         self._no_health: set[str] = set()
+        self._stats_due: dict[str, float] = {}
         self._refused: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
+        self.changes = Changes()  # bumped by every answer taken in: for watchers of /nodes
         for address in addresses:
             node = self._load(address)
             self.nodes[node.name] = node
             self.clients[node.name] = WorkerClient(node.api, token, timeout)
-            self._probes[node.name] = WorkerClient(node.api, token, probe_timeout)
+            self._probes[node.name] = Prober(node.api, token, probe_timeout)
 
     # ------------------------------------------------------------------ liveness
 
     def ask(self, name: str) -> Answer:
-        """One liveness round for ``name``, over HTTP (no lock held)."""
+        """One liveness round for ``name``, over HTTP (no lock held): ``/health``, and
+        ``/stats`` when due (or when ``/health`` is missing, as on a Go worker)."""
         probe = self._probes[name]
         health = None
         try:
             if name not in self._no_health:
                 try:
-                    health = probe.health()
+                    health = probe.get("/health")
                 except NotFound:
                     self._no_health.add(name)  # a Go worker: /stats alone tells it lives
-            stats = probe.stats()
+            if not isinstance(health, dict | None):
+                return Answer(error="/health did not answer an object", malformed=True)
+            due = name in self._no_health or self.nodes[name].state != "up"
+            if not due and time.monotonic() < self._stats_due.get(name, 0.0):
+                return Answer(health, None, "")  # alive; its stats are recent enough
+            stats = probe.get("/stats")
+            self._stats_due[name] = time.monotonic() + STATS_EVERY
         except (CubeError, ValueError) as exc:
             if health is not None:
                 return Answer(health, None, "")  # alive; its stats can wait
             return Answer(error=str(exc))
-        if not isinstance(health, dict | None):
-            return Answer(error="/health did not answer an object", malformed=True)
         problem = stats_problem(stats)
         return Answer(health, stats, problem, malformed=bool(problem))
 
@@ -115,8 +127,10 @@ class Nodes:
                 if was[0] != "up":
                     log.info("worker %s is up", name)
             changed = was != (node.state, node.runtime, node.images, node.pulls)
-            with contextlib.suppress(OSError):
-                self.store.put(name, node.to_wire())
+            if changed or answer.stats is not None:  # kept for the first decisions after a start
+                with contextlib.suppress(OSError):
+                    self.store.put(name, node.to_wire())
+            self.changes.bump()
             return changed
 
     def _down(self, node: Node, reason: str) -> None:

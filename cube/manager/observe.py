@@ -1,10 +1,12 @@
 """Observed state: what each worker says it holds, kept current by watching it.
 
 The manager never assumes an order took effect; it believes what workers report. Each
-worker is watched by one thread: with a *blocking query* (``GET /tasks?index=N&wait=30s``,
-answered as soon as anything changed there, the way Consul and Nomad clients watch) when
-the worker answers with an ``X-Cube-Index`` header, or by asking every ``interval``
-seconds when it does not (the book's Go worker). What changed is handed to ``on_change``
+worker is watched by one thread. The first request takes the whole list; after that, a
+*blocking query* asks only for what changed (``GET /tasks?index=N&since=N&wait=30s``,
+answered the moment anything changes there, the way Consul and Nomad clients watch),
+and acknowledges that everything up to N was seen (``ack=1``), so the worker may forget
+its finished tasks. A worker that keeps no index (the book's Go worker) is asked for its
+whole list every ``interval`` seconds instead. What changed is handed to ``on_change``
 (the task IDs), so only those tasks are looked at again.
 
 A list of a worker counts only once it has been fetched since the worker was last heard
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from cube.client import CubeError, WorkerClient
-from cube.http import INDEX_HEADER
+from cube.http import FORGOTTEN_HEADER, INDEX_HEADER
 from cube.task import Task
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,21 @@ class Reports:
     def __init__(self) -> None:
         self._lists: dict[str, dict[str, Task]] = {}
         self._lock = threading.Lock()
+
+    def merge(self, worker: str, tasks: list[Task], forgotten: list[str]) -> set[str]:
+        """Take what changed on a worker; returns the IDs that changed here."""
+        changed = set()
+        with self._lock:
+            known = self._lists.setdefault(worker, {})
+            for task in tasks:
+                key = str(task.id)
+                if known.get(key) != task:
+                    known[key] = task
+                    changed.add(key)
+            for key in forgotten:
+                if known.pop(key, None) is not None:
+                    changed.add(key)
+        return changed
 
     def replace(self, worker: str, tasks: list[Task]) -> tuple[set[str], bool]:
         """Take a whole list; returns the IDs whose copy changed (appeared, changed or
@@ -75,16 +94,27 @@ class Reports:
             return {w: tasks.get(task_id) for w, tasks in self._lists.items()}
 
 
-def fetch(client: WorkerClient, index: int, wait: float) -> tuple[list[Task], int | None]:
-    """A worker's tasks, waiting up to ``wait`` seconds for a change after ``index``
-    (index 0: at once). Returns the tasks and the worker's index (None when the worker
-    does not keep one). A Go worker's ``null`` for "no tasks" is an empty list."""
-    params = {"index": index, "wait": f"{wait:g}s"} if index else None
+@dataclass
+class Answer:
+    """One answer of a worker's task list: the tasks (all, or what changed), the IDs it
+    forgot, and its index (None when it keeps none)."""
+
+    tasks: list[Task]
+    forgotten: list[str]
+    index: int | None
+
+
+def fetch(client: WorkerClient, index: int, wait: float) -> Answer:
+    """A worker's tasks: all of them (``index`` 0), or what changed after ``index``,
+    waiting up to ``wait`` seconds for something to. A Go worker's ``null`` for "no tasks"
+    is an empty list."""
+    params = {"index": index, "since": index, "wait": f"{wait:g}s", "ack": 1} if index else None
     response = client.get_raw("/tasks", params=params, timeout=client.timeout + wait)
     data: Any = response.json()
     tasks = [Task.from_wire(item) for item in data or ()]
     header = response.headers.get(INDEX_HEADER, "")
-    return tasks, int(header) if header.isdigit() else None
+    forgotten = [k for k in response.headers.get(FORGOTTEN_HEADER, "").split(",") if k]
+    return Answer(tasks, forgotten, int(header) if header.isdigit() else None)
 
 
 class Watcher:
@@ -112,21 +142,31 @@ class Watcher:
         self._stop.set()
 
     def once(self, wait: float = 0.0) -> bool:
-        """Fetch once (blocking up to ``wait`` for a change); False when it failed."""
+        """Fetch once: the whole list (``wait`` 0), or the changes, blocking up to
+        ``wait`` for some. False when it failed (the next fetch is a whole list)."""
+        asked = self._index if wait else 0
         try:
-            tasks, index = fetch(self.client, self._index if wait else 0, wait)
+            answer = fetch(self.client, asked, wait)
         except (CubeError, ValueError) as exc:
             log.debug("cannot list the tasks of %s: %s", self.name, exc)
             self._index = 0
             return False
-        self._index = index or 0
-        changed, first = self.reports.replace(self.name, tasks)
+        if asked and (answer.index is None or answer.index < asked):
+            self._index = 0  # it restarted with an older clock: start over with a list
+            return True
+        self._index = answer.index or 0
+        if asked:
+            changed, first = self.reports.merge(self.name, answer.tasks, answer.forgotten), False
+        else:
+            changed, first = self.reports.replace(self.name, answer.tasks)
         if changed or first:
             self.on_change(self.name, changed, first)
         return True
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            ok = self.once(WATCH_WAIT if self._index else 0.0)
-            if not ok or not self._index:
-                self._stop.wait(self.interval)  # no watch here (or no answer): ask later
+            asked, began = self._index, time.monotonic()
+            ok = self.once(WATCH_WAIT if asked else 0.0)
+            early = asked and self._index == asked and time.monotonic() - began < WATCH_WAIT / 2
+            if not ok or not self._index or early:  # no watch here, no answer, or a worker
+                self._stop.wait(self.interval)  # answering at once as it stops: ask later

@@ -3,7 +3,8 @@
 - ``tasks``: every task, keyed by ID: what is wanted of it and what became of it (its
   ``Worker`` field is where it was placed);
 - ``events``: the history of orders (submissions, stops, restarts, moves), keyed by
-  event ID, so a retried submission is recognised;
+  event ID, so a retried submission is recognised; ``history`` lists them by time
+  (:mod:`cube.manager.history`);
 - ``timers``: the durable work queue (:mod:`cube.timers`): which task to look at when;
 - ``nodes``: the last known state of each worker, for the first decisions after a start.
 
@@ -31,6 +32,7 @@ class Stores:
 
     tasks: Store[Task]
     events: Store[TaskEvent]
+    history: Store[Any]
     timers: Store[Any]
     nodes: Store[Any]
 
@@ -42,6 +44,7 @@ class Stores:
         stores = cls(
             tasks=sub("tasks", WireCodec(Task)),
             events=sub("events", WireCodec(TaskEvent)),
+            history=sub("history", JsonCodec()),
             timers=sub("timers", JsonCodec()),
             nodes=sub("nodes", JsonCodec()),
         )
@@ -50,7 +53,7 @@ class Stores:
         return stores
 
     def close(self) -> None:
-        for store in (self.tasks, self.events, self.timers, self.nodes):
+        for store in (self.tasks, self.events, self.history, self.timers, self.nodes):
             store.close()
 
 

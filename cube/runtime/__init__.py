@@ -120,7 +120,11 @@ class Runtime(Protocol):
         readable reason."""
 
     def stop(self, container_id: str) -> None:
-        """Stop and remove; stopping something already gone is not an error."""
+        """Stop and remove; stopping something already gone is not an error. What it
+        printed is kept for :meth:`logs` until :meth:`forget`."""
+
+    def forget(self, container_id: str) -> None:
+        """Drop the output kept of a stopped container or process."""
 
     def kill(self, container_id: str) -> None:
         """Crash it on purpose: SIGKILL, leaving the remains for inspect to report (for
@@ -130,7 +134,7 @@ class Runtime(Protocol):
         """Report on one container or process (``state="missing"`` when gone)."""
 
     def logs(self, container_id: str, tail: int = 200) -> str:
-        """The last ``tail`` lines of output."""
+        """The last ``tail`` lines of output, also after it stopped."""
 
     def list_managed(self) -> list[Managed]:
         """Everything this runtime's owner started that still exists, running or not."""
@@ -169,7 +173,7 @@ def choose(kind: str = "auto", *, owner: str, state_dir: str | Path) -> Runtime:
     if kind == "docker":
         from cube.runtime.docker import DockerRuntime
 
-        return DockerRuntime(owner=owner)
+        return DockerRuntime(owner=owner, state_dir=Path(state_dir))
     from cube.runtime.process import ProcessRuntime
 
     return ProcessRuntime(owner=owner, state_dir=Path(state_dir))

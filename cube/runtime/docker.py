@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -46,11 +47,13 @@ LABEL_TASK_NAME = "cube.task-name"
 LABEL_ATTEMPT = "cube.attempt"
 
 API_TIMEOUT = 30
+KEPT_LINES = 1000  # of a stopped container's output, kept until its task is forgotten
 CAPABILITY_TTL = 5.0
 REGISTRY = "https://registry-1.docker.io/v2/"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+_ID_SAFE = re.compile(r"[0-9a-f]{12,64}")
 _PORT_TAKEN = re.compile(
     r"(?:Bind for|listen \w+) (\S+):(\d+)(?: failed)?: "
     r"(?:port is already allocated|bind: address already in use)"
@@ -78,8 +81,10 @@ class DockerRuntime:
         client: docker.DockerClient | None = None,
         stop_timeout: int = 2,
         pulls: bool | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         self.owner = owner
+        self.kept = Path(state_dir) / "logs" if state_dir is not None else None
         self._pulls = pulls  # None: find out whether a registry answers
         self.host_ip = host_ip
         self.stop_timeout = stop_timeout
@@ -148,11 +153,13 @@ class DockerRuntime:
         return Started(container_id=container.id, host_ports=_host_ports(container.attrs))
 
     def stop(self, container_id: str) -> None:
-        """Stop gracefully (``stop_timeout`` seconds), then remove with its volumes."""
+        """Stop gracefully (``stop_timeout`` seconds), keep its last output, then remove
+        it with its volumes."""
         with self._connected() as client:
             try:
                 container = client.containers.get(container_id)
                 container.stop(timeout=self.stop_timeout)
+                self._keep(client, container.id)
                 container.remove(v=True, force=True)
             except (NotFound, NullResource):
                 return
@@ -183,13 +190,37 @@ class DockerRuntime:
         return _status(container.attrs)
 
     def logs(self, container_id: str, tail: int = 200) -> str:
-        """Stdout and stderr interleaved as Docker stored them."""
+        """Stdout and stderr interleaved as Docker stored them; of a removed container,
+        what :meth:`stop` kept."""
         with self._connected() as client:
             try:
                 raw = client.api.logs(container_id, stdout=True, stderr=True, tail=tail)
             except (NotFound, NullResource):
-                raise RuntimeFailure(_missing(container_id).reason) from None
+                kept = self._kept(container_id)
+                if kept is None:
+                    raise RuntimeFailure(_missing(container_id).reason) from None
+                return "".join(kept.splitlines(keepends=True)[-tail:] if tail else [])
         return raw.decode("utf-8", errors="replace")
+
+    def forget(self, container_id: str) -> None:
+        if self.kept is not None and _ID_SAFE.fullmatch(container_id):
+            (self.kept / f"{container_id}.log").unlink(missing_ok=True)
+
+    def _keep(self, client: docker.DockerClient, container_id: str) -> None:
+        """Save a container's last output before it is removed (Docker drops it)."""
+        if self.kept is None:
+            return
+        raw = client.api.logs(container_id, stdout=True, stderr=True, tail=KEPT_LINES)
+        self.kept.mkdir(parents=True, exist_ok=True)
+        (self.kept / f"{container_id}.log").write_bytes(raw)
+
+    def _kept(self, container_id: str) -> str | None:
+        if self.kept is None or not _ID_SAFE.fullmatch(container_id):
+            return None
+        try:
+            return (self.kept / f"{container_id}.log").read_text(errors="replace")
+        except FileNotFoundError:
+            return None
 
     def list_managed(self) -> list[Managed]:
         with self._connected() as client:

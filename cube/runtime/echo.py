@@ -32,7 +32,6 @@ with ``python -m cube.runtime.echo --port 7777``.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import signal
@@ -40,10 +39,6 @@ import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from http.server import ThreadingHTTPServer
 
 
 class _Stop(Exception):
@@ -54,7 +49,7 @@ class _Stop(Exception):
         self.code = code
 
 
-def http_server(sock: socket.socket, *, healthfail: bool) -> ThreadingHTTPServer:
+def http_server(sock: socket.socket, *, healthfail: bool) -> object:
     """An HTTP server answering on ``sock``, which is already listening. The imports are
     here, after the ready signal, because they are the slow part of starting."""
     import json
@@ -144,7 +139,7 @@ def _write_exit_file(path: str, code: int) -> None:
     os.replace(tmp, path)
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: Options) -> int:
     """Listen, report the port, serve until SIGTERM (0) or the crash timer (1)."""
     try:
         sock = socket.create_server((args.host, args.port))
@@ -161,7 +156,7 @@ def serve(args: argparse.Namespace) -> int:
             signal.setitimer(signal.ITIMER_REAL, args.crash_after)
         print(f"cube/echo: listening on {host}:{port} (pid {os.getpid()})", file=sys.stderr)
         _report(args.ready_fd, str(port))
-        http_server(sock, healthfail=args.healthfail).serve_forever()
+        http_server(sock, healthfail=args.healthfail).serve_forever()  # type: ignore[attr-defined]
     except _Stop as stop:
         print(f"cube/echo: exiting with code {stop.code}", file=sys.stderr)
         return stop.code
@@ -170,18 +165,46 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="cube.runtime.echo",
-        description="The HTTP echo service Cube's process runtime runs for cube/echo.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--ready-fd", type=int, help="pipe to write the port to")
-    parser.add_argument("--exit-file", help="file to write the exit code to")
-    parser.add_argument("--no-healthfail", dest="healthfail", action="store_false")
-    parser.add_argument("--crash-after", type=float, default=0.0, metavar="SECONDS")
-    return parser.parse_args(argv)
+class Options:
+    """The command line. Parsed by hand: argparse costs about 9 ms to import, a quarter of
+    the time from spawn to listening."""
+
+    host = "127.0.0.1"
+    port = 0
+    ready_fd: int | None = None
+    exit_file: str | None = None
+    healthfail = True
+    crash_after = 0.0
+
+
+USAGE = (
+    "usage: python -m cube.runtime.echo [--host H] [--port P (0: a free one)] "
+    "[--ready-fd FD] [--exit-file PATH] [--no-healthfail] [--crash-after SECONDS]"
+)
+_CONVERT: dict[str, tuple[str, Callable[[str], object]]] = {
+    "--host": ("host", str),
+    "--port": ("port", int),
+    "--ready-fd": ("ready_fd", int),
+    "--exit-file": ("exit_file", str),
+    "--crash-after": ("crash_after", float),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> Options:
+    options, words = Options(), list(sys.argv[1:] if argv is None else argv)
+    while words:
+        word = words.pop(0)
+        if word == "--no-healthfail":
+            options.healthfail = False
+        elif word in _CONVERT and words:
+            name, convert = _CONVERT[word]
+            try:
+                setattr(options, name, convert(words.pop(0)))
+            except ValueError:
+                raise SystemExit(f"{USAGE}\nbad value for {word}") from None
+        else:
+            raise SystemExit(f"{USAGE}\nunknown or incomplete option {word!r}")
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -151,8 +151,13 @@ class ProcessRuntime:
                 _terminate(child.pid, child.wait, subprocess.TimeoutExpired)
         elif record is not None and (proc := _same_process(record)) is not None:
             _terminate(record.pid, proc.wait, psutil.TimeoutExpired)
-        for kind in ("json", "log", "exit"):
+        for kind in ("json", "exit"):  # its output stays until the task is forgotten
             self._path(container_id, kind).unlink(missing_ok=True)
+
+    def forget(self, container_id: str) -> None:
+        """Drop what a stopped process printed."""
+        if _ID.fullmatch(container_id):
+            self._path(container_id, "log").unlink(missing_ok=True)
 
     def kill(self, container_id: str) -> None:
         """SIGKILL the process and keep its record, as a crash would leave it. Returns
@@ -180,11 +185,11 @@ class ProcessRuntime:
         return self._status(record)
 
     def logs(self, container_id: str, tail: int = 200) -> str:
-        record = self._load(container_id)
-        if record is None:
+        """Its last lines of output, also after it stopped (until :meth:`forget`)."""
+        if not _ID.fullmatch(container_id):
             return ""
         try:
-            with open(record.log, encoding="utf-8", errors="replace") as f:
+            with open(self._path(container_id, "log"), encoding="utf-8", errors="replace") as f:
                 return "".join(deque(f, maxlen=max(tail, 0)))
         except FileNotFoundError:
             return ""
@@ -282,6 +287,7 @@ class ProcessRuntime:
         command = [
             sys.executable,
             "-I",
+            "-S",
             ECHO_SCRIPT,
             "--host",
             self.host_ip,
@@ -340,6 +346,8 @@ class ProcessRuntime:
             child = _children.get(record.container_id)
         running = child.poll() is None if child is not None else _same_process(record) is not None
         if running:
+            if not record.host_ports:  # adopted before it listened: has it now?
+                record = self._resolve(record)
             return Status(record.container_id, True, "running", host_ports=record.host_ports)
         code, reason = self._exit(record, child)
         return Status(record.container_id, False, "exited", exit_code=code, reason=reason)

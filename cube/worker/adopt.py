@@ -40,7 +40,7 @@ def recover(worker: Worker) -> None:
             "%s: cannot list what the runtime runs (%s); adoption skipped", worker.name, exc
         )
         copies = None
-    for task in worker.store.list():
+    for task in worker.records.all():
         if copies is not None:
             worker._guard(_settle, worker, task, copies.pop(str(task.id), []))
         current = worker._stored(str(task.id))
@@ -74,6 +74,12 @@ def _settle(worker: Worker, task: Task, copies: list[Managed]) -> None:
         worker._save(
             orders.failed(task, "its container or process was gone when the worker restarted")
         )
+
+
+def _remove(worker: Worker, container_id: str) -> None:
+    """Stop a copy nobody follows, and drop its output too."""
+    worker.runtime.stop(container_id)
+    worker.runtime.forget(container_id)
 
 
 def _keeper(task: Task, copies: list[Managed]) -> Managed | None:

@@ -1,9 +1,13 @@
 """The worker's REST API: the book's routes, with honest status codes.
 
 ==========================  ===================================================
-``GET    /tasks``            every task on this worker (``[]`` when none); with
-                            ``?index=N&wait=5s`` a blocking query: answers once a
-                            task changed after index N (header ``X-Cube-Index``)
+``GET    /tasks``            every task on this worker (``[]`` when none). With
+                            ``?index=N&wait=5s``, a blocking query: answers once a
+                            task changed after index N (``X-Cube-Index`` says the
+                            index now). ``?since=N``: only the tasks changed after N
+                            (``X-Cube-Forgotten`` lists those forgotten since);
+                            ``?state=``, ``?limit=&after=`` (by ID) narrow it.
+                            ``?ack=1``: the manager has seen everything up to N
 ``POST   /tasks``            a TaskEvent, or a bare task; 201 + the task
 ``GET    /tasks/{id}``       the task, plus what the runtime says about it now
 ``DELETE /tasks/{id}``       stop it (cancel it if not started); 204. With
@@ -17,9 +21,7 @@
 ==========================  ===================================================
 
 ``/stats`` answers from a snapshot refreshed in the background (at most a second old),
-and ``/tasks`` reuses its answer while the worker's index (bumped by every change of a
-record) stays the same, and each task's JSON until the task changes: a manager polls
-both.
+and ``/tasks`` reuses each task's JSON until the task changes: a manager asks for both.
 """
 
 from __future__ import annotations
@@ -29,9 +31,18 @@ from typing import Any
 import bottle
 import msgspec
 
-from cube.http import INDEX_HEADER, json_app, query_int, read_json, send_json, watch_query
+from cube.http import (
+    FORGOTTEN_HEADER,
+    block,
+    json_app,
+    list_query,
+    query_int,
+    read_json,
+    send_json,
+    watch_query,
+)
 from cube.messages import Logs, RuntimeStatus, Stats, WorkerHealth
-from cube.openapi import Doc, Query, count, document, serve_document
+from cube.openapi import LIST, Doc, Query, count, document, serve_document
 from cube.task import MAX_GENERATION, Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
 from cube.worker.stats import Snapshot
@@ -45,8 +56,9 @@ GENERATION = Query(
     "(409), so a deposed manager cannot stop a newer copy.",
     {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
 )
-# GET /tasks also takes ?index=N&wait=5s (a blocking query). The document leaves them
-# out: a fuzzer that guessed the current index would wait out every wait it drew.
+# GET /tasks also takes ?index=N&wait=5s (a blocking query, and ?ack=1 with it). The
+# document leaves them out: a fuzzer that drew the current index would wait out every
+# wait it drew.
 
 
 class WorkerTask(Task):
@@ -59,18 +71,10 @@ class WorkerTask(Task):
 def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app("cube worker", token)
-    app.config["cube.on_stop"].append(lambda: worker.release_watchers())
+    app.config["cube.on_stop"].append(lambda: worker.records.release())
+    app.config["cube.on_start"].append(lambda: worker.records.hold())
     listing = ListCache(key=lambda task: task.id)
-    last: list[tuple[int, bytes]] = []  # (index, answer) of the latest listing
     sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
-
-    def tasks_at(index: int) -> bytes:
-        """The task list as of ``index``: read and encoded again only after a change."""
-        if last and last[0][0] == index:
-            return last[0][1]
-        answer = listing.encode(worker.tasks())  # read after the index: never older
-        last[:] = [(index, answer)]
-        return answer
 
     @app.get("/health", doc=Doc("worker health", WorkerHealth, said="Alive.", open=True))
     def health() -> bytes:
@@ -81,12 +85,20 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
             )
         )
 
-    @app.get("/tasks", doc=Doc("list worker tasks", list[Task], said="The tasks."))
+    @app.get(
+        "/tasks",
+        doc=Doc("list worker tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+    )
     def list_tasks() -> bytes:
+        query = list_query()
         watch = watch_query()
-        index = worker.wait_index(*watch) if watch else worker.index
-        bottle.response.set_header(INDEX_HEADER, str(index))
-        return send_json(tasks_at(index))
+        if watch and bottle.request.query.get("ack") == "1":
+            worker.acknowledge(watch[0])
+        block(worker.records.changes)
+        if query.since is not None:
+            forgotten = worker.records.forgotten_since(query.since)
+            bottle.response.set_header(FORGOTTEN_HEADER, ",".join(forgotten))
+        return send_json(listing.encode(worker.records.select(query)))
 
     @app.post(
         "/tasks",
@@ -105,7 +117,9 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
 
     @app.get("/tasks/<task_id>", doc=Doc("get a worker task", WorkerTask, errors=(400, 404)))
     def get_task(task_id: str) -> bytes:
-        task = worker.get_task(str(parse_uuid(task_id)))
+        task_uuid = str(parse_uuid(task_id))
+        block(worker.records.changes)
+        task = worker.get_task(task_uuid)
         status = worker.inspect(str(task.id))
         runtime = RuntimeStatus.from_wire(status.to_wire()) if status else None
         return send_json(WorkerTask(**msgspec.structs.asdict(task), runtime=runtime))

@@ -92,6 +92,17 @@ def accept(stored: Task | None, event: TaskEvent) -> Task | None:
     return fresh(order).replace(container_id=stored.container_id)  # the old copy goes first
 
 
+def check_forgotten(event: TaskEvent, last: tuple[int, int] | None) -> None:
+    """An order for a task the worker has forgotten (pruned): one no newer than the last
+    order it followed is stale, not a new task."""
+    if last is None:
+        return
+    if attempt(event.task) <= last:
+        if wanted(event) is State.Completed:
+            raise UnknownTask(str(event.task.id))
+        raise StaleOrder(str(event.task.id), attempt(event.task), last)
+
+
 def next_step(task: Task) -> str:
     """What the worker's loop should do for a record: "start", "stop" or "none"."""
     if task.desired is State.Completed:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cube import faults
+from cube.records import Records
 from cube.runtime import (
     Capabilities,
     Runtime,
@@ -38,7 +39,7 @@ from cube.runtime import (
 from cube.store import JsonCodec, MemoryStore, Store, WireCodec, lock_directory, open_store
 from cube.task import State, Task, TaskEvent, UnknownTask, clip_reason, wait_for_state
 from cube.timers import WorkQueue
-from cube.worker import adopt, orders
+from cube.worker import adopt, orders, retention
 from cube.worker.stats import StatsCollector
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,18 @@ class Worker:
         runtime: Runtime,
         *,
         timers: Store[Any] | None = None,
+        forgotten: Store[Any] | None = None,
         reconcile_interval: float = 2.0,
+        retention: float = 3600.0,
         parallel: int = 4,
         lock: IO[str] | None = None,
     ) -> None:
         self.name = name
         self.store = store
+        self.records = Records(store, forgotten or MemoryStore(JsonCodec(), f"{name}-forgotten"))
         self.runtime = runtime
+        self.retention = retention
+        self.acked = 0  # the manager has seen every change up to this index
         self.timers = WorkQueue(timers or MemoryStore(JsonCodec(), name=f"{name}-timers"))
         self.reconcile_interval = reconcile_interval
         self._cond = self.timers.changed
@@ -74,8 +80,6 @@ class Worker:
         self._stats = StatsCollector()
         self._recovered = False
         self._lock = lock
-        self.index = 1  # bumped by every change of a record, for blocking queries
-        self._releases = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -92,6 +96,8 @@ class Worker:
             stored = self._stored(task_id)
             if orders.wanted(event) is State.Running:
                 self.runtime.check(event.task)
+            if stored is None:
+                orders.check_forgotten(event, self.records.tombstone(task_id))
             record = orders.accept(stored, event)
             if record is None:
                 return stored  # type: ignore[return-value]  # a repeat: stored exists
@@ -118,7 +124,12 @@ class Worker:
         return task
 
     def tasks(self) -> list[Task]:
-        return self.store.list()
+        return self.records.all()
+
+    @property
+    def index(self) -> int:
+        """Bumped by every change of a record: what blocking queries wait on."""
+        return self.records.index
 
     def inspect(self, task_id: str) -> Status | None:
         """What the runtime says about a task's container or process right now."""
@@ -147,7 +158,7 @@ class Worker:
         return self.runtime.capabilities()
 
     def running_count(self) -> int:
-        return sum(1 for t in self.store.list() if t.state is State.Running)
+        return self.records.count(State.Running)
 
     def pending_events(self) -> list[TaskEvent]:
         """What is asked and not done yet, as task events (oldest order first)."""
@@ -160,23 +171,11 @@ class Worker:
             if t is not None and orders.next_step(t) != "none"
         ]
 
-    def wait_index(self, index: int, timeout: float) -> int:
-        """Wait until the records change past ``index`` (or ``timeout`` passes); returns
-        the index now. An ``index`` from before a restart of this worker (greater than
-        the current one) answers at once, so a watcher starts over."""
+    def acknowledge(self, index: int) -> None:
+        """The manager has seen every change up to ``index``: what finished before it may
+        be forgotten (see :mod:`cube.worker.retention`)."""
         with self._cond:
-            releases = self._releases
-            self._cond.wait_for(
-                lambda: self.index != index or self._stopping or self._releases != releases,
-                timeout,
-            )
-            return self.index
-
-    def release_watchers(self) -> None:
-        """Answer every blocked :meth:`wait_index` now (its server is stopping)."""
-        with self._cond:
-            self._releases += 1
-            self._cond.notify_all()
+            self.acked = max(self.acked, min(index, self.index))
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
         """Block until the task reaches one of ``states`` (woken by each change)."""
@@ -199,14 +198,14 @@ class Worker:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+        self.records.release()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)  # queued work is redone on start
         if suspend_tasks:
-            for task in self.store.list():
-                if task.state is State.Running:
-                    self._guard(self._suspend, task)
-        for closable in (self.store, self.timers.store, self._lock):
+            for task_id in self.records.ids(State.Running):
+                self._guard(self._suspend, self.records.get(task_id))
+        for closable in (self.store, self.timers.store, self.records.tombstones, self._lock):
             if closable is not None:
                 closable.close()
 
@@ -242,6 +241,7 @@ class Worker:
                 self._pool.submit(self._guard, self._apply, key)
             if time.monotonic() >= next_inspection:
                 self._guard(self.reconcile)
+                self._guard(retention.prune, self)
                 next_inspection = time.monotonic() + self.reconcile_interval
 
     def _pause(self, next_inspection: float) -> float:
@@ -264,9 +264,13 @@ class Worker:
 
     def _start(self, task: Task) -> None:
         """Start a new copy for the record's order (stopping an older copy first)."""
-        if task.container_id:
+        if task.container_id:  # the copy of an older order
             self.runtime.stop(task.container_id)
-            task = self._update(task, lambda t: t.replace(container_id=""))
+            self.runtime.forget(task.container_id)
+            cleared = self._update(task, lambda t: t.replace(container_id=""))
+            if cleared is None:
+                return  # a newer order came in meanwhile; it has its own start
+            task = cleared
         try:
             started = self.runtime.start(task)
         except Exception as exc:
@@ -315,8 +319,9 @@ class Worker:
     def reconcile(self) -> None:
         """Inspect every running task not being worked on; one bad record never stops
         the pass."""
-        for task in self.store.list():
-            if task.state is State.Running and not self.timers.busy(str(task.id)):
+        for task_id in self.records.ids(State.Running):
+            task = self.records.get(task_id)
+            if task is not None and not self.timers.busy(task_id):
                 self._guard(self._inspect_one, task)
 
     def _inspect_one(self, task: Task) -> None:
@@ -363,15 +368,11 @@ class Worker:
 
     def _save(self, task: Task) -> None:
         with self._cond:
-            self.store.put(str(task.id), task)
-            self.index += 1
+            self.records.put(task)
             self._cond.notify_all()
 
     def _stored(self, task_id: str) -> Task | None:
-        try:
-            return self.store.get(task_id)
-        except KeyError:
-            return None
+        return self.records.get(task_id)
 
     def _guard(self, fn: Any, *args: Any) -> None:
         """Run one unit of work; log and survive whatever it raises."""
@@ -396,6 +397,7 @@ def open_worker(
     runtime: str = "auto",
     dbtype: str = "persistent",
     reconcile_interval: float = 2.0,
+    retention: float = 3600.0,
 ) -> Worker:
     """A worker with its state under ``data_dir/name`` (locked against a second process
     with the same name), on the runtime chosen by :func:`cube.runtime.choose`."""
@@ -406,6 +408,8 @@ def open_worker(
         open_store(dbtype, home / "tasks", WireCodec(Task)),
         worker_runtime(runtime, data_dir, name),
         timers=open_store(dbtype, home / "timers", JsonCodec()),
+        forgotten=open_store(dbtype, home / "forgotten", JsonCodec()),
         reconcile_interval=reconcile_interval,
+        retention=retention,
         lock=lock,
     )

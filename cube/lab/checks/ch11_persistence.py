@@ -1,0 +1,198 @@
+"""Chapter 11: a store on disk, written by the learner, that a crash cannot corrupt.
+
+``FolderStore(folder)`` keeps text values under keys, one file each: ``put``, ``get``
+(KeyError when absent) and ``keys``. The checker tries the basics, including a second
+instance on the same folder (a restarted process). Then the nemesis cuts the power in
+the middle of a ``put``, at every file operation it makes in turn: each time, a fresh
+store on the folder must read the old value or the new one, never a torn one, and list
+no stray keys. Last, the store goes live: a real worker in this kernel keeps its tasks
+in it, runs two, and is restarted on a fresh instance of the store: it must find both
+tasks in the store and re-adopt their processes (same IDs, no restart).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cube.lab.checks.core import Check, quiet_logs
+from cube.lab.live import notebook_worker
+from cube.lab.powercut import cut_at
+from cube.lab.scratch import remove_scratch, scratch_dir
+from cube.lab.verdict import Verdict
+from cube.lab.watch import Watch, of_worker
+from cube.store import Store, WireCodec
+from cube.task import State, Task, TaskEvent
+
+HINT = (
+    "write the new value to a temporary file first, then os.replace it onto the real "
+    "name: a rename is atomic, so a crash leaves either the old file or the new one; "
+    "and make keys() skip the temporary files"
+)
+OLD = json.dumps({"Name": "web", "State": 1})
+NEW = json.dumps({"Name": "web", "State": 2, "Reason": "x" * 4000})
+LANE = "worker (restarted halfway)"
+
+
+class LearnerStore(Store[Any]):
+    """A Cube store on top of the learner's ``put``/``get``/``keys``."""
+
+    def __init__(self, inner: Any, codec: Any) -> None:
+        self.inner, self.codec, self.name = inner, codec, f"your store in {inner.folder}"
+        self.aside: dict[str, dict[str, Any]] = {}
+
+    def _raw_put(self, key: str, text: str) -> None:
+        self.inner.put(key, text)
+
+    def _raw_get(self, key: str) -> str:
+        return self.inner.get(key)
+
+    def _raw_delete(self, key: str) -> None:
+        raise KeyError(key)  # not part of the exercise; the worker's task store never deletes
+
+    def _raw_keys(self) -> list[str]:
+        return list(self.inner.keys())
+
+    def _raw_contains(self, key: str) -> bool:
+        return key in self._raw_keys()
+
+    def _aside_put(self, key: str, entry: dict[str, Any]) -> None:
+        self.aside[key] = entry  # unreadable records, kept in memory for the check
+
+    def _aside_items(self) -> list[tuple[str, dict[str, Any]]]:
+        return list(self.aside.items())
+
+
+def check_folder_store(store_class: Callable[[Path], Any]) -> Verdict:
+    """The basics, a power cut at every step of a put, then a worker's restart."""
+    check = Check(
+        "11 · a store that survives a crash", HINT, "a worker keeping its tasks in your store"
+    )
+    folder = scratch_dir("cube-nb11-check-")
+    try:
+        with check:
+            _basics(check, store_class, folder / "basics")
+            _power_cuts(check, store_class, folder / "cuts")
+            if not check.problems:
+                with quiet_logs():
+                    _live(check, store_class, folder / "worker")
+    finally:
+        remove_scratch(folder)
+    return check.verdict("no crash in the middle of a put could corrupt your store")
+
+
+def _basics(check: Check, store_class: Callable[[Path], Any], folder: Path) -> None:
+    store = check.call(store_class, "FolderStore(folder)", folder)
+    check.call(store.put, "put(key, text)", "a", OLD)
+    check.call(store.put, "put(key, text)", "b", "second")
+    if (got := check.call(store.get, "get(key)", "a")) != OLD:
+        check.fail(f"get('a') after put('a', text) returned {str(got)[:40]!r}, not the text")
+    check.call(store.put, "put(key, text)", "a", NEW)
+    if check.call(store.get, "get(key)", "a") != NEW:
+        check.fail("after a second put('a', ...), get('a') did not return the new text")
+    try:
+        store.get("missing")
+    except KeyError:
+        pass
+    except NotImplementedError:
+        raise
+    except Exception as exc:
+        check.fail(
+            f"get of a key never put raised {type(exc).__name__}, not KeyError: the "
+            "worker (and every Cube store user) relies on KeyError"
+        )
+    else:
+        check.fail("get of a key never put returned something instead of raising KeyError")
+    again = check.call(store_class, "FolderStore(folder)", folder)
+    keys = sorted(check.call(again.keys, "keys()"))
+    if keys != ["a", "b"]:
+        check.fail(f"a fresh store on the same folder lists {keys}, not ['a', 'b']")
+    elif again.get("a") != NEW:
+        check.fail("a fresh store on the same folder does not read the latest value of 'a'")
+
+
+def _power_cuts(check: Check, store_class: Callable[[Path], Any], folder: Path) -> None:
+    if check.problems:
+        return
+    for n in range(1, 20):
+        here = folder / f"cut-{n}"
+        store = store_class(here)
+        store.put("a", OLD)
+        store.put("b", "second")
+        if not cut_at(n, here, lambda s=store: s.put("a", NEW)):
+            check.note(f"a put makes {n - 1} file operation(s); the power was cut at each")
+            return
+        problem = _after_cut(store_class, here)
+        if problem:
+            check.fail(f"power cut at file operation {n} of put('a', ...): {problem}")
+            return
+
+
+def _after_cut(store_class: Callable[[Path], Any], folder: Path) -> str:
+    """What is wrong with the folder a crash left, read by a fresh store ("": nothing)."""
+    store = store_class(folder)
+    try:
+        keys = sorted(store.keys())
+    except Exception as exc:
+        return f"keys() then raised {type(exc).__name__}: {exc}"
+    if keys != ["a", "b"]:
+        return f"keys() then listed {keys}, not ['a', 'b']"
+    try:
+        text = store.get("a")
+    except KeyError:
+        return "get('a') then raised KeyError: the old value was lost before the new one was safe"
+    except Exception as exc:
+        return f"get('a') then raised {type(exc).__name__}"
+    if text == "":
+        return (
+            "get('a') then returned an empty value: opening a file for writing empties "
+            "it, so a crash right after loses the old value before the new one is there"
+        )
+    if text not in (OLD, NEW):
+        return (
+            f"get('a') then returned {len(text)} characters, neither the old value nor "
+            "the new: a torn write"
+        )
+    return ""
+
+
+def _live(check: Check, store_class: Callable[[Path], Any], folder: Path) -> None:
+    try:
+        _restart(check, store_class, folder)
+    except Exception as exc:  # the learner's store, failing inside the worker
+        check.fail(f"the worker could not use your store: {type(exc).__name__}: {exc}")
+
+
+def _restart(check: Check, store_class: Callable[[Path], Any], folder: Path) -> None:
+    def open_store() -> LearnerStore:
+        return LearnerStore(store_class(folder / "tasks"), WireCodec(Task))
+
+    ids: list[str] = []
+    first_life = notebook_worker(
+        "nb11-check", store=open_store(), state_dir=folder, keep_tasks=True
+    )
+    with first_life as first, Watch(of_worker(first, LANE), check.timeline):
+        for name in ("kept-1", "kept-2"):
+            task = first.submit(TaskEvent(Task(name=name, image="cube/echo")))
+            ids.append(str(task.id))
+        before = {i: first.wait_for(i, State.Running, timeout=10).container_id for i in ids}
+        time.sleep(0.3)  # long enough to see in the picture
+    check.timeline.fault("worker restarted", instant=True)  # its tasks' processes stay
+    second_life = notebook_worker("nb11-check", store=open_store(), state_dir=folder)
+    with second_life as second, Watch(of_worker(second, LANE), check.timeline):
+        time.sleep(0.3)  # the restarted worker inspects what it adopted, several times
+        for task_id in ids:
+            try:
+                after = second.get_task(task_id)
+            except KeyError:
+                check.fail("after the restart the worker did not find a task in your store")
+                continue
+            if after.state is not State.Running or after.container_id != before[task_id]:
+                check.fail(
+                    f"after the restart {after.name} is {after.state.name} as "
+                    f"{after.container_id or 'nothing'}, not re-adopted as "
+                    f"{before[task_id]}"
+                )

@@ -1,0 +1,136 @@
+"""What every checker shares: collecting problems into a verdict, calling the learner's
+code without letting its mistakes escape, a quiet log, and a deadline-bound wait.
+
+A checker reads like the story it tells::
+
+    with Check("02 · the state machine", hint="...") as check:
+        table = check.call(transitions, "transitions()")  # stops the check on a stub
+        if State.Pending in table[State.Completed]:
+            check.fail("Completed may go back to Pending", "nothing leaves Completed")
+    return check.verdict("the worker lives by your table")
+
+A call to the learner's piece that raises ends the check (:class:`Stop`) with the
+reason in the verdict: a stub's NotImplementedError reads "not written yet", anything
+else names the exception. Problems found by comparing results do not end the check, so
+one run can report several.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from cube.lab.timeline import Timeline
+from cube.lab.verdict import Verdict
+
+T = TypeVar("T")
+
+
+class Stop(Exception):
+    """Ends a check early; the reason is already among the problems."""
+
+
+class Check:
+    """Problems, notes and a hint for one exercise, and the timeline of its run."""
+
+    def __init__(self, exercise: str, hint: str = "", title: str = "") -> None:
+        self.exercise, self.hint, self.title = exercise, hint, title
+        self.problems: list[str] = []
+        self.notes: list[str] = []
+        self.timeline = Timeline(title)
+        self.stub = False
+
+    def __enter__(self) -> Check:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> bool:
+        return kind is Stop
+
+    def fail(self, problem: str, hint: str = "") -> None:
+        """Record a problem (and the hint for it, when it is the first one)."""
+        self.problems.append(problem)
+        if hint and len(self.problems) == 1:
+            self.hint = hint
+
+    def stop(self, problem: str, hint: str = "") -> None:
+        self.fail(problem, hint)
+        raise Stop
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def require(self, condition: bool, problem: str, hint: str = "") -> None:
+        """Stop the check unless ``condition`` holds."""
+        if not condition:
+            self.stop(problem, hint)
+
+    def call(self, piece: Callable[..., T], what: str, *args: Any, **kwargs: Any) -> T:
+        """Call the learner's ``piece``; a stub or an error ends the check, saying so."""
+        try:
+            return piece(*args, **kwargs)
+        except NotImplementedError:
+            self.stub = True
+            self.stop(
+                f"{what} is still the stub: it raised NotImplementedError",
+                self.hint or "replace the `raise NotImplementedError` line with your code",
+            )
+        except Stop:
+            raise
+        except Exception as exc:
+            self.stop(f"{what} raised {type(exc).__name__}: {exc}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def verdict(self, passed: str, failed: str = "", figure: Any = None) -> Verdict:
+        """The verdict: ``passed`` when no problem was found, else ``failed`` (or a
+        count of the problems). The picture is ``figure`` if given, else the timeline."""
+        ok = not self.problems
+        summary = passed if ok else failed or _count(self.problems)
+        if self.stub:
+            summary = "not written yet"
+        result = Verdict(self.exercise, ok, summary, self.problems, self.hint, self.notes)
+        if figure is not None:
+            result.draw(figure)
+        else:
+            result.attach(self.timeline, self.title)
+        return result.settle()
+
+
+def _count(problems: list[str]) -> str:
+    return "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+
+
+@contextmanager
+def quiet_logs(name: str = "cube") -> Iterator[list[logging.LogRecord]]:
+    """Collect what Cube logs (warnings and up) during a check instead of printing it
+    under the cell; the checker may quote it in the verdict."""
+    logger = logging.getLogger(name)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    old = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old
+
+
+def wait_until(probe: Callable[[], T], timeout: float, interval: float = 0.05) -> T | None:
+    """``probe()`` once it is truthy, or ``None`` when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)

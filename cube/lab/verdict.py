@@ -1,0 +1,104 @@
+"""A checker's answer: passed or not, what went wrong, a hint, and the timeline.
+
+In Jupyter a :class:`Verdict` shows as a coloured box with the problems, the hint and
+the picture; as text it reads the same without the picture. It also carries a small
+JSON document (``application/vnd.cube.verdict+json``) so tests can read the outcome of
+a notebook's check cell without parsing prose.
+
+When the notebooks run with the solutions (``CUBE_SOLUTIONS=1``, as under nbval), a
+failed verdict raises :class:`CheckFailed`, so a solution that stops passing fails the
+test run; a learner's kernel never raises: the verdict is the answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cube.lab.exercise import solutions_mode
+
+if TYPE_CHECKING:
+    from cube.lab.timeline import Timeline
+
+MIME = "application/vnd.cube.verdict+json"
+
+
+class CheckFailed(AssertionError):
+    """A check failed while the notebooks run with their solutions."""
+
+
+@dataclass
+class Verdict:
+    exercise: str
+    passed: bool
+    summary: str
+    problems: list[str] = field(default_factory=list)
+    hint: str = ""
+    notes: list[str] = field(default_factory=list)
+    png: bytes = b""
+
+    def attach(self, timeline: Timeline | None, title: str = "") -> Verdict:
+        """Draw ``timeline`` into the verdict (as a PNG, so the figure is not kept)."""
+        if timeline is not None and (timeline.spans or timeline._open or timeline.faults):
+            self.draw(timeline.figure(title))
+        return self
+
+    def draw(self, figure: Any) -> Verdict:
+        """Keep a matplotlib figure as the verdict's picture."""
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=90)
+        self.png = buffer.getvalue()
+        return self
+
+    def settle(self) -> Verdict:
+        """Raise :class:`CheckFailed` if this failed while running with the solutions."""
+        if solutions_mode() and not self.passed:
+            raise CheckFailed(str(self))
+        return self
+
+    # ----------------------------------------------------------------- showing it
+
+    def __str__(self) -> str:
+        head = f"{'✓' if self.passed else '✗'} {self.exercise}: {self.summary}"
+        lines = [head, *(f"  - {p}" for p in self.problems)]
+        lines += [f"  {n}" for n in self.notes]
+        if self.hint and not self.passed:
+            lines.append(f"  Hint: {self.hint}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_mimebundle_(self, **_: Any) -> dict[str, Any]:
+        return {"text/plain": str(self), "text/html": self._html(), MIME: self.to_json()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exercise": self.exercise,
+            "passed": self.passed,
+            "summary": self.summary,
+            "problems": self.problems,
+            "hint": self.hint,
+            "picture": bool(self.png),
+        }
+
+    def _html(self) -> str:
+        colour, mark = ("#166534", "✓ Passed") if self.passed else ("#b91c1c", "✗ Not yet")
+        parts = [
+            f'<div style="border:2px solid {colour};border-radius:6px;padding:6px 10px">',
+            f'<b style="color:{colour}">{mark}</b> · {html.escape(self.exercise)}: '
+            f"{html.escape(self.summary)}",
+        ]
+        if self.problems:
+            items = "".join(f"<li>{html.escape(p)}</li>" for p in self.problems)
+            parts.append(f"<ul>{items}</ul>")
+        parts += [f"<div>{html.escape(n)}</div>" for n in self.notes]
+        if self.hint and not self.passed:
+            parts.append(f"<div><i>Hint: {html.escape(self.hint)}</i></div>")
+        if self.png:
+            data = base64.b64encode(self.png).decode()
+            parts.append(f'<img class="cube-timeline" src="data:image/png;base64,{data}"/>')
+        parts.append("</div>")
+        return "".join(parts)
