@@ -70,7 +70,7 @@ class WorkerTask(Task):
 
 def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
-    app = json_app("cube worker", token)
+    app = json_app(f"cube worker {worker.name}" if worker is not None else "cube worker", token)
     app.config["cube.on_stop"].append(lambda: worker.records.release())
     app.config["cube.on_start"].append(lambda: worker.records.hold())
     listing = ListCache(key=lambda task: task.id)
