@@ -5,7 +5,15 @@ import sys
 
 from bench.common import machine
 
-SUITES = ["bench_worker", "bench_manager", "bench_sim", "bench_store", "bench_api", "bench_e2e"]
+SUITES = [
+    "bench_worker",
+    "bench_manager",
+    "bench_sim",
+    "bench_store",
+    "bench_wire",
+    "bench_api",
+    "bench_e2e",
+]
 
 if __name__ == "__main__":
     print(f"Cube benchmarks on {machine()}")

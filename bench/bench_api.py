@@ -1,20 +1,29 @@
-"""The manager's API under load, against a bare "hello" app on the same server stack.
+"""The worker's and the manager's APIs, against a bare "hello" app on the same server.
 
-Load generators in their own processes (threads, one requests.Session each) drive:
+Two ways of asking, each reported against the hello app asked the same way:
 
-- a "hello" Bottle app on cube.http.Server (cheroot), and the same app on the standard
-  library's wsgiref with ThreadingMixIn: the numbers behind choosing cheroot (which was
-  chosen for its clean stop and thread pool; this shows what it costs or gains);
-- a real ``cube manager`` process with 100 tasks stored on disk, under an 80/20 mix of
-  reads (GET /tasks and GET /tasks/{id}, half each) and writes (POST of a bare task).
-  Its workers are down on purpose, so tasks stay Pending and no process is started:
-  what is measured is the API and the store, not task start-up.
+- **one client, one request after another** on one kept-alive connection
+  (``http.client``): how the book's Go worker was measured (about 5,000 requests/s for
+  ``GET /tasks`` and ``GET /stats`` on a 2-core machine), and what a manager polling a
+  worker looks like;
+- **load**: generators in their own processes (threads, one requests.Session each).
+
+The servers, each in its own process:
+
+- a "hello" Bottle app on cube.http.Server, and the same app on the standard library's
+  wsgiref with ThreadingMixIn (the numbers behind choosing cheroot);
+- a real ``cube worker`` (process runtime, no task): ``GET /tasks``, ``GET /stats``;
+- a real ``cube manager`` with 100 tasks stored on disk, under an 80/20 mix of reads
+  (GET /tasks and GET /tasks/{id}, half each) and writes (POST of a bare task). Its
+  workers are down on purpose, so tasks stay Pending and no process is started: what
+  is measured is the API and the store, not task start-up.
 
 Run: ``python -m bench bench_api``. Prints numbers and ratios; asserts nothing.
 """
 
 from __future__ import annotations
 
+import http.client
 import multiprocessing
 import random
 import socket
@@ -37,6 +46,8 @@ from bench.common import header, percentile
 from cube.http import Server
 
 DURATION = 5.0
+SEQUENTIAL = 1.5  # seconds of one client asking one request after another, per round
+ROUNDS = 3  # of the sequential client: the best counts (the machine is shared)
 GENERATORS = 3  # load generator processes
 THREADS = 2  # client threads in each
 STORED = 100
@@ -135,6 +146,23 @@ def manager_server(data_dir: Path) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+@contextmanager
+def worker_server(data_dir: Path) -> Iterator[str]:
+    """A real ``cube worker`` on the process runtime, holding no task."""
+    port = _free_port()
+    command = [sys.executable, "-m", "cube", "worker", "--port", str(port), "--name", "bench"]
+    command += ["--runtime", "process", "--data-dir", str(data_dir), "--log-level", "warning"]
+    with (data_dir / "worker.log").open("ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_up(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def _wait_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -145,6 +173,33 @@ def _wait_up(url: str) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} did not come up")
+
+
+# ------------------------------------------------------------- the sequential client
+
+
+def sequential(url: str, path: str) -> float:
+    """Requests per second of one client sending ``GET path`` one after another on one
+    kept-alive connection, each answer read whole before the next: the best of
+    ROUNDS runs of SEQUENTIAL seconds."""
+    return max(_sequential_run(url, path, SEQUENTIAL) for _ in range(ROUNDS))
+
+
+def _sequential_run(url: str, path: str, seconds: float) -> float:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    done, deadline = 0, time.perf_counter() + seconds
+    try:
+        while time.perf_counter() < deadline:
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"GET {path} answered {answer.status}")
+            done += 1
+    finally:
+        connection.close()
+    return done / seconds
 
 
 # -------------------------------------------------------------- the load generator
@@ -160,17 +215,17 @@ def _pick(rng: random.Random, ids: list[str], write_share: float) -> tuple[str, 
 
 
 def _client_thread(
-    url: str, ids: list[str], write_share: float | None, deadline: float, out: Result
+    url: str, ids: list[str], write_share: float | str, deadline: float, out: Result
 ) -> None:
-    """Send requests until the deadline: GET /hello when ``write_share`` is None, else
-    the manager mix with that share of writes."""
+    """Send requests until the deadline: ``GET write_share`` when it is a path (such
+    as ``/hello``), else the manager mix with that share of writes."""
     rng = random.Random(threading.get_ident())
     session = requests.Session()
     mine: dict[str, list[float]] = {}
     errors = 0
     while time.monotonic() < deadline:
-        if write_share is None:
-            kind, method, path = "hello", "GET", "/hello"
+        if isinstance(write_share, str):
+            kind, method, path = write_share, "GET", write_share
         else:
             kind, method, path = _pick(rng, ids, write_share)
         body = {"Name": "bench", "Image": "cube/echo"} if method == "POST" else None
@@ -188,7 +243,7 @@ def _client_thread(
 
 
 def _generate(
-    url: str, ids: list[str], write_share: float | None, results: multiprocessing.Queue
+    url: str, ids: list[str], write_share: float | str, results: multiprocessing.Queue
 ) -> None:
     """Child process: THREADS clients for DURATION seconds; puts their Result."""
     out = Result(DURATION)
@@ -204,8 +259,8 @@ def _generate(
     results.put(out)
 
 
-def load(url: str, ids: list[str] | None = None, write_share: float | None = None) -> Result:
-    """Drive ``url`` from GENERATORS separate processes: hello only, or the manager mix.
+def load(url: str, ids: list[str] | None = None, write_share: float | str = "/hello") -> Result:
+    """Drive ``url`` from GENERATORS separate processes: one path, or the manager mix.
     (One Python process tops out near 500 requests/s on its own: requests and the GIL
     cost more than the server does, so one would measure the client.)"""
     context = multiprocessing.get_context("spawn")
@@ -237,25 +292,41 @@ def _seed(url: str) -> list[str]:
 
 def main() -> None:
     header(
-        f"API load: {GENERATORS} load-generator processes x {THREADS} threads, "
-        f"{DURATION:g} s per run"
+        f"API: one sequential client (best of {ROUNDS} x {SEQUENTIAL:g} s), and load from "
+        f"{GENERATORS} generator processes x {THREADS} threads ({DURATION:g} s per run)"
     )
     with hello_server("cheroot") as url:
+        hello_seq = sequential(url, "/hello")
         cheroot = load(url)
     with hello_server("wsgiref") as url:
         wsgiref = load(url)
-    print(f"hello on cheroot (cube.http.Server):   {cheroot.line()}")
+    print(f"hello on cheroot (cube.http.Server): {hello_seq:>7,.0f} req/s sequential")
+    print(f"  under load:                          {cheroot.line()}")
     print(f"hello on wsgiref + ThreadingMixIn:     {wsgiref.line()}")
     print(f"  cheroot / wsgiref throughput:        {cheroot.rate / wsgiref.rate:.2f}x")
 
+    with tempfile.TemporaryDirectory() as tmp, worker_server(Path(tmp)) as url:
+        worker = {path: sequential(url, path) for path in ("/tasks", "/stats")}
+        worker_load = {path: load(url, write_share=path) for path in ("/tasks", "/stats")}
+    print("worker (cube worker, no task), sequential and under load, and / hello:")
+    for path, rate in worker.items():
+        print(f"  GET {path:<7} {rate:>7,.0f} req/s sequential ({rate / hello_seq:.2f}x)")
+        under = worker_load[path]
+        print(f"  {'':12}{under.line()} ({under.rate / cheroot.rate:.2f}x)")
+
     with tempfile.TemporaryDirectory() as tmp, manager_server(Path(tmp)) as url:
         ids = _seed(url)
+        listing = sequential(url, "/tasks")
         reads = load(url, ids, write_share=0.0)
         mixed = load(url, ids, write_share=WRITE_SHARE)
         stored = len(requests.get(f"{url}/tasks", timeout=30).json())
     print(
         "manager, tasks on disk (its workers are down on purpose: tasks stay Pending, "
         "nothing is started)"
+    )
+    print(
+        f"  GET /tasks ({STORED} tasks), sequential: {listing:>7,.0f} req/s "
+        f"({listing / hello_seq:.2f}x hello)"
     )
     print(f"  reads only (GET /tasks/{{id}}, /tasks): {reads.line()}")
     print(f"  {1 - WRITE_SHARE:.0%} reads / {WRITE_SHARE:.0%} writes:             {mixed.line()}")

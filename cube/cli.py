@@ -18,6 +18,7 @@ import click
 
 from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
 from cube.task import State, Task, TaskEvent, format_time, utcnow
+from cube.text import SafeFormatter, printable
 
 if TYPE_CHECKING:
     from cube.http import Server
@@ -31,11 +32,9 @@ SCHEDULERS = ["roundrobin", "epvm", "greedy", "bestfit"]
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -390,7 +389,7 @@ def run(
     if as_json:
         _echo_json(task.to_wire())
     else:
-        click.echo(f"{task.id}  {task.name}  {task.state.name}: {task.reason}")
+        click.echo(printable(f"{task.id}  {task.name}  {task.state.name}: {task.reason}"))
 
 
 def _read_task_file(path: Path) -> dict[str, Any]:
@@ -423,7 +422,7 @@ def stop(task_id: str, manager: str, token: str | None, as_json: bool) -> None:
     else:
         pending = task.state is State.Pending
         done = "was cancelled: it had not been placed" if pending else "is being stopped"
-        click.echo(f"Task {task.id} ({task.name}) {done}.")
+        click.echo(printable(f"Task {task.id} ({task.name}) {done}."))
 
 
 def _find(client: ManagerClient, prefix: str) -> Task:
@@ -433,7 +432,7 @@ def _find(client: ManagerClient, prefix: str) -> Task:
             f"no task has an ID starting with {prefix!r} (see `cube status`)"
         )
     if len(matches) > 1:
-        names = ", ".join(f"{t.id} ({t.name})" for t in matches[:5])
+        names = printable(", ".join(f"{t.id} ({t.name})" for t in matches[:5]))
         raise click.ClickException(
             f"{prefix!r} matches {len(matches)} tasks: {names}; give more of the ID"
         )
@@ -545,7 +544,7 @@ def _describe(task: Task) -> None:
         "Container": task.container_id or "-",
     }
     for label, value in fields.items():
-        click.echo(f"{label + ':':<14}{value}")
+        click.echo(f"{label + ':':<14}{printable(value)}")
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
@@ -600,7 +599,7 @@ def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool
     if as_json:
         _echo_json({"ID": str(task.id), "Logs": text})
     else:
-        click.echo(text, nl=not text.endswith("\n"))
+        click.echo(printable(text, keep="\n\t"), nl=not text.endswith("\n"))
 
 
 @cli.command()
@@ -780,6 +779,7 @@ def _as_list(data: Any) -> list[Any]:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> None:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *rows, strict=False)]
     for line in [headers, *rows]:
         click.echo("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())

@@ -7,17 +7,28 @@ manager), and every failure is a typed exception carrying the server's message::
     >>> task = manager.submit({"Name": "web", "Image": "cube/echo"})
     >>> manager.task(task.id).state
     <State.Running: 2>
+
+A :class:`WorkerClient` also drives the book's Go worker, which answers differently:
+``GET /tasks`` with no tasks is ``null`` (an empty list here), lists come in random
+order, ``POST /tasks`` answers JSON labelled ``text/plain``, ``/stats`` is ``null``
+before its first sample (``None`` here: "no figures yet"), it has no ``/health``
+(:meth:`WorkerClient.alive` then asks ``/stats``), and its handlers crash on
+``GET /tasks/{id}`` of a task it holds and on ``DELETE`` of one it does not, closing
+the connection without an answer: :meth:`Client.task` then finds the task in the list,
+and :meth:`Client.stop` tells "not there" (404) from a connection that was lost.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from http.client import RemoteDisconnected
 from typing import Any
 
 import requests
 
-from cube.task import State, Task, TaskEvent, wait_for_state
+from cube.messages import NodeInfo
+from cube.task import State, Task, TaskEvent, ValidationError, wait_for_state
 
 
 class CubeError(Exception):
@@ -46,6 +57,11 @@ class Conflict(CubeError):
 
 class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
+
+
+class NoAnswer(Unreachable):
+    """The server took the request and closed the connection without answering (the Go
+    worker's handlers do that when they crash)."""
 
 
 class WillNotHappen(RuntimeError):
@@ -89,12 +105,26 @@ class Client:
         return self._call("GET", "/health")
 
     def tasks(self) -> list[Task]:
-        return [Task.from_wire(t) for t in self._call("GET", "/tasks")]
+        """Every task (``null``, as a Go worker with none answers, is no tasks)."""
+        return [Task.from_wire(t) for t in self._call("GET", "/tasks") or ()]
 
     def task(self, task_id: str | uuid.UUID) -> Task:
-        data = dict(self._call("GET", f"/tasks/{task_id}"))
+        try:
+            data = self._call("GET", f"/tasks/{task_id}")
+        except NoAnswer:
+            return self._listed(task_id)
+        if not isinstance(data, dict):
+            raise ValidationError("Task", f"expected a JSON object, got {type(data).__name__}")
+        data = dict(data)
         data.pop("Runtime", None)
         return Task.from_wire(data)
+
+    def _listed(self, task_id: str | uuid.UUID) -> Task:
+        """The task as the list shows it, or :class:`NotFound`."""
+        for task in self.tasks():
+            if str(task.id) == str(task_id):
+                return task
+        raise NotFound(404, f"no task with ID {task_id}", f"{self.url}/tasks/{task_id}")
 
     def submit(self, work: Task | TaskEvent | dict[str, Any]) -> Task:
         """Post a Task (wrapped in a "run" event), a TaskEvent, or raw JSON."""
@@ -104,10 +134,17 @@ class Client:
         return Task.from_wire(self._call("POST", "/tasks", json=body))
 
     def stop(self, task_id: str | uuid.UUID, generation: int | None = None) -> None:
-        """Stop a task. A worker given the order's ``generation`` refuses (409) a stop
-        older than the order it follows."""
+        """Stop a task: :class:`NotFound` when it is not there. A worker given the
+        order's ``generation`` refuses (409) a stop older than the order it follows."""
         params = {"generation": generation} if generation is not None else None
-        self._call("DELETE", f"/tasks/{task_id}", params=params)
+        for attempt in (1, 2):
+            try:
+                self._call("DELETE", f"/tasks/{task_id}", params=params)
+                return
+            except NoAnswer:
+                self._listed(task_id)  # NotFound: what a Go worker's crash meant
+                if attempt == 2:
+                    raise
 
     def wait_for(self, task_id: str | uuid.UUID, *states: State, timeout: float = 10.0) -> Task:
         """Ask every 50 ms until the task is in one of ``states`` (an API has no push;
@@ -138,16 +175,20 @@ class Client:
         return self._request("GET", path, params=params, timeout=timeout or self.timeout)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._request(method, path, timeout=self.timeout, **kwargs)
+        response = self._request(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        return response.json()  # whatever the label: the Go worker says text/plain
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
+        kwargs.setdefault("timeout", self.timeout)
         try:
             response = self._session.request(method, url, **kwargs)
         except requests.RequestException as exc:
+            if _closed_without_answer(exc):
+                why = f"{self.url} closed the connection without answering"
+                raise NoAnswer(0, why, url) from None
             raise Unreachable(0, f"cannot reach {self.url}: {_short(exc)}", url) from None
         if response.status_code >= 400:
             try:
@@ -168,14 +209,45 @@ class Client:
 
 
 class WorkerClient(Client):
-    """Talks to one worker (``cube worker``, default port 5556)."""
+    """Talks to one worker (``cube worker``, default port 5556): ours or the book's."""
 
-    def stats(self) -> dict[str, Any]:
+    _has_health: bool | None = None  # unknown until asked; a Go worker has no /health
+
+    def stats(self) -> Any:
+        """The worker's machine statistics as it sent them: ``None`` when it has none yet
+        (a Go worker answers ``null`` before its first sample). Whether they are usable
+        is :func:`cube.node.stats_problem`'s to say (the declared
+        :class:`cube.messages.Stats`), so a manager can mark a worker that sends
+        nonsense as down, saying why."""
         return self._call("GET", "/stats")
 
+    def alive(self, timeout: float = 1.0) -> bool:
+        """Liveness: ``GET /health`` within ``timeout`` seconds; for a worker without
+        that route (the Go one answers 404), ``GET /stats`` instead, remembered."""
+        if self._has_health is not False:
+            try:
+                self._call("GET", "/health", timeout=timeout)
+                self._has_health = True
+                return True
+            except NotFound:
+                self._has_health = False
+            except CubeError:
+                return False
+        try:
+            self._call("GET", "/stats", timeout=timeout)
+        except CubeError:
+            return False
+        return True
+
     def runtime_status(self, task_id: str | uuid.UUID) -> dict[str, Any] | None:
-        """What the worker's runtime says about the task's container right now."""
-        return self._call("GET", f"/tasks/{task_id}")["Runtime"]
+        """What the worker's runtime says about the task's container right now (None
+        when it cannot say: no container yet, or a Go worker)."""
+        try:
+            data = self._call("GET", f"/tasks/{task_id}")
+        except NoAnswer:
+            self._listed(task_id)
+            return None
+        return data.get("Runtime") if isinstance(data, dict) else None
 
 
 class ManagerClient(Client):
@@ -184,7 +256,9 @@ class ManagerClient(Client):
     restarts = True
 
     def nodes(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/nodes")
+        """The workers, each with every field of :class:`cube.node.NodeInfo` (a Go
+        manager's have only the book's; ours are filled in with their defaults)."""
+        return [NodeInfo.from_wire(n, "Node").to_wire() for n in self._call("GET", "/nodes") or ()]
 
     def events(self, limit: int = 0) -> list[TaskEvent]:
         """The newest events first (``limit`` 0: all)."""
@@ -222,6 +296,20 @@ def _restart_coming(task: Task) -> bool:
     if task.restart_at is not None:
         return True
     return task.desired is not State.Completed and not task.reason.startswith("gave up")
+
+
+def _closed_without_answer(exc: BaseException) -> bool:
+    """Whether the server closed the connection after taking the request, with no
+    answer at all (not: refused it, or did not answer in time)."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, RemoteDisconnected):
+            return True
+        args = [a for a in getattr(seen, "args", ()) if isinstance(a, BaseException)]
+        seen = args[-1] if args else seen.__cause__ or seen.__context__
+    return False
 
 
 def _short(exc: Exception) -> str:

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import bottle
-from cheroot.wsgi import Server as CherootServer
 
-from cube.task import State, error_body, parse_uuid
+from cube.connections import GatedServer
+from cube.messages import ErrorBody
+from cube.task import State, parse_uuid
+from cube.wire import encode
 
 if TYPE_CHECKING:
     from cube.records import Changes
@@ -77,11 +79,12 @@ def _translate_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def send_json(data: Any, status: int = 200) -> str:
-    """A JSON response of any shape (Bottle's autojson handles only dicts)."""
+def send_json(data: Any, status: int = 200) -> bytes:
+    """A JSON response: a wire value, a list of them, plain JSON data, or bytes that
+    are JSON already (a cached encoding)."""
     bottle.response.status = status
     bottle.response.content_type = "application/json"
-    return json.dumps(data)
+    return data if isinstance(data, bytes) else encode(data)
 
 
 def _error_handler(res: bottle.HTTPError) -> str:
@@ -97,7 +100,7 @@ def _error_handler(res: bottle.HTTPError) -> str:
     else:
         message = str(res.body)
     bottle.response.content_type = "application/json"
-    return json.dumps(error_body(status, message))
+    return encode(ErrorBody(http_status_code=status, message=message))
 
 
 def _require_token(token: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -134,6 +137,8 @@ def read_json() -> Any:
     raw = stream.read(length) if length >= 0 else stream.read(MAX_BODY + 1)
     if len(raw) > MAX_BODY:
         raise fail(413, f"body is over the {MAX_BODY}-byte limit")
+    if 0 <= length != len(raw):
+        raise fail(400, f"the body is shorter than its Content-Length: {len(raw)} of {length}")
     if not raw.strip():
         raise fail(400, "the body is empty; send a JSON task or task event")
     try:
@@ -176,6 +181,8 @@ def watch_query() -> tuple[int, float] | None:
     take them), or None for an ordinary read. The wait is capped at ``MAX_WAIT`` and,
     like Consul's, gets up to 1/16 more at random, so many watchers do not all come
     back in the same instant."""
+    if "index" not in bottle.request.environ.get("QUERY_STRING", ""):
+        return None  # the common case, without parsing the query
     query = bottle.request.query
     if "index" not in query:
         return None
@@ -221,6 +228,8 @@ class ListQuery:
 
 
 def list_query() -> ListQuery:
+    if not bottle.request.environ.get("QUERY_STRING"):
+        return ListQuery()  # the common case, without parsing a query
     query = bottle.request.query
     since = query_int("since", 0, 1 << 62) if "since" in query else None
     state = None
@@ -262,7 +271,9 @@ class Server:
 
     ``port=0`` picks a free port; :attr:`url` tells which. Binds 127.0.0.1 unless told
     otherwise; binding another address without a token logs a loud warning, because
-    anyone who can reach the port could then start and stop tasks.
+    anyone who can reach the port could then start and stop tasks. A request must
+    arrive whole within ``request_timeout`` seconds, and no pool thread waits for one
+    that is slow to (see :mod:`cube.connections`).
     """
 
     def __init__(
@@ -273,6 +284,7 @@ class Server:
         *,
         threads: int = 16,
         token_required: bool = False,
+        request_timeout: float = 5.0,
     ) -> None:
         if not is_loopback(host) and not token_required:
             log.warning(
@@ -281,7 +293,14 @@ class Server:
                 host,
                 port,
             )
-        self._server = CherootServer((host, port), app, numthreads=threads, timeout=10)
+        self._server = GatedServer(
+            (host, port),
+            app,
+            numthreads=threads,
+            timeout=10,
+            request_timeout=request_timeout,
+            max_body=MAX_BODY,
+        )
         self._thread: threading.Thread | None = None
         self._growing = threading.Lock()
         if hasattr(app, "config"):

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cube.task import format_time, parse_time
+from cube.messages import NodeInfo, Stats
+from cube.wire import ValidationError
 
 KB = 1024
 
@@ -87,83 +88,72 @@ class Node:
         self.pulls = bool(health.get("Pulls", False))
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "Name": self.name,
-            "Ip": "",
-            "Api": self.api,
-            "Memory": self.memory // KB,
-            "MemoryAllocated": self.memory_allocated // KB,
-            "Disk": self.disk,
-            "DiskAllocated": self.disk_allocated,
-            "Stats": self.stats,
-            "Role": "worker",
-            "TaskCount": self.task_count,
-            "State": self.state,
-            "Cores": self.cores,
-            "CpuAllocated": self.cpu_allocated,
-            "CpuPercent": round(self.cpu_load * 100, 2),
-            "MemoryUsed": self.memory_used // KB,
-            "DiskUsed": self.disk_used,
-            "LastSeen": format_time(self.last_seen),
-            "Reason": self.reason,
-            "Runtime": self.runtime,
-            "Images": list(self.images),
-            "Pulls": self.pulls,
-        }
+        return self.info().to_wire()
+
+    def info(self) -> NodeInfo:
+        """This node as the wire type (kB where the Go Cube counts kB)."""
+        return NodeInfo(
+            name=self.name,
+            api=self.api,
+            memory=self.memory // KB,
+            memory_allocated=self.memory_allocated // KB,
+            disk=self.disk,
+            disk_allocated=self.disk_allocated,
+            stats=self.stats,
+            task_count=self.task_count,
+            state=self.state,  # type: ignore[arg-type]
+            cores=self.cores,
+            cpu_allocated=self.cpu_allocated,
+            cpu_percent=round(self.cpu_load * 100, 2),
+            memory_used=self.memory_used // KB,
+            disk_used=self.disk_used,
+            last_seen=self.last_seen,
+            reason=self.reason,
+            runtime=self.runtime,  # type: ignore[arg-type]
+            images=list(self.images),
+            pulls=self.pulls,
+        )
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Node:
+    def from_wire(cls, data: Any) -> Node:
+        """A node from ``/nodes`` JSON (a Go manager's, or ours)."""
+        info = NodeInfo.from_wire(data, "Node")
         return cls(
-            name=data["Name"],
-            api=data["Api"],
-            state=data.get("State", "unknown"),
-            cores=float(data.get("Cores", 0)),
-            memory=int(data.get("Memory", 0)) * KB,
-            memory_used=int(data.get("MemoryUsed", 0)) * KB,
-            disk=int(data.get("Disk", 0)),
-            disk_used=int(data.get("DiskUsed", 0)),
-            cpu_load=float(data.get("CpuPercent", 0)) / 100,
-            cpu_allocated=float(data.get("CpuAllocated", 0)),
-            memory_allocated=int(data.get("MemoryAllocated", 0)) * KB,
-            disk_allocated=int(data.get("DiskAllocated", 0)),
-            task_count=int(data.get("TaskCount", 0)),
-            stats=data.get("Stats"),
-            last_seen=parse_time(data.get("LastSeen", "0001-01-01T00:00:00Z"), "LastSeen"),
-            reason=data.get("Reason", ""),
-            runtime=data.get("Runtime", ""),
-            images=tuple(data.get("Images") or ()),
-            pulls=bool(data.get("Pulls", False)),
+            name=info.name,
+            api=info.api,
+            state=info.state,
+            cores=info.cores,
+            memory=info.memory * KB,
+            memory_used=info.memory_used * KB,
+            disk=info.disk,
+            disk_used=info.disk_used,
+            cpu_load=info.cpu_percent / 100,
+            cpu_allocated=info.cpu_allocated,
+            memory_allocated=info.memory_allocated * KB,
+            disk_allocated=info.disk_allocated,
+            task_count=info.task_count,
+            stats=info.stats,
+            last_seen=info.last_seen,
+            reason=info.reason,
+            runtime=info.runtime,
+            images=tuple(info.images),
+            pulls=info.pulls,
         )
 
 
-_NUMBER_PARTS = {
-    "MemStats": ("mem_total", "mem_available"),
-    "DiskStats": ("all", "used"),
-}
-
-
 def stats_problem(stats: Any) -> str:
-    """What is wrong with a ``/stats`` answer ("" when it is usable): a worker whose
-    statistics cannot be read is marked down, saying why, rather than trusted. ``null``
-    (a Go worker before its first collection) is not wrong: it means "not yet"."""
+    """What is wrong with a ``/stats`` answer ("" when it is usable), as the declared
+    :class:`~cube.messages.Stats` says: a worker whose statistics cannot be read is
+    marked down, saying why, rather than trusted. ``null`` (a Go worker before its first
+    collection) is not wrong: it means "not yet"."""
     if stats is None:
         return ""
     if not isinstance(stats, dict):
         return f"/stats answered a JSON {type(stats).__name__}, not an object"
-    for part, keys in _NUMBER_PARTS.items():
-        section = stats.get(part)
-        if not isinstance(section, dict):
-            return f"/stats has no {part} object"
-        for key in keys:
-            value = section.get(key, 0)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                return f"/stats {part}.{key} is not a count: {value!r}"[:200]
-    for key in ("Cores", "CpuPercent"):
-        value = stats.get(key, 0)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            return f"/stats {key} is not a number: {value!r}"[:200]
-    if not isinstance(stats.get("CpuStats") or {}, dict):
-        return "/stats CpuStats is not an object"
+    try:
+        Stats.from_wire(stats, "/stats")
+    except ValidationError as exc:
+        return str(exc)[:200]
     return ""
 
 

@@ -28,6 +28,9 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import diskcache
 
+from cube.text import printable
+from cube.wire import decode_json
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -64,6 +67,10 @@ class WireCodec(Generic[T]):
 
     def decode(self, data: Any) -> T:
         return self.cls.from_wire(data)
+
+    def decode_text(self, text: str) -> T:
+        """Straight from the stored JSON text (wire types read it in one pass)."""
+        return decode_json(self.cls, text, self.cls.__name__)
 
 
 class JsonCodec:
@@ -135,7 +142,7 @@ class Store(Generic[T]):
         self._aside_put(key, {"Error": why, "Raw": raw})
         if raw is not None:
             self._raw_delete(key)
-        log.warning("%s; set aside%s", _printable(why), "" if raw is None else " with its text")
+        log.warning("%s; set aside%s", printable(why), "" if raw is None else " with its text")
 
     def count(self) -> int:
         return len(self._raw_keys())
@@ -145,6 +152,9 @@ class Store(Generic[T]):
 
     def _decode(self, key: str, text: str) -> T:
         try:
+            decode_text = getattr(self.codec, "decode_text", None)
+            if decode_text is not None:
+                return decode_text(text)
             return self.codec.decode(json.loads(text))
         except (ValueError, TypeError, KeyError) as exc:
             raise StoreError(f"{self.name}: key {key!r} holds an unreadable value: {exc}") from exc
@@ -197,11 +207,6 @@ class Store(Generic[T]):
 
     def _aside_items(self) -> list[tuple[str, dict[str, Any]]]:
         raise NotImplementedError
-
-
-def _printable(text: str) -> str:
-    """``text`` with anything a terminal would act on escaped (keys come from outside)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class MemoryStore(Store[T]):

@@ -33,15 +33,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from cube.fields import IMAGE_FORMAT
 from cube.http import Server
 from cube.manager.api import make_app as manager_app
+from cube.manager.api import manager_document
 from cube.manager.manager import Manager
-from cube.openapi import IMAGE_FORMAT, manager_document, worker_document
 from cube.runtime.process import ProcessRuntime
 from cube.store import JsonCodec, MemoryStore, WireCodec
 from cube.task import Task
 from cube.worker import Worker
 from cube.worker.api import make_app as worker_app
+from cube.worker.api import worker_document
 
 CHECKS = [
     not_a_server_error,

@@ -23,13 +23,14 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 
 from cube.http import Server
 from cube.manager.api import make_app as manager_app
+from cube.manager.api import manager_document
 from cube.manager.manager import Manager
-from cube.openapi import manager_document, worker_document
 from cube.runtime.process import ProcessRuntime
 from cube.store import JsonCodec, MemoryStore, WireCodec
-from cube.task import Task, ValidationError, check_image, check_port
+from cube.task import Task, ValidationError, check_image, check_port, parse_submission
 from cube.worker import Worker
 from cube.worker.api import make_app as worker_app
+from cube.worker.api import worker_document
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 TOKEN = "s3cret"
@@ -139,14 +140,17 @@ def _field(name: str) -> dict[str, Any]:
 
 
 def _task_accepts(field: str) -> Callable[[str], None]:
+    """Whether a submission with this value in ``field`` is accepted: the documents
+    describe what clients may submit."""
+
     def parse(value: str) -> None:
-        Task.from_wire({"Name": "x", "Image": "x", field: value})
+        parse_submission({"Name": "x", "Image": "x", field: value})
 
     return parse
 
 
 def _binding_accepts(value: str) -> None:
-    Task.from_wire({"Name": "x", "Image": "x", "PortBindings": {"80": value}})
+    parse_submission({"Name": "x", "Image": "x", "PortBindings": {"80": value}})
 
 
 def _port_accepts(value: str) -> None:
@@ -168,8 +172,11 @@ EDGES: dict[str, list[str]] = {
         "localhost:5000/a", "a.b/c", "A.b/c", "Ab/c", "a:1/b", "a@sha256:" + "0" * 64,
         "a@sha256:" + "0" * 63, "a__b--c.d", "a___b", "a/-b",
     ],
-    "Name": ["x" * 128, "x" * 129, " ", "\u3000", "\u3000a", "a\x7f", "a\x85"],
-    "HealthCheck": ["/" + "x" * 1023, "/" + "x" * 1024, "/", "health"],
+    "Name": [
+        "x" * 128, "x" * 129, " ", "\u3000", "\u3000a", "a\x7f", "a\x85", "a b", "-a", ".a",
+        "_a", "a-b.c_d", "0", "a\u202e", "\u00e9",
+    ],
+    "HealthCheck": ["/" + "x" * 1023, "/" + "x" * 1024, "/", "health", "/a b", "/a\r\nb", "/%0A"],
     "RestartPolicy": ["always", "Always", "no "],
     "port": ["65535", "65536", "00080/udp", "000080", "0", "1/sctp", "80/TCP", "80/"],
     "HostPort": ["0", "65535", "65536", "0" * 252 + "8080", "0" * 253 + "8080", "-1"],

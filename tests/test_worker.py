@@ -233,3 +233,27 @@ def test_restart_requests_are_idempotent_by_restart_count(tmp_path):
         assert len(worker.runtime.list_managed()) == 1
     finally:
         cleanup(worker)
+
+
+def test_the_task_list_follows_every_change(tmp_path):
+    """GET /tasks answers from its last encoding while nothing changed, and never
+    misses a change (a disk store, as `cube worker` keeps)."""
+    worker = build_worker(tmp_path, "process", disk=True).start()
+    try:
+        with Server(make_app(worker)) as server:
+            url = f"{server.url}/tasks"
+            first = requests.get(url, timeout=5)
+            assert first.json() == [] and requests.get(url, timeout=5).content == first.content
+            posted = requests.post(url, json=spec("process"), timeout=5).json()
+
+            def states() -> list[int]:
+                return [t["State"] for t in requests.get(url, timeout=5).json()]
+
+            assert states() in ([State.Scheduled], [State.Running])
+            eventually(lambda: states() == [State.Running], what="Running in the list")
+            requests.delete(f"{url}/{posted['ID']}", timeout=5)
+            eventually(lambda: states() == [State.Completed], what="Completed in the list")
+            index = requests.get(url, timeout=5).headers["X-Cube-Index"]
+            assert requests.get(url, timeout=5).headers["X-Cube-Index"] == index
+    finally:
+        cleanup(worker)

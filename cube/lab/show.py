@@ -35,6 +35,7 @@ from cube.task import (
     check_transition,
     parse_submission,
 )
+from cube.text import printable
 from cube.worker.stats import USER_HZ, StatsCollector
 
 
@@ -184,7 +185,7 @@ def brief(task: Task) -> str:
         parts.append(f"port {port}")
     if task.reason:
         parts.append(f"({task.reason})")
-    return "  ".join(parts)
+    return printable("  ".join(parts))
 
 
 def worker_view(worker: Any) -> None:
@@ -195,8 +196,8 @@ def worker_view(worker: Any) -> None:
         for e in worker.pending_events()
     ]
     stored = [f"{t.name}: {t.state.name}" for t in sorted(worker.tasks(), key=lambda t: t.name)]
-    print("queue (desired):", ", ".join(asked) or "empty")
-    print("store (current):", ", ".join(stored) or "empty")
+    print("queue (desired):", printable(", ".join(asked)) or "empty")
+    print("store (current):", printable(", ".join(stored)) or "empty")
 
 
 def put_then_get(stored: Task, wanted: Task) -> str:
@@ -429,8 +430,9 @@ def check_nothing_left(*paths: str | Path, timeout: float = 5.0) -> None:
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> HTML:
-    """A small table: HTML in Jupyter, aligned columns as text."""
-    body = [[str(c) for c in row] for row in rows]
+    """A small table: HTML in Jupyter, aligned columns as text (control characters
+    shown as escapes)."""
+    body = [[printable(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in [list(header), *body]) for i in range(len(header))]
     text = "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -1,102 +1,150 @@
 """The manager's REST API: the book's routes plus task details, logs and events.
 
 ==========================  ===================================================
-``GET    /tasks``            every task, oldest first (``[]`` when none); blocking
-                            queries (``?index=N&wait=5s``), deltas (``?since=N``),
-                            ``?state=``, pages (``?limit=&after=``), as on a worker
+``GET    /tasks``            every task, oldest first (``[]`` when none)
 ``POST   /tasks``            a TaskEvent, or a bare task; 201 once stored
 ``GET    /tasks/{id}``       one task
 ``DELETE /tasks/{id}``       stop it wherever it runs (cancel if not started); 204
 ``GET    /tasks/{id}/logs``  its last lines of output, fetched from its worker
 ``GET    /nodes``            the workers, their stats and whether they are up
 ``GET    /events``           the stored task events, newest first (``?limit=&task=``)
-==========================  ===================================================
-
-Every read answers ``X-Cube-Index``; with ``?index=N&wait=5s`` it waits until what it
-reads (the tasks, the nodes or the events) changed after N, like Consul's and Nomad's
-blocking queries. A client that sends no ``index`` gets the book's answers, unchanged.
-
-==========================  ===================================================
 ``GET    /health``           liveness; open even when a token is required
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
+
+``/tasks`` reuses each task's JSON until the task changes.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import bottle
 
 from cube.client import CubeError
-from cube.http import (
-    ListQuery,
-    block,
-    fail,
-    json_app,
-    list_query,
-    query_int,
-    read_json,
-    send_json,
-)
+from cube.http import ListQuery, block, fail, json_app, list_query, query_int, read_json, send_json
 from cube.manager.manager import Manager
-from cube.openapi import manager_document, serve_document
-from cube.task import parse_submission, parse_uuid
+from cube.messages import Logs, ManagerHealth, NodeInfo
+from cube.openapi import LIST, Doc, Query, count, document, serve_document
+from cube.task import Task, TaskEvent, parse_submission, parse_uuid
+from cube.wire import ListCache
+
+TAIL = count("tail", "How many of the last lines to return.", default=200)
+EVENTS = (
+    count("limit", "At most this many events, newest first (0: all).", default=0),
+    Query(
+        "task",
+        "Only this task's events (empty: every task's).",
+        {"type": "string", "format": "uuid"},
+    ),
+)
 
 
 def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
     """Build the manager API around ``manager`` (one app per manager, no globals)."""
     app = json_app("cube manager", token)
-    for changes in (manager.records.changes, manager.cluster.changes, manager.history.changes):
-        app.config["cube.on_stop"].append(changes.release)
-        app.config["cube.on_start"].append(changes.hold)
+    listing = ListCache(key=lambda task: task.id)
 
-    @app.get("/health")
-    def health() -> dict[str, object]:
-        return {"Status": "ok", "Scheduler": manager.scheduler.name, "Workers": len(manager.nodes)}
+    def changes() -> tuple[Any, ...]:
+        return (manager.records.changes, manager.cluster.changes, manager.history.changes)
 
-    @app.get("/tasks")
-    def list_tasks() -> str:
+    app.config["cube.on_stop"].append(lambda: [each.release() for each in changes()])
+    app.config["cube.on_start"].append(lambda: [each.hold() for each in changes()])
+
+    @app.get("/health", doc=Doc("manager health", ManagerHealth, said="Alive.", open=True))
+    def health() -> bytes:
+        return send_json(
+            ManagerHealth(scheduler=manager.scheduler.name, workers=len(manager.nodes))
+        )
+
+    @app.get(
+        "/tasks",
+        doc=Doc("list manager tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+    )
+    def list_tasks() -> bytes:
         query = list_query()
         block(manager.records.changes)
         tasks = manager.list_tasks() if query == ListQuery() else manager.records.select(query)
-        return send_json([t.to_wire() for t in tasks])
+        return send_json(listing.encode(tasks))
 
-    @app.post("/tasks")
-    def submit() -> str:
-        return send_json(manager.submit(parse_submission(read_json())).to_wire(), 201)
+    @app.post(
+        "/tasks",
+        doc=Doc(
+            "submit a task to the manager",
+            Task,
+            status=201,
+            said="Accepted; the task as stored now.",
+            errors=(400, 404, 409, 413, 415),
+            body=(Task.__strict__, TaskEvent.__strict__),
+        ),
+    )
+    def submit() -> bytes:
+        return send_json(manager.submit(parse_submission(read_json())), 201)
 
-    @app.get("/tasks/<task_id>")
-    def get_task(task_id: str) -> str:
+    @app.get("/tasks/<task_id>", doc=Doc("get a manager task", Task, errors=(400, 404)))
+    def get_task(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
         block(manager.records.changes)
-        return send_json(manager.get_task(task_uuid).to_wire())
+        return send_json(manager.get_task(task_uuid))
 
-    @app.delete("/tasks/<task_id>")
+    @app.delete(
+        "/tasks/<task_id>",
+        doc=Doc(
+            "stop a manager task",
+            status=204,
+            said="Stopping (or cancelled, if it had not started).",
+            errors=(400, 404, 409),
+        ),
+    )
     def stop_task(task_id: str) -> None:
         manager.stop(str(parse_uuid(task_id)))
         bottle.response.status = 204
 
-    @app.get("/tasks/<task_id>/logs")
-    def logs(task_id: str) -> dict[str, object]:
+    @app.get(
+        "/tasks/<task_id>/logs",
+        doc=Doc(
+            "get a manager task's logs",
+            Logs,
+            said="Its last lines of output.",
+            errors=(400, 404, 502),
+            query=(TAIL,),
+        ),
+    )
+    def logs(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
         tail = query_int("tail", 200)
         try:
             text = manager.logs(task_uuid, tail)
         except CubeError as exc:
             raise fail(502, f"could not fetch logs from its worker: {exc.message}") from None
-        return {"ID": task_uuid, "Logs": text}
+        return send_json(Logs(id=task_uuid, logs=text))
 
-    @app.get("/nodes")
-    def nodes() -> str:
+    @app.get("/nodes", doc=Doc("list workers", list[NodeInfo], said="The workers."))
+    def nodes() -> bytes:
         block(manager.cluster.changes)
-        return send_json([n.to_wire() for n in manager.list_nodes()])
+        return send_json([n.info() for n in manager.list_nodes()])
 
-    @app.get("/events")
-    def events() -> str:
+    @app.get(
+        "/events",
+        doc=Doc(
+            "list task events",
+            list[TaskEvent],
+            said="The stored task events.",
+            errors=(400,),
+            query=EVENTS,
+        ),
+    )
+    def events() -> bytes:
         query = bottle.request.query
         limit = query_int("limit", 0) or None
         task = str(parse_uuid(query["task"], "task")) if query.get("task") else None
         block(manager.history.changes)
-        return send_json([e.to_wire() for e in manager.list_events(limit, task)])
+        return send_json(manager.list_events(limit, task))
 
-    serve_document(app, manager_document())
+    serve_document(app, "Cube manager", "Places tasks on workers and keeps them running.")
     return app
+
+
+def manager_document() -> dict[str, Any]:
+    """The manager API's OpenAPI document, as the app serves it."""
+    return document(make_app(None))  # type: ignore[arg-type]  # routes only, never called

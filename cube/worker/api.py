@@ -19,11 +19,17 @@
                             open even when a token is required
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
+
+``/stats`` answers from a snapshot refreshed in the background (at most a second old),
+and ``/tasks`` reuses each task's JSON until the task changes: a manager asks for both.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import bottle
+import msgspec
 
 from cube.http import (
     FORGOTTEN_HEADER,
@@ -35,23 +41,55 @@ from cube.http import (
     send_json,
     watch_query,
 )
-from cube.openapi import serve_document, worker_document
-from cube.task import MAX_GENERATION, parse_submission, parse_uuid
+from cube.messages import Logs, RuntimeStatus, Stats, WorkerHealth
+from cube.openapi import LIST, Doc, Query, count, document, serve_document
+from cube.task import MAX_GENERATION, Task, TaskEvent, parse_submission, parse_uuid
+from cube.wire import ListCache, encode
+from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
+
+STATS_MAX_AGE = 1.0
+TAIL = count("tail", "How many of the last lines to return.", default=200)
+GENERATION = Query(
+    "generation",
+    "The order's generation: a stop older than the order the worker follows is refused "
+    "(409), so a deposed manager cannot stop a newer copy.",
+    {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
+)
+# GET /tasks also takes ?index=N&wait=5s (a blocking query, and ?ack=1 with it). The
+# document leaves them out: a fuzzer that drew the current index would wait out every
+# wait it drew.
+
+
+class WorkerTask(Task):
+    """A task, with what its runtime says about it now (null before it has a
+    container)."""
+
+    runtime: RuntimeStatus | None = None
 
 
 def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
-    app = json_app(f"cube worker {worker.name}", token)
-    app.config["cube.on_stop"].append(worker.records.release)
-    app.config["cube.on_start"].append(worker.records.hold)
+    app = json_app(f"cube worker {worker.name}" if worker is not None else "cube worker", token)
+    app.config["cube.on_stop"].append(lambda: worker.records.release())
+    app.config["cube.on_start"].append(lambda: worker.records.hold())
+    listing = ListCache(key=lambda task: task.id)
+    sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
 
-    @app.get("/health")
-    def health() -> dict[str, object]:
-        return {"Status": "ok", "Name": worker.name, **worker.capabilities().to_wire()}
+    @app.get("/health", doc=Doc("worker health", WorkerHealth, said="Alive.", open=True))
+    def health() -> bytes:
+        can = worker.capabilities()
+        return send_json(
+            WorkerHealth(
+                name=worker.name, runtime=can.runtime, images=list(can.images), pulls=can.pulls
+            )
+        )
 
-    @app.get("/tasks")
-    def list_tasks() -> str:
+    @app.get(
+        "/tasks",
+        doc=Doc("list worker tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+    )
+    def list_tasks() -> bytes:
         query = list_query()
         watch = watch_query()
         if watch and bottle.request.query.get("ack") == "1":
@@ -60,36 +98,70 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
         if query.since is not None:
             forgotten = worker.records.forgotten_since(query.since)
             bottle.response.set_header(FORGOTTEN_HEADER, ",".join(forgotten))
-        return send_json([t.to_wire() for t in worker.records.select(query)])
+        return send_json(listing.encode(worker.records.select(query)))
 
-    @app.post("/tasks")
-    def submit() -> str:
+    @app.post(
+        "/tasks",
+        doc=Doc(
+            "submit a task to the worker",
+            Task,
+            status=201,
+            said="Accepted; the task as stored now.",
+            errors=(400, 404, 409, 413, 415),
+            body=(Task.__strict__, TaskEvent.__strict__),
+        ),
+    )
+    def submit() -> bytes:
         task = worker.submit(parse_submission(read_json()))
-        return send_json(task.to_wire(), 201)
+        return send_json(task, 201)
 
-    @app.get("/tasks/<task_id>")
-    def get_task(task_id: str) -> str:
+    @app.get("/tasks/<task_id>", doc=Doc("get a worker task", WorkerTask, errors=(400, 404)))
+    def get_task(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
         block(worker.records.changes)
         task = worker.get_task(task_uuid)
         status = worker.inspect(str(task.id))
-        return send_json({**task.to_wire(), "Runtime": status.to_wire() if status else None})
+        runtime = RuntimeStatus.from_wire(status.to_wire()) if status else None
+        return send_json(WorkerTask(**msgspec.structs.asdict(task), runtime=runtime))
 
-    @app.delete("/tasks/<task_id>")
+    @app.delete(
+        "/tasks/<task_id>",
+        doc=Doc(
+            "stop a worker task",
+            status=204,
+            said="Stopping (or cancelled, if it had not started).",
+            errors=(400, 404, 409),
+            query=(GENERATION,),
+        ),
+    )
     def stop_task(task_id: str) -> None:
         asked = "generation" in bottle.request.query
         generation = query_int("generation", 0, MAX_GENERATION) if asked else None
         worker.stop_task(str(parse_uuid(task_id)), generation)
         bottle.response.status = 204
 
-    @app.get("/tasks/<task_id>/logs")
-    def logs(task_id: str) -> dict[str, object]:
+    @app.get(
+        "/tasks/<task_id>/logs",
+        doc=Doc(
+            "get a worker task's logs",
+            Logs,
+            said="Its last lines of output.",
+            errors=(400, 404),
+            query=(TAIL,),
+        ),
+    )
+    def logs(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
-        return {"ID": task_uuid, "Logs": worker.logs(task_uuid, query_int("tail", 200))}
+        return send_json(Logs(id=task_uuid, logs=worker.logs(task_uuid, query_int("tail", 200))))
 
-    @app.get("/stats")
-    def stats() -> dict[str, object]:
-        return worker.stats()
+    @app.get("/stats", doc=Doc("machine statistics", Stats, said="A sample."))
+    def stats() -> bytes:
+        return send_json(sample.get())
 
-    serve_document(app, worker_document())
+    serve_document(app, "Cube worker", "Runs tasks on one machine.")
     return app
+
+
+def worker_document() -> dict[str, Any]:
+    """The worker API's OpenAPI document, as the app serves it."""
+    return document(make_app(None))  # type: ignore[arg-type]  # routes only, never called

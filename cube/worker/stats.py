@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psutil
@@ -118,3 +119,41 @@ def process_counts() -> dict[str, int]:
     except (OSError, IndexError, ValueError):
         pids = psutil.pids()
         return {"process_running": 0, "process_total": len(pids), "last_pid": max(pids, default=0)}
+
+
+class Snapshot:
+    """The latest result of a slow call, refreshed in the background.
+
+    ``get()`` answers from the snapshot at once; when it is older than ``max_age`` it
+    starts one refresh in a thread of its own, and the next callers see the new value.
+    Only the first call waits. A worker's ``/stats`` answers this way (as the Go worker
+    does), so a busy manager polling it costs one sample a second, not one a request."""
+
+    def __init__(self, compute: Callable[[], Any], max_age: float = 1.0) -> None:
+        self._compute, self.max_age = compute, max_age
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._taken = 0.0
+        self._refreshing = False
+
+    def get(self) -> Any:
+        with self._lock:
+            value, age = self._value, time.monotonic() - self._taken
+            stale = value is not None and age > self.max_age and not self._refreshing
+            if stale:
+                self._refreshing = True
+        if value is None:
+            return self._refresh()
+        if stale:
+            threading.Thread(target=self._refresh, name="stats-refresh", daemon=True).start()
+        return value
+
+    def _refresh(self) -> Any:
+        try:
+            value = self._compute()
+            with self._lock:
+                self._value, self._taken = value, time.monotonic()
+            return value
+        finally:
+            with self._lock:
+                self._refreshing = False
