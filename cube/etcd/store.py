@@ -35,7 +35,8 @@ from cube.etcd.client import EtcdClient, KeyValue, prefix_end
 from cube.etcd.errors import CasConflict, Compacted, EtcdError
 from cube.etcd.txn import Compare, Txn, mod_is
 from cube.etcd.watch import Event, Watch
-from cube.store import Codec, JsonCodec, Store, StoreError, _printable
+from cube.store import Codec, JsonCodec, Store, StoreError
+from cube.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -292,9 +293,9 @@ class EtcdStore(Store[T]):
                 txn = Txn(self.client).require(*self.guard(), mod_is(kv.key, kv.mod_revision))
                 txn.put_raw(self._aside_start + key, entry).delete_raw(kv.key).commit()
         except EtcdError as exc:  # changed meanwhile, or not ours to move: next time
-            log.info("%s: not set aside now (%s)", _printable(why), exc)
+            log.info("%s: not set aside now (%s)", printable(why), exc)
             return
-        log.warning("%s; set aside%s", _printable(why), "" if raw is None else " with its text")
+        log.warning("%s; set aside%s", printable(why), "" if raw is None else " with its text")
 
     def _scan(self, start: str, keys_only: bool = False) -> tuple[int, list[KeyValue]]:
         """Every key under ``start``, in key order, at one revision, a page at a time."""
