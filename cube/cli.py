@@ -763,7 +763,7 @@ def _tasks_to_export(
         if task_id is not None:
             return [_find(client, task_id)]
         tasks = client.tasks()
-    live = [t for t in tasks if t.state is not State.Completed]
+    live = [t for t in tasks if t.state is not State.Completed and t.desired is State.Running]
     if len(live) < len(tasks):
         click.echo(f"note: left out {len(tasks) - len(live)} stopped task(s)", err=True)
     if not live:

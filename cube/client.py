@@ -165,6 +165,18 @@ class Client:
     def logs(self, task_id: str | uuid.UUID, tail: int = 200) -> str:
         return self._call("GET", f"/tasks/{task_id}/logs", params={"tail": tail})["Logs"]
 
+    def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
+        """A blocking query: ``path``'s answer once it changed after ``index`` (or after
+        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
+        query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
+        began = time.monotonic()
+        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        header = response.headers.get("X-Cube-Index", "0")
+        now = int(header) if header.isdigit() else 0
+        if index and now == index and time.monotonic() - began < wait / 2:
+            time.sleep(min(1.0, wait))  # answered early with no change (a stopping server)
+        return response.json(), now
+
     def close(self) -> None:
         self._session.close()
 
@@ -264,18 +276,6 @@ class ManagerClient(Client):
         """The newest events first (``limit`` 0: all)."""
         params = {"limit": limit} if limit else None
         return [TaskEvent.from_wire(e) for e in self._call("GET", "/events", params=params)]
-
-    def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
-        """A blocking query: ``path``'s answer once it changed after ``index`` (or after
-        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
-        query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
-        began = time.monotonic()
-        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
-        header = response.headers.get("X-Cube-Index", "0")
-        now = int(header) if header.isdigit() else 0
-        if index and now == index and time.monotonic() - began < wait / 2:
-            time.sleep(min(1.0, wait))  # answered early with no change (a stopping server)
-        return response.json(), now
 
 
 def reachable(task: Task, states: tuple[State, ...], restarts: bool) -> bool:

@@ -136,14 +136,9 @@ def test_a_table_that_says_more_than_the_fast_path_reads_is_asked_directly():
     path reads only resources, so such a table goes to the scheduler, and a table of a
     few rows keeps every column."""
 
-    @dataclasses.dataclass
-    class Knowing(NodeTable):
-        runtimes: list[str] | None = None
-
     plain = sim.nodes(4)
-    columns = {f.name: getattr(plain, f.name) for f in dataclasses.fields(NodeTable)}
-    assert fast_placer(make("epvm"), Knowing(**columns)) is not None
-    knowing = Knowing(**columns, runtimes=["docker", "process", "docker", "process"])
+    assert fast_placer(make("epvm"), plain) is not None
+    knowing = dataclasses.replace(plain, runtimes=["docker", "process", "docker", "process"])
     assert fast_placer(make("epvm"), knowing) is None
     two = rows(knowing, np.array([1, 3]))
     assert two.runtimes == ["process", "process"] and two.names == ["standard-1", "standard-3"]

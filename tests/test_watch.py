@@ -130,7 +130,7 @@ def test_deltas_pages_and_states(worker):
 
 def test_a_forgotten_task_is_a_change_too(worker):
     node, url = worker
-    task = submit(worker, "brief")
+    task = node.submit(TaskEvent(task=Task("brief", "cube/echo", generation=1)))  # a manager's
     node.stop_task(str(task.id))
     index = index_of(url)
     node.acknowledge(index)

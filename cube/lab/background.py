@@ -104,3 +104,56 @@ class Every:
                 return
             with contextlib.suppress(Exception):  # a widget shows its own errors
                 self._tick()
+
+
+class Follow:
+    """Keep a panel current with blocking queries, on a daemon thread, until :meth:`stop`
+    or ``keep_going()`` says no.
+
+    ``ask(index)`` makes one blocking query (answering at once for index 0) and returns
+    ``(data, index)``; ``show(data, index)`` updates the panel. Nothing is asked while
+    ``skip()`` gives a reason (a paused manager: asking would only hang); a failed call
+    is retried after ``pause`` seconds, with a fresh, non-blocking ask."""
+
+    def __init__(
+        self,
+        ask: Callable[[int], tuple[Any, int]],
+        show: Callable[[Any, int], Any],
+        keep_going: Callable[[], bool],
+        *,
+        skip: Callable[[], str] = lambda: "",
+        failed: Callable[[Exception], Any] = lambda exc: None,
+        pause: float = 1.0,
+    ) -> None:
+        self._ask, self._show, self._keep_going = ask, show, keep_going
+        self._skip, self._failed, self.pause = skip, failed, pause
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="cube-follow", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _loop(self) -> None:
+        index = 0
+        while not self._stopped.is_set() and self._keep_going():
+            why = self._skip()
+            if why:
+                self._failed(RuntimeError(why))
+                index = 0
+                self._stopped.wait(self.pause / 2)
+                continue
+            try:
+                data, index = self._ask(index)
+            except Exception as exc:  # shown by the panel; asked again in a moment
+                self._failed(exc)
+                index = 0
+                self._stopped.wait(self.pause)
+                continue
+            if not self._stopped.is_set():
+                with contextlib.suppress(Exception):
+                    self._show(data, index)

@@ -9,13 +9,17 @@ background thread (:class:`~cube.lab.background.Lane`) and returns; the panel up
 itself when the answer comes. Calls use a client with a one-second timeout, and given
 a cluster, a panel does not even ask a manager that is paused or stopped: it says so
 and keeps showing what it last heard. Messages from a call clear once a later call
-succeeds. Auto-refresh runs on a timer thread. Code (and tests) that click a button
-and then want the outcome call the panel's :meth:`~_Panel.wait` first.
+succeeds. Kept current, the task table, the nodes and the event log *watch* the manager
+(blocking queries: an answer the moment something changes, nothing asked in between),
+each on its own thread; the component controls read the process table on a timer. Code
+(and tests) that click a button and then want the outcome call the panel's
+:meth:`~_Panel.wait` first.
 """
 
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -25,10 +29,10 @@ import ipywidgets as w
 
 from cube.client import Client, CubeError, ManagerClient
 from cube.cluster import LocalCluster
-from cube.lab.background import Every, Lane
+from cube.lab.background import Every, Follow, Lane
 from cube.lab.view import ClusterView
 from cube.node import format_size
-from cube.task import State, Task
+from cube.task import State, Task, TaskEvent
 
 STATE_COLOURS = {
     State.Pending: "#6b7280",
@@ -40,6 +44,7 @@ STATE_COLOURS = {
 COMPONENT_COLOURS = {"running": "#16a34a", "paused": "#d97706", "stopped": "#dc2626"}
 IMAGES = ["cube/echo", "cube/echo:bad-exit", "cube/busybox"]
 CALL_TIMEOUT = 1.0  # seconds a widget waits for an answer before saying there was none
+WATCH_WAIT = 5.0  # seconds a watch waits for a change (so a paused manager holds one <6 s)
 HOLD = 4.0  # seconds a message stays before a successful refresh may clear it
 
 
@@ -64,7 +69,8 @@ class _Panel(w.VBox):
         self.view = view
         self._lane = Lane(f"cube-{title.lower()}")
         self._said_at, self._said_error = 0.0, False
-        self._auto: Every | None = None
+        self._auto: Every | Follow | None = None
+        self._showing, self._shown = threading.Lock(), 0
         super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), *children, self.message])
 
     def say(self, text: str, ok: bool = True) -> None:
@@ -76,13 +82,54 @@ class _Panel(w.VBox):
         """Wait until this panel's queued calls are done (True if they are)."""
         return self._lane.idle(timeout)
 
+    WATCH: tuple[str, dict[str, Any]] | None = None  # what to watch to stay current
+
     def auto_refresh(self, interval: float | None) -> None:
-        """Refresh every ``interval`` seconds (``None``: stop)."""
+        """Stay current (``None``: stop): by watching what the panel shows, when it has
+        something to watch, or else every ``interval`` seconds."""
         if self._auto is not None:
             self._auto.stop()
             self._auto = None
-        if interval:
+        if interval and self.WATCH is not None:
+            self._auto = Follow(
+                self._ask, self._apply, self._alive, skip=self._skip, failed=self._failed
+            )
+        elif interval:
             self._auto = Every(interval, self.refresh, self._alive)
+
+    def _ask(self, index: int) -> tuple[Any, int]:
+        path, params = self.WATCH  # type: ignore[misc]
+        return self.client.watch(path, index, WATCH_WAIT, **params)  # type: ignore[attr-defined]
+
+    def _apply(self, data: Any, index: int) -> None:
+        """Show an answer, unless one from a later moment is shown already (the watch
+        and a refresh click may answer in either order)."""
+        with self._showing:
+            if index < self._shown:
+                return
+            self._shown = index
+            self._show(self._decode(data))
+        if self._said_error or time.monotonic() - self._said_at > HOLD:
+            self.message.value = ""
+
+    def _refresh_watched(self) -> Future[Any] | None:
+        """A refresh of a panel that watches: asked now, shown in order with the watch."""
+        return self._fetch(lambda: self._ask(0), lambda answer: self._apply(*answer))
+
+    def _skip(self) -> str:
+        return self.view.manager_down() if self.view is not None else ""
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, CubeError):
+            self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+        else:
+            self.say(f"{exc}: not asking it; this shows what it said last", ok=False)
+
+    def _decode(self, data: Any) -> Any:
+        return data
+
+    def _show(self, value: Any) -> None:  # pragma: no cover - panels that watch have one
+        raise NotImplementedError
 
     def refresh(self) -> Future[Any] | None:  # pragma: no cover - every panel has its own
         raise NotImplementedError
@@ -183,6 +230,7 @@ class TaskTable(_Panel):
     """Every task with its state in colour, where it runs, and a Stop button."""
 
     COLUMNS = ("ID", "Name", "State", "Worker", "Ports", "Restarts", "Reason", "")
+    WATCH = ("/tasks", {})
 
     def __init__(self, client: Client, view: ClusterView | None = None) -> None:
         self.client = _quick(client)
@@ -197,7 +245,10 @@ class TaskTable(_Panel):
         self.refresh()
 
     def refresh(self) -> Future[Any] | None:
-        return self._fetch(self.client.tasks, self._show)
+        return self._refresh_watched()
+
+    def _decode(self, data: Any) -> list[Task]:
+        return [Task.from_wire(t) for t in data or ()]
 
     def _show(self, tasks: list[Task]) -> None:
         self.tasks = tasks
@@ -250,6 +301,8 @@ class TaskTable(_Panel):
 class NodePanel(_Panel):
     """Each worker: up or down, memory and CPU use as bars, and its task count."""
 
+    WATCH = ("/nodes", {})
+
     def __init__(self, client: ManagerClient, view: ClusterView | None = None) -> None:
         self.client = _quick(client)
         self.rows = w.VBox()
@@ -257,9 +310,10 @@ class NodePanel(_Panel):
         self.refresh()
 
     def refresh(self) -> Future[Any] | None:
-        return self._fetch(
-            self.client.nodes, lambda nodes: setattr(self.rows, "children", self._rows(nodes))
-        )
+        return self._refresh_watched()
+
+    def _show(self, nodes: list[dict[str, Any]]) -> None:
+        self.rows.children = self._rows(nodes)
 
     def _rows(self, nodes: list[dict[str, Any]]) -> list[w.Widget]:
         return [self._row(n) for n in nodes]
@@ -294,13 +348,17 @@ class EventLog(_Panel):
         interval: float | None = 2.0,
     ) -> None:
         self.client, self.limit = _quick(client), limit
+        self.WATCH = ("/events", {"limit": limit})
         self.table = w.HTML()
         super().__init__("Events", [self.table], view)
         self.refresh()
         self.auto_refresh(interval)
 
     def refresh(self) -> Future[Any] | None:
-        return self._fetch(self.client.events, self._show)
+        return self._refresh_watched()
+
+    def _decode(self, data: Any) -> list[TaskEvent]:
+        return [TaskEvent.from_wire(e) for e in data or ()]
 
     def _show(self, events: list[Any]) -> None:
         rows = "".join(
@@ -436,8 +494,21 @@ class Dashboard(w.VBox):
         super().close()
 
     def _toggle(self, change: dict[str, Any]) -> None:
+        """Auto-refresh: the tasks, nodes and events watch the manager; the controls,
+        which read the process table, look every ``interval`` seconds."""
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        for part in (self.tasks, self.nodes, self.events):
+            part.auto_refresh(self.interval if change["new"] else None)
         if change["new"]:
-            self._timer = Every(self.interval, self.refresh, lambda: not self.cluster.closed)
+            self._timer = Every(self.interval, self._look, lambda: not self.cluster.closed)
+
+    def _look(self) -> None:
+        """The timer's tick: the controls read the process table, and a panel whose
+        watch is held up by a paused manager says so at once."""
+        self.controls.refresh()
+        for part in (self.tasks, self.nodes, self.events):
+            why = part._skip()
+            if why:
+                part._failed(RuntimeError(why))

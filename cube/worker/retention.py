@@ -4,8 +4,10 @@ A worker that never forgets grows its task list forever: with 30,000 finished ta
 plain ``GET /tasks`` took seconds, long enough for the manager to think the worker dead.
 A worker forgets a Completed task:
 
-- once the manager has seen it Completed (the manager's watch acknowledges the index it
-  has read up to, and the record's last change is at or before it), or
+- once the manager that ordered it has seen it Completed (the manager's watch
+  acknowledges the index it has read up to, and the record's last change is at or
+  before it; a task posted to the worker by hand, without a generation, is not the
+  manager's to acknowledge), or
 - ``retention`` seconds after it finished, for a worker nobody manages.
 
 Forgetting keeps a tombstone with the task's last order (so a late, older order cannot
@@ -37,7 +39,8 @@ def prune(worker: Worker) -> int:
         task = records.get(task_id)
         if task is None or worker.timers.busy(task_id) or task_id in worker.timers:
             continue
-        seen = (records.changed_at(task_id) or 0) <= worker.acked
+        ordered = task.generation > 0  # by a manager (a person's own posts carry none)
+        seen = ordered and (records.changed_at(task_id) or 0) <= worker.acked
         old = task.finish_time is not None and (now - task.finish_time).total_seconds() > (
             worker.retention
         )
