@@ -92,6 +92,20 @@ class Doc:
     open: bool = False
 
 
+def submit_doc(what: str) -> Doc:
+    """The document of ``POST /tasks``, the same on a worker and a manager."""
+    from cube.task import Task, TaskEvent
+
+    return Doc(
+        f"submit a task to the {what}",
+        Task,
+        status=201,
+        said="Accepted; the task as stored now.",
+        errors=(400, 404, 409, 413, 415),
+        body=(Task.__strict__, TaskEvent.__strict__),
+    )
+
+
 TASK_ID = {
     "name": "task_id",
     "in": "path",

@@ -273,6 +273,22 @@ Task.__strict__ = strict_variant(Task, "TaskSpec")  # type: ignore[attr-defined]
 TaskEvent.__strict__ = strict_variant(TaskEvent, "TaskEventSpec")  # type: ignore[attr-defined]
 
 
+def new_attempt(task: Task) -> Task:
+    """``task`` as an order for a new attempt: wanted Running, and nothing yet known of
+    how it went (no container, ports, times, reason or due restart). What the manager
+    sends, and what a worker starts a record from."""
+    return task.replace(
+        state=State.Scheduled,
+        desired=State.Running,
+        container_id="",
+        host_ports={},
+        start_time=None,
+        finish_time=None,
+        reason="",
+        restart_at=None,
+    )
+
+
 def parse_submission(data: Any) -> TaskEvent:
     """Accept what clients post: a TaskEvent, or a bare task spec such as
     ``{"Name": "web", "Image": "cube/echo"}``, which becomes "run this task" with

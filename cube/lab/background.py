@@ -77,19 +77,13 @@ class Lane:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class Every:
-    """Call ``tick`` every ``interval`` seconds on a daemon thread until :meth:`stop`,
-    or until ``keep_going()`` says no. ``tick`` is expected to return quickly (it only
-    queues work on a :class:`Lane`)."""
+class _Daemon:
+    """A loop on a daemon thread, until :meth:`stop` (or ``keep_going()`` says no)."""
 
-    def __init__(
-        self, interval: float, tick: Callable[[], Any], keep_going: Callable[[], bool]
-    ) -> None:
-        self.interval = interval
-        self._tick, self._keep_going = tick, keep_going
+    def __init__(self, name: str, keep_going: Callable[[], bool]) -> None:
+        self._keep_going = keep_going
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cube-refresh", daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     @property
     def running(self) -> bool:
@@ -97,6 +91,22 @@ class Every:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def _loop(self) -> None:  # pragma: no cover - each kind has its own
+        raise NotImplementedError
+
+
+class Every(_Daemon):
+    """Call ``tick`` every ``interval`` seconds on a daemon thread until :meth:`stop`,
+    or until ``keep_going()`` says no. ``tick`` is expected to return quickly (it only
+    queues work on a :class:`Lane`)."""
+
+    def __init__(
+        self, interval: float, tick: Callable[[], Any], keep_going: Callable[[], bool]
+    ) -> None:
+        super().__init__("cube-refresh", keep_going)
+        self.interval, self._tick = interval, tick
+        self._thread.start()
 
     def _loop(self) -> None:
         while not self._stopped.wait(self.interval):
@@ -106,7 +116,7 @@ class Every:
                 self._tick()
 
 
-class Follow:
+class Follow(_Daemon):
     """Keep a panel current with blocking queries, on a daemon thread, until :meth:`stop`
     or ``keep_going()`` says no.
 
@@ -125,18 +135,10 @@ class Follow:
         failed: Callable[[Exception], Any] = lambda exc: None,
         pause: float = 1.0,
     ) -> None:
-        self._ask, self._show, self._keep_going = ask, show, keep_going
+        super().__init__("cube-follow", keep_going)
+        self._ask, self._show = ask, show
         self._skip, self._failed, self.pause = skip, failed, pause
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="cube-follow", daemon=True)
         self._thread.start()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        self._stopped.set()
 
     def _loop(self) -> None:
         index = 0

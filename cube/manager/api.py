@@ -25,7 +25,7 @@ from cube.client import CubeError
 from cube.http import ListQuery, block, fail, json_app, list_query, query_int, read_json, send_json
 from cube.manager.manager import Manager
 from cube.messages import Logs, ManagerHealth, NodeInfo
-from cube.openapi import LIST, Doc, Query, count, document, serve_document
+from cube.openapi import LIST, Doc, Query, count, document, serve_document, submit_doc
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache
 
@@ -67,17 +67,7 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
         tasks = manager.list_tasks() if query == ListQuery() else manager.records.select(query)
         return send_json(listing.encode(tasks))
 
-    @app.post(
-        "/tasks",
-        doc=Doc(
-            "submit a task to the manager",
-            Task,
-            status=201,
-            said="Accepted; the task as stored now.",
-            errors=(400, 404, 409, 413, 415),
-            body=(Task.__strict__, TaskEvent.__strict__),
-        ),
-    )
+    @app.post("/tasks", doc=submit_doc("manager"))
     def submit() -> bytes:
         return send_json(manager.submit(parse_submission(read_json())), 201)
 

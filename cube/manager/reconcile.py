@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from cube.manager.health import RestartPolicy
-from cube.task import State, Task, check_transition, clip_reason
+from cube.task import State, Task, check_transition, clip_reason, new_attempt
 
 LIVE = (State.Scheduled, State.Running)
 
@@ -139,15 +139,7 @@ def given_up(task: Task, policy: RestartPolicy) -> bool:
 
 def order(task: Task) -> Task:
     """The task as sent to a worker: the order, without what only the manager knows."""
-    return task.replace(
-        state=State.Scheduled,
-        container_id="",
-        host_ports={},
-        start_time=None,
-        finish_time=None,
-        reason="",
-        restart_at=None,
-    )
+    return new_attempt(task)
 
 
 # --------------------------------------------------------------------------- running

@@ -42,8 +42,8 @@ from cube.http import (
     watch_query,
 )
 from cube.messages import Logs, RuntimeStatus, Stats, WorkerHealth
-from cube.openapi import LIST, Doc, Query, count, document, serve_document
-from cube.task import MAX_GENERATION, Task, TaskEvent, parse_submission, parse_uuid
+from cube.openapi import LIST, Doc, Query, count, document, serve_document, submit_doc
+from cube.task import MAX_GENERATION, Task, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
 from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
@@ -100,17 +100,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
             bottle.response.set_header(FORGOTTEN_HEADER, ",".join(forgotten))
         return send_json(listing.encode(worker.records.select(query)))
 
-    @app.post(
-        "/tasks",
-        doc=Doc(
-            "submit a task to the worker",
-            Task,
-            status=201,
-            said="Accepted; the task as stored now.",
-            errors=(400, 404, 409, 413, 415),
-            body=(Task.__strict__, TaskEvent.__strict__),
-        ),
-    )
+    @app.post("/tasks", doc=submit_doc("worker"))
     def submit() -> bytes:
         task = worker.submit(parse_submission(read_json()))
         return send_json(task, 201)

@@ -27,6 +27,7 @@ from cube.task import (
     ValidationError,
     check_transition,
     clip_reason,
+    new_attempt,
     utcnow,
 )
 
@@ -112,16 +113,7 @@ def next_step(task: Task) -> str:
 
 def fresh(task: Task) -> Task:
     """A record for a new attempt: wanted Running, not started yet."""
-    return task.replace(
-        state=State.Scheduled,
-        desired=State.Running,
-        container_id="",
-        host_ports={},
-        start_time=None,
-        finish_time=None,
-        reason="",
-        restart_at=None,
-    )
+    return new_attempt(task)
 
 
 def started(task: Task, container_id: str, host_ports: dict[str, list[dict[str, str]]]) -> Task:
