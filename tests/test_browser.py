@@ -135,6 +135,9 @@ def test_dashboard_auto_refreshes_in_jupyterlab(lab, chromium, tmp_path):
             name.fill(task)
             image.fill(picture or "cube/echo:bad-exit")
             board.locator(".widget-button", has_text="Submit").click()
+            # each answered before the next is typed: the fields reach the kernel as
+            # separate messages, which a busy machine may deliver after the click
+            expect(board).to_contain_text(f"accepted {task} as", timeout=30_000)
         table = board.locator(".widget-gridbox")
         web = table.locator(".widget-html", has_text=re.compile(r"^web$"))
         state = web.locator("xpath=following-sibling::*[1]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,7 +40,8 @@ class Up:
              "--port", str(port), "--data-dir", str(data_dir)],
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_healthy(f"http://127.0.0.1:{port}", self.proc, timeout=30)
+        with contextlib.suppress(AssertionError):  # it may give up: the fixture retries
+            wait_healthy(f"http://127.0.0.1:{port}", self.proc, timeout=30)
         self.env = {"CUBE_MANAGER": f"127.0.0.1:{port}"}
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
@@ -55,11 +57,21 @@ class Up:
 
 @pytest.fixture
 def up(tmp_path):
-    # The manager's port and the two workers' ports after it must all be free.
-    port = eventually(
-        lambda: (p := free_port()) < 65000 and all(_free(p + i) for i in range(3)) and p
-    )
-    cluster = Up(tmp_path / "cluster", port)
+    cluster = None
+    for _ in range(3):  # tests running alongside may take a port between our look and cube up's
+        # The manager's port and the two workers' ports after it must all be free.
+        port = eventually(
+            lambda: (p := free_port()) < 65000 and all(_free(p + i) for i in range(3)) and p
+        )
+        cluster = Up(tmp_path / "cluster", port)
+        started = eventually(
+            lambda c=cluster: "Cube is up." in c.log.read_text() or c.proc.poll() is not None,
+            timeout=60,
+            what="cube up to start or give up",
+        )
+        if started and cluster.proc.poll() is None:
+            break
+    assert cluster is not None and cluster.proc.poll() is None, cluster.log.read_text()[-2000:]
     yield cluster
     if cluster.proc.poll() is None:
         cluster.ctrl_c()

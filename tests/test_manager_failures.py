@@ -32,7 +32,9 @@ class ProcessCluster:
         ]  # fmt: skip
         self.manager = self.start_manager()
         self.client = ManagerClient(self.url, timeout=10)
-        eventually(lambda: all(n["State"] == "up" for n in self.client.nodes()), what="up")
+        eventually(
+            lambda: all(n["State"] == "up" for n in self.client.nodes()), timeout=30, what="up"
+        )
 
     def _worker(self, i):
         port = self.worker_ports[i]
