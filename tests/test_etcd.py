@@ -229,8 +229,11 @@ def test_a_guarded_store_writes_only_while_its_guard_holds(client, prefix):
 
 
 @pytest.mark.etcd
-def test_a_watch_delivers_every_change_in_order_and_resumes_after_compaction(client, prefix):
-    store = EtcdStore(client, f"{prefix}/w")
+def test_a_watch_delivers_every_change_in_order_and_resumes_after_compaction(local_etcd):
+    """On a member of its own: compaction is global, and would pull history from under
+    the other tests sharing an etcd."""
+    client = local_etcd().client()
+    store = EtcdStore(client, f"{unique_prefix()}/w")
     start = store.snapshot().revision
     for i in range(5):
         store.put(f"k{i}", i)

@@ -21,6 +21,7 @@ from helpers import eventually
 from cube.etcd import (
     Election,
     EtcdClient,
+    EtcdError,
     EtcdStore,
     EtcdUnavailable,
     NotLeader,
@@ -29,6 +30,7 @@ from cube.etcd import (
     prefix_end,
     watch,
 )
+from cube.etcd.client import b64
 
 TTL = 2  # seconds: etcd's minimum lease is about that
 
@@ -76,10 +78,30 @@ def check_fenced_history(client: EtcdClient, prefix: str, processes) -> list[tup
     stored = {(e["Name"], e["I"]): revision for revision, e in entries}
     for contender in processes:
         for wrote in contender.events("wrote"):
-            assert stored.get((contender.name, wrote["i"])) == wrote["revision"], "a lost write"
+            found = stored.get((contender.name, wrote["i"]))
+            assert found == wrote["revision"], lost_write(client, prefix, contender, wrote, found)
         for refused in contender.events("refused"):
             assert (contender.name, refused["i"]) not in stored, "a refused write landed"
     return entries
+
+
+def lost_write(client: EtcdClient, prefix: str, contender, wrote: dict, found) -> str:
+    """What to look at when an acknowledged write is not found: the candidate's story
+    around it, and the key as each etcd member has it (read serializably, one by one)."""
+    near = [e for e in contender.lines() if abs(e.get("i", wrote["i"]) - wrote["i"]) <= 2]
+    key = f"{prefix}/log/{contender.name}/{wrote['i']:06d}"
+    members = []
+    for endpoint in client.endpoints:
+        try:
+            with EtcdClient([endpoint], timeout=1) as one:
+                answer = one.call("kv/range", {"key": b64(key), "serializable": True})
+            members.append(f"{endpoint}: {answer.get('kvs')} at {answer.get('header')}")
+        except EtcdError as exc:
+            members.append(f"{endpoint}: {exc}")
+    return (
+        f"a lost write: {contender.name} was told {wrote} but the log has {found}; "
+        f"near it: {near}; the key on each member: {members}; reads went to {client.current}"
+    )
 
 
 def leader_name(client: EtcdClient, prefix: str) -> str:
@@ -224,7 +246,9 @@ def test_a_three_member_etcd_works_with_a_member_killed_and_after_losing_quorum(
     local_etcd, contenders
 ):
     cluster = local_etcd(3)
-    client = cluster.client(timeout=2)
+    # a request waits at most 2 s for one member, a call up to 15 s in all: a cluster
+    # electing a new raft leader on a busy machine takes a few seconds
+    client = EtcdClient(cluster.endpoints, timeout=2, patience=15)
     prefix = "/cube"
     store = EtcdStore(client, f"{prefix}/tasks")
     seen: list = []

@@ -212,11 +212,19 @@ class Election:
                     lease = self._lease
                     self._wake.wait(lease.remaining() if lease is not None else 0.05)
                     self._wake.clear()
-                self._lose(self._lease.lost_reason if self._lease else "lost")  # by the clock
+                self._lose(self._by_the_clock())
                 self._withdraw()
             if not self._closed.is_set():
                 self._closed.wait(pause)
                 pause = min(pause * 2, RETRY_MAX)
+
+    def _by_the_clock(self) -> str:
+        """Why leading ended when the loop saw it end (the lease's own reason when it has
+        one; otherwise its deadline passed before a renewal got through)."""
+        lease = self._lease
+        if lease is None:
+            return "its candidacy was withdrawn"
+        return lease.lost_reason or f"lease {lease.id:x} not renewed within its {lease.ttl} s"
 
     def _enter(self) -> None:
         """Take a lease and put our key on it (once per candidacy)."""
