@@ -221,6 +221,25 @@ def worker(
     default=None,
     help="Token to send to workers (env CUBE_WORKER_TOKEN).",
 )
+@click.option(
+    "--store",
+    envvar="CUBE_STORE",
+    default=None,
+    metavar="etcd://HOST:PORT[,HOST:PORT...]",
+    help="Keep state on etcd, shared with other managers, one of which leads "
+    "(env CUBE_STORE). [default: DATA_DIR, per --dbtype]",
+)
+@click.option(
+    "--etcd-prefix",
+    default="/cube",
+    help="Where in etcd this cluster's state is (one prefix per cluster).",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.IntRange(2, 60),
+    default=3,
+    help="Seconds a leader's etcd lease lasts unrenewed: about how long a failover takes.",
+)
 def manager(
     host: str,
     port: int,
@@ -238,13 +257,21 @@ def manager(
     max_events: int,
     token: str | None,
     worker_token: str | None,
+    store: str | None,
+    etcd_prefix: str,
+    lease_ttl: int,
     log_level: str,
 ) -> None:
     """Run the manager: it places tasks on workers and keeps them running.
 
+    With --store etcd://..., run as many managers as you like on the same etcd: each
+    answers the API, one (elected) places and restarts tasks, another takes over
+    within about --lease-ttl seconds when it dies.
+
     \b
     Example:
       cube manager --workers 127.0.0.1:5556,127.0.0.1:5557 --scheduler epvm
+      cube manager -p 5555 --workers 127.0.0.1:5556 --store etcd://127.0.0.1:2379
     """
     from cube.http import Server
     from cube.manager import open_manager
@@ -267,15 +294,40 @@ def manager(
             restart=RestartPolicy(limit=restart_limit, base=restart_base),
             retention=Retention(retention, max_finished, max_events),
             worker_token=worker_token,
+            etcd=_etcd_store(store),
+            prefix=etcd_prefix,
+            name=f"{host}:{port}",
+            api=f"http://{host}:{port}",
+            lease_ttl=lease_ttl,
         )
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
-    boss.start()
     server = Server(make_app(boss, token), host, port, token_required=bool(token))
+    boss.start()
     logging.getLogger("cube").info(
-        "manager (scheduler %s, workers %s, state in %s)", scheduler, ", ".join(addresses), data_dir
+        "manager (scheduler %s, workers %s, state in %s)",
+        scheduler,
+        ", ".join(addresses),
+        boss.stores.describe() if store else data_dir,
     )
     _serve(server, boss.close)
+
+
+def _etcd_store(store: str | None) -> str | None:
+    """``--store``'s etcd endpoints, checked (None: the local store)."""
+    if not store:
+        return None
+    from cube.etcd import parse_endpoints
+
+    if not store.startswith("etcd://"):
+        raise click.BadParameter(
+            f"use etcd://HOST:PORT[,HOST:PORT...], not {store!r}", param_hint="--store"
+        )
+    try:
+        parse_endpoints(store)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store") from None
+    return store
 
 
 def _serve(server: Server, on_stop: Callable[[], None]) -> None:

@@ -123,6 +123,19 @@ class ManagerHealth(Wire):
     status: Literal["ok"] = "ok"
     scheduler: str
     workers: Annotated[int, Meta(ge=0)]
+    store: Annotated[
+        str, Meta(description="Where its state is: memory, disk, or the etcd endpoints.")
+    ] = ""
+    leading: Annotated[
+        bool, Meta(description="Whether this manager runs the control loops now.")
+    ] = True
+    leader: Annotated[
+        str,
+        Meta(description="The API of the manager that leads (several on etcd; empty: none now)."),
+    ] = ""
+    epoch: Annotated[
+        int, Meta(ge=0, description="The leader's epoch: it only grows (0: a single manager).")
+    ] = 0
 
 
 class Logs(Wire):

@@ -71,12 +71,27 @@ class Changes:
 class Records:
     """The tasks of one worker or manager, with their change indexes."""
 
-    def __init__(self, store: Store[Task], tombstones: Store[Any] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store[Task],
+        tombstones: Store[Any] | None = None,
+        *,
+        versioned: bool = False,
+    ) -> None:
         self.store = store
         self.tombstones = tombstones
         self.changes = Changes()
         self.cond = self.changes.cond
-        self._tasks: dict[str, Task] = {str(t.id): t for t in store.list()}
+        # a store shared with other managers (etcd): each record's revision, and every
+        # write conditional on it, so that no manager overwrites what it has not seen
+        self._revisions: dict[str, int] | None = None
+        if versioned:
+            snapshot = store.snapshot()  # type: ignore[attr-defined]
+            self.revision = snapshot.revision  # what a mirror watches from, plus one
+            self._revisions = {k: v.mod_revision for k, v in snapshot.entries.items()}
+            self._tasks: dict[str, Task] = {k: v.value for k, v in snapshot.entries.items()}
+        else:
+            self._tasks = {str(t.id): t for t in store.list()}
         self._changed: OrderedDict[str, int] = OrderedDict(
             (k, self.changes.index) for k in self._tasks
         )
@@ -155,14 +170,57 @@ class Records:
 
     # ------------------------------------------------------------------ writing
 
-    def put(self, task: Task) -> int:
-        """Store ``task``, then remember it; returns the new index."""
+    def put(self, task: Task, via: Store[Task] | None = None) -> int:
+        """Store ``task`` (through ``via``, a fenced view of the store, when given),
+        then remember it; returns the new index. On a shared store the write holds only
+        if the record is still as last seen here (else
+        :class:`~cube.etcd.errors.CasConflict`, and nothing changed)."""
         key = str(task.id)
+        store = via or self.store
         with self.cond:
-            self.store.put(key, task)
+            if self._revisions is None:
+                store.put(key, task)
+            else:
+                seen = self._revisions.get(key, 0)
+                self._revisions[key] = store.put_if(key, task, seen)  # type: ignore[attr-defined]
             self._index(key, self._tasks.get(key), task)
             self._tasks[key] = task
             return self._bump(key)
+
+    def apply(self, key: str, task: Task | None, revision: int) -> tuple[bool, Task | None]:
+        """Take in a change another process wrote to the shared store (``None``: the
+        record was deleted), unless this one knows that revision already. Returns
+        whether it was taken, and the record it replaced."""
+        with self.cond:
+            assert self._revisions is not None, "only records on a shared store"
+            if revision <= self._revisions.get(key, 0):
+                return False, None
+            old = self._tasks.get(key)
+            if task is None and old is None:
+                self._revisions.pop(key, None)  # forgotten here first: now etcd agrees
+                return False, None
+            self._index(key, old, task)
+            if task is None:
+                self._tasks.pop(key, None)
+                self._revisions.pop(key, None)
+                self._changed.pop(key, None)
+                self._forgotten.append((self.changes.bump(), key))
+            else:
+                self._tasks[key] = task
+                self._revisions[key] = revision
+                self._bump(key)
+            return True, old
+
+    def refresh(self, key: str) -> tuple[bool, Task | None]:
+        """Read one record again from the shared store (after a conditional write found
+        it changed): as :meth:`apply`."""
+        try:
+            found = self.store.get_versioned(key)  # type: ignore[attr-defined]
+        except KeyError:
+            with self.cond:
+                seen = self._revisions.get(key, 0) if self._revisions else 0
+            return self.apply(key, None, seen + 1) if seen else (False, None)
+        return self.apply(key, found.value, found.mod_revision)
 
     def forget(self, task_id: str) -> Task | None:
         """Drop a record (store and memory), leaving a tombstone with its last order."""

@@ -155,6 +155,17 @@ class TimerQueue:
         heapq.heappush(self._heap, (due, next(self._seq), key))
         self.changed.notify_all()
 
+    def reload(self) -> None:
+        """Forget what is in memory and read the store again: a manager that starts
+        leading takes over the due times its predecessor left."""
+        with self.changed:
+            self._due.clear()
+            self._why.clear()
+            self._durable.clear()
+            self._heap.clear()
+            self._load()
+            self.changed.notify_all()
+
     def _load(self) -> None:
         for key in self.store:
             try:

@@ -53,8 +53,16 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
 
     @app.get("/health", doc=Doc("manager health", ManagerHealth, said="Alive.", open=True))
     def health() -> bytes:
+        leader, epoch = manager.leader()
         return send_json(
-            ManagerHealth(scheduler=manager.scheduler.name, workers=len(manager.nodes))
+            ManagerHealth(
+                scheduler=manager.scheduler.name,
+                workers=len(manager.nodes),
+                store=manager.stores.describe(),
+                leading=manager.acting,
+                leader=leader,
+                epoch=epoch,
+            )
         )
 
     @app.get(

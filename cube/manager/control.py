@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cube import faults
 from cube.client import BadRequest, Conflict, CubeError, NotFound, Unreachable
+from cube.etcd import CasConflict, NotLeader
 from cube.manager import retention
 from cube.manager.health import probe
 from cube.manager.observe import Watcher
@@ -130,6 +131,10 @@ class Control:
         again: tuple[float, str] | None = None
         try:
             again = self.reconcile_one(task_id)
+        except CasConflict:  # another manager changed it: decide again on what it wrote
+            again = time.time(), "changed through another manager"
+        except NotLeader as exc:  # the fence held: this manager no longer leads
+            log.info("not deciding for task %s: %s", task_id, exc)
         except Exception:
             log.exception("reconciling task %s failed; trying again shortly", task_id)
             again = time.time() + self.m.update_interval, "after an error"
@@ -166,7 +171,7 @@ class Control:
     def _send(self, action: Action) -> bool:
         """Carry out one order; True when what it learned is worth another look now."""
         client = self.m.cluster.clients.get(action.worker)
-        if client is None:
+        if client is None or not self.m.acting:  # a leader that lost its lease: not any more
             return False
         if isinstance(action, Post):
             return self._post(client, action)

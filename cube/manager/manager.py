@@ -18,13 +18,16 @@ restart waiting out its backoff still happens, and, since workers take each orde
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from cube.client import NotFound
+from cube.etcd import CasConflict, Election, EtcdClient
 from cube.manager.control import Control
 from cube.manager.health import RestartPolicy
 from cube.manager.history import History
+from cube.manager.leadership import Leadership, Lookout
 from cube.manager.nodes import Nodes
 from cube.manager.observe import Reports
 from cube.manager.reconcile import Timing, given_up
@@ -33,7 +36,7 @@ from cube.manager.stores import Stores
 from cube.node import Node
 from cube.records import Records
 from cube.scheduler import Scheduler, make
-from cube.store import lock_directory
+from cube.store import Store, lock_directory
 from cube.task import (
     State,
     Task,
@@ -50,6 +53,9 @@ log = logging.getLogger(__name__)
 
 SPEC = ("name", "image", "cpu", "memory", "disk", "exposed_ports", "port_bindings")
 SPEC += ("restart_policy", "health_check")
+LEASE_TTL = 3  # seconds a leader's lease lasts unrenewed: about the time a failover takes
+ETCD_TIMEOUT = 2.0  # seconds for one etcd request to one member
+CAS_TRIES = 5  # a client's write meeting other managers' writes: read and try again
 
 
 class Manager:
@@ -70,6 +76,7 @@ class Manager:
         http_timeout: float = 3.0,
         retention: Retention | None = None,
         lock: IO[str] | None = None,
+        election: Election | None = None,
     ) -> None:
         self.scheduler = make(scheduler) if isinstance(scheduler, str) else scheduler
         self.stores = stores or Stores.open("memory", None)
@@ -86,14 +93,22 @@ class Manager:
             node_ttl=node_ttl,
         )
         self.reports = Reports()
-        self.timers = WorkQueue(self.stores.timers)
-        self.lock = self.timers.changed
-        self.records = Records(self.stores.tasks)
+        self.records = Records(self.stores.tasks, versioned=self.stores.shared)
         self.history = History(self.stores.events, self.stores.history)
         self.problems: dict[str, str] = {}  # task ID -> its latest failed health check
         self._file_lock = lock
-        self._recover()
-        self.control = Control(self)
+        # several managers on etcd: the control loops run only while this one leads,
+        # and their writes go through stores that hold only while its lease does
+        self.leadership = Leadership(self, election) if election is not None else None
+        fence = election.fence if election is not None else None
+        self._decisions = _fenced(self.stores.tasks, fence)
+        self.timers = WorkQueue(_fenced(self.stores.timers, fence) or self.stores.timers)
+        self.lock = self.timers.changed
+        self.control: Control | None = None
+        self._lookout: Lookout | None = None
+        if self.leadership is None:
+            self._recover()
+            self.control = Control(self)
 
     # ------------------------------------------------------------------ public API
 
@@ -132,23 +147,31 @@ class Manager:
                 created=utcnow(),
             )
             self.record(event)  # first: a retry after a crash here is recognised
-            self.save(task)
-            self.timers.schedule(task_id, why="submitted")
+            try:
+                self.save(task, decided=False)
+            except CasConflict:  # another manager stored it first
+                raise TaskExists(task_id, State.Pending) from None
+            self.enqueue(task_id, "submitted")
             log.info("accepted task %s (%s, %s)", task_id, task.name, task.image)
             return task
 
     def stop(self, task_id: str, event: TaskEvent | None = None) -> Task:
         """Want a task stopped wherever it runs (cancelled, if it never started)."""
-        with self.lock:
-            task = self.get_task(task_id)
-            check_transition(task.state, State.Completed)
-            if task.desired is State.Completed:
-                return task  # being stopped already
-            stopping = task.replace(desired=State.Completed, generation=task.generation + 1)
-            self.save(stopping)
-            self.record(event or TaskEvent(task=stopping, state=State.Completed))
-            self.timers.schedule(task_id, why="stop")
-            return stopping
+        for _ in range(CAS_TRIES):
+            with self.lock:
+                task = self.get_task(task_id)
+                check_transition(task.state, State.Completed)
+                if task.desired is State.Completed:
+                    return task  # being stopped already
+                stopping = task.replace(desired=State.Completed, generation=task.generation + 1)
+                try:
+                    self.save(stopping, decided=False)
+                except CasConflict:
+                    continue  # another manager changed it meanwhile: read it again
+                self.record(event or TaskEvent(task=stopping, state=State.Completed))
+                self.enqueue(task_id, "stop")
+                return stopping
+        raise Busy(f"task {task_id} kept changing while it was being stopped; try again")
 
     def get_task(self, task_id: str) -> Task:
         with self.lock:
@@ -191,19 +214,41 @@ class Manager:
     # ------------------------------------------------------------------- lifecycle
 
     def start(self) -> Manager:
-        self.control.start()
+        if self.leadership is not None:
+            self.leadership.start()
+        elif self.control is not None:
+            self.control.start()
         return self
 
     def step(self) -> None:
         """One round of everything, in this thread: probe the workers, read their lists,
         check health, reconcile what is due. For notebooks that show each move."""
-        self.control.step()
+        self._acting_control().step()
 
     def check_health(self) -> None:
-        self.control.check_health()
+        self._acting_control().check_health()
+
+    def _acting_control(self) -> Control:
+        if self.control is None:
+            raise RuntimeError("this manager does not lead now: the leader runs the loops")
+        return self.control
+
+    def leader(self) -> tuple[str, int]:
+        """Who leads: its API address and epoch (a single manager: itself, epoch 0)."""
+        return self.leadership.leader() if self.leadership is not None else ("", 0)
+
+    @property
+    def acting(self) -> bool:
+        """Whether this manager runs the control loops (a single one always does)."""
+        return self.leadership is None or self.leadership.acting
 
     def close(self) -> None:
-        self.control.close()
+        if self.leadership is not None:
+            self.leadership.close()
+        if self.control is not None:
+            self.control.close()
+        if self._lookout is not None:
+            self._lookout.close()
         self.cluster.close()
         self.stores.close()
         if self._file_lock is not None:
@@ -211,16 +256,23 @@ class Manager:
 
     # ------------------------------------------------------------ what is stored
 
-    def save(self, task: Task, note: str = "") -> Task:
-        """Store a task's record (before anything acts on it) and wake whoever waits."""
+    def save(self, task: Task, note: str = "", *, decided: bool = True) -> Task:
+        """Store a task's record (before anything acts on it) and wake whoever waits.
+        A decision of the control loop (``decided``) is fenced on etcd; a client's
+        wish is not (any manager takes those). On etcd, raises
+        :class:`~cube.etcd.CasConflict` when another manager changed the task since it
+        was read here (this manager's copy is then read again)."""
         task_id = str(task.id)
         with self.lock:
             old = self.records.get(task_id)
-            self.records.put(task)
-            self.cluster.account(old, task)
-            if old is not None and old.generation != task.generation:
-                self.problems.pop(task_id, None)  # a new order: its health is unknown
-            self.lock.notify_all()
+            try:
+                self.records.put(task, via=self._decisions if decided else None)
+            except CasConflict:
+                taken, before = self.records.refresh(task_id)
+                if taken:
+                    self._took(task_id, before, self.records.get(task_id))
+                raise
+            self._took(task_id, old, task)
         if old is not None and old.state is not task.state:
             where = f" on {task.worker}" if task.worker else ""
             log.info("task %s (%s) is %s%s", task_id, task.name, task.state.name, where)
@@ -230,6 +282,57 @@ class Manager:
 
     def record(self, event: TaskEvent) -> None:
         self.history.record(event)
+
+    def enqueue(self, task_id: str, why: str) -> None:
+        """Have the control loop look at a task now (if it runs here: else the leader
+        hears of the change through its watch)."""
+        if self.acting:
+            self.timers.schedule(task_id, why=why)
+
+    def take_in(self, task_id: str, task: Task | None, revision: int) -> None:
+        """A change another manager wrote (or etcd holds, read again): into memory,
+        and, when this manager acts, to the control loop."""
+        with self.lock:
+            taken, old = self.records.apply(task_id, task, revision)
+            if not taken:
+                return
+            self._took(task_id, old, task)
+            if task is not None:
+                self.enqueue(task_id, "changed through another manager")
+
+    def _took(self, task_id: str, old: Task | None, task: Task | None) -> None:
+        self.cluster.account(old, task)
+        if old is not None and (task is None or old.generation != task.generation):
+            self.problems.pop(task_id, None)  # a new order: its health is unknown
+        self.lock.notify_all()
+
+    # --------------------------------------------------------- several managers
+
+    def observe(self) -> None:
+        """Not acting: keep the workers' state current for ``GET /nodes`` only."""
+        if self._lookout is None:
+            self._lookout = Lookout(self.cluster, self.update_interval).start()
+
+    def take_office(self, epoch: int) -> None:
+        """Start leading: take over the due times in etcd, look at every unfinished
+        task, and run the control loops, every order carrying ``epoch``."""
+        if self._lookout is not None:
+            self._lookout.close()
+            self._lookout = None
+        self.timers.reload()
+        self._recover(everything=True)
+        self.control = Control(self)
+        self.control.start()
+        log.info(
+            "leading from epoch %d: %d tasks, %d due", epoch, len(self.records), len(self.timers)
+        )
+
+    def leave_office(self) -> None:
+        """Stop acting at once (the loops end; what they were doing is fenced)."""
+        control, self.control = self.control, None
+        if control is not None:
+            control.close()
+        self.observe()
 
     def forget(self, task_id: str) -> None:
         """Drop a finished task (past retention) from memory and the store."""
@@ -261,14 +364,22 @@ class Manager:
         if earlier is not None and not _same_order(earlier, event):
             raise TaskExists(str(event.task.id), State.Pending, f"event ID {event.id} is taken")
 
-    def _recover(self) -> None:
-        """Read back the tasks; queue those that need a look before any worker speaks."""
+    def _recover(self, everything: bool = False) -> None:
+        """Read back the tasks; queue those that need a look before any worker speaks
+        (``everything``: every unfinished one, as a new leader does)."""
         for task in self.records.all():
-            self.cluster.account(None, task)
-            if self._active(task) and (not task.worker or task.worker not in self.cluster.nodes):
+            if not everything:
+                self.cluster.account(None, task)
+            unplaced = not task.worker or task.worker not in self.cluster.nodes
+            if self._active(task) and (unplaced or everything):
                 self.timers.schedule(str(task.id), why="recovered")
         if len(self.records):
             log.info("recovered %d tasks, %d due", len(self.records), len(self.timers))
+
+
+def _fenced(store: Store[Any], fence: Callable[[], Any] | None) -> Any:
+    """``store`` with every write conditional on ``fence`` (on etcd), or None."""
+    return store.with_guard(fence) if fence is not None else None  # type: ignore[attr-defined]
 
 
 def _same_order(a: TaskEvent, b: TaskEvent) -> bool:
@@ -290,6 +401,12 @@ class TaskExists(ValueError):
         super().__init__(f"{why}; submit with a new ID to run another")
 
 
+class Busy(RuntimeError):
+    """A write that kept meeting other managers' writes (503: try again)."""
+
+    http_status = 503
+
+
 class UnreadableTask(UnknownTask):
     """The task's record could not be read, and was set aside (not lost)."""
 
@@ -302,10 +419,25 @@ def open_manager(
     scheduler: str = "epvm",
     data_dir: str | Path | None = None,
     dbtype: str = "persistent",
+    *,
+    etcd: str | None = None,
+    prefix: str = "/cube",
+    name: str = "",
+    api: str = "",
+    lease_ttl: int = LEASE_TTL,
     **options: Any,
 ) -> Manager:
     """A manager with its state under ``data_dir/manager`` (locked against a second
-    manager on the same directory)."""
+    manager on the same directory); or, given ``etcd`` (``etcd://host:port,...``), on
+    etcd under ``prefix``, one of several managers there, campaigning as ``name`` and
+    publishing ``api`` (its address) for the others to show."""
+    if etcd:
+        client = EtcdClient(etcd, timeout=ETCD_TIMEOUT)
+        election = Election(
+            client, f"{prefix.rstrip('/')}/leader", name or api, lease_ttl, info={"API": api}
+        )
+        stores = Stores.on_etcd(client, prefix)
+        return Manager(workers, scheduler, stores, election=election, **options)
     home = Path(data_dir) / "manager" if data_dir else None
     lock = lock_directory(home, "manager") if dbtype == "persistent" and home else None
     return Manager(workers, scheduler, Stores.open(dbtype, home), lock=lock, **options)

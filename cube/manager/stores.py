@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cube.store import JsonCodec, Store, StoreError, WireCodec, open_store
+from cube.etcd import EtcdClient, EtcdStore
+from cube.store import DiskStore, JsonCodec, Store, StoreError, WireCodec, open_store
 from cube.task import State, Task, TaskEvent
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Stores:
     history: Store[Any]
     timers: Store[Any]
     nodes: Store[Any]
+    etcd: EtcdClient | None = None
 
     @classmethod
     def open(cls, kind: str, directory: str | Path | None) -> Stores:
@@ -52,9 +54,39 @@ class Stores:
             migrate(Path(directory), stores)
         return stores
 
+    @classmethod
+    def on_etcd(cls, client: EtcdClient, prefix: str = "/cube") -> Stores:
+        """The same stores on etcd, under ``prefix`` (``/cube/tasks/<ID>``...), shared by
+        every manager of the cluster; the client is closed with them."""
+
+        def sub(name: str, codec: Any) -> Store[Any]:
+            return EtcdStore(client, f"{prefix.rstrip('/')}/{name}", codec)
+
+        return cls(
+            tasks=sub("tasks", WireCodec(Task)),
+            events=sub("events", WireCodec(TaskEvent)),
+            history=sub("history", JsonCodec()),
+            timers=sub("timers", JsonCodec()),
+            nodes=sub("nodes", JsonCodec()),
+            etcd=client,
+        )
+
+    def describe(self) -> str:
+        """Where this state is, for ``GET /health``."""
+        if self.etcd is not None:
+            return "etcd://" + ",".join(e.split("://", 1)[-1] for e in self.etcd.endpoints)
+        return "disk" if isinstance(self.tasks, DiskStore) else "memory"
+
+    @property
+    def shared(self) -> bool:
+        """On etcd: other managers write here too."""
+        return self.etcd is not None
+
     def close(self) -> None:
         for store in (self.tasks, self.events, self.history, self.timers, self.nodes):
             store.close()
+        if self.etcd is not None:
+            self.etcd.close()
 
 
 def migrate(directory: Path, stores: Stores) -> None:

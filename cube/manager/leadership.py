@@ -1,0 +1,185 @@
+"""Several managers on one etcd: every one answers, one acts.
+
+Every manager serves the whole API. It reads from its records, which a watch on the
+shared task store keeps current with what any manager writes (:class:`Mirror`), and it
+writes desired state (a submission, a stop) into etcd itself, each write conditional
+on the revision it last saw of the task, as every Kubernetes API server does.
+
+One of them, elected with an etcd lease (:class:`~cube.etcd.election.Election`), runs
+the control loops (:class:`~cube.manager.control.Control`): placement, orders,
+restarts, moves. Its decisions are written through **fenced** stores (every write holds
+only while its lease does), and its orders to workers carry its **epoch**, so that a
+worker refuses a deposed leader's orders. A leader learns it lost by its own clock,
+before etcd says anything, and stops acting at once; the next in line takes over the
+due times its predecessor left in etcd, looks at every unfinished task (as a manager
+started again does), and goes on. The others only watch, and probe the workers so that
+``GET /nodes`` answers everywhere.
+
+Terms change on a thread of their own (:class:`Leadership`): the election's callbacks
+only wake it, so taking and leaving office never run on etcd's threads, and never two
+at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from cube.etcd import Election, EtcdError, StoreEvent, Watch
+from cube.task import Task
+
+if TYPE_CHECKING:
+    from cube.manager.manager import Manager
+    from cube.manager.nodes import Nodes
+
+log = logging.getLogger(__name__)
+
+
+class Mirror:
+    """Keeps a manager's records and history current with the shared stores."""
+
+    def __init__(self, manager: Manager) -> None:
+        self.m = manager
+        self._watches: list[Watch] = []
+
+    def start(self) -> None:
+        records, stores = self.m.records, self.m.stores
+        self._watches = [
+            stores.tasks.watch(  # type: ignore[attr-defined]
+                self._task_changed,
+                from_revision=records.revision + 1,
+                on_compacted=self._reload,
+                name="mirror tasks",
+            ),
+            stores.history.watch(  # type: ignore[attr-defined]
+                lambda _: self.m.history.changes.bump(), name="mirror history"
+            ),
+        ]
+
+    def close(self) -> None:
+        for watch in self._watches:
+            watch.close()
+
+    def _task_changed(self, event: StoreEvent[Task]) -> None:
+        if event.kind == "unreadable":
+            log.warning("task %s was written unreadable: %s", event.key, event.error)
+            return
+        self.m.take_in(event.key, event.value, event.revision)
+
+    def _reload(self, oldest: int) -> int:
+        """etcd no longer has the history this mirror needs: read every task again."""
+        snapshot = self.m.stores.tasks.snapshot()  # type: ignore[attr-defined]
+        for key, versioned in snapshot.entries.items():
+            self.m.take_in(key, versioned.value, versioned.mod_revision)
+        for key in {str(t.id) for t in self.m.records.all()} - set(snapshot.entries):
+            self.m.take_in(key, None, snapshot.revision)
+        log.warning("the task watch lost history before %d; read every task again", oldest)
+        return snapshot.revision + 1
+
+
+class Leadership:
+    """Runs the manager's control loops only while ``election`` says it leads."""
+
+    def __init__(self, manager: Manager, election: Election) -> None:
+        self.m = manager
+        self.election = election
+        self.mirror = Mirror(manager)
+        self.term = 0  # the epoch of the term being served (0: not acting)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        election.on_elected = lambda _epoch: self._wake.set()
+        election.on_lost = self._lost
+
+    @property
+    def acting(self) -> bool:
+        """This manager runs the control loops, and its lease surely holds."""
+        return self.term != 0 and self.election.is_leader
+
+    @property
+    def epoch(self) -> int:
+        """The epoch to send with every order: the term's, while it lasts (else 0)."""
+        return self.term if self.acting else 0
+
+    def leader(self) -> tuple[str, int]:
+        """The leading manager's API address and epoch, as etcd has them ("", 0: none
+        now, or etcd cannot say)."""
+        try:
+            found = self.election.leader()
+        except EtcdError:
+            return "", 0
+        if found is None:
+            return "", 0
+        return str(found.info.get("API") or found.name), found.epoch
+
+    def start(self) -> None:
+        self.mirror.start()
+        self.m.observe()
+        self._thread = threading.Thread(target=self._office, name="manager-office", daemon=True)
+        self._thread.start()
+        self.election.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+        self.election.close()
+        self.mirror.close()
+
+    def _lost(self, reason: str) -> None:
+        log.warning("this manager no longer leads: %s", reason)
+        self._wake.set()
+
+    def _office(self) -> None:
+        """Take and leave office as the election says, one change at a time."""
+        while not self._closed.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            leading, epoch = self.election.is_leader, self.election.epoch
+            if self.term and (not leading or epoch != self.term or self._closed.is_set()):
+                self.term = 0
+                self.m.leave_office()
+            if leading and not self.term and not self._closed.is_set():
+                try:
+                    self.term = epoch
+                    self.m.take_office(epoch)
+                except (EtcdError, OSError) as exc:
+                    log.warning("could not take office (%s); resigning", exc)
+                    self.term = 0
+                    self.m.leave_office()
+                    self.election.resign()
+        if self.term:
+            self.term = 0
+            self.m.leave_office()
+
+
+class Lookout:
+    """A manager that does not act still probes the workers (reads only), so that
+    ``GET /nodes`` answers the same on every manager."""
+
+    def __init__(self, cluster: Nodes, interval: float) -> None:
+        self.cluster, self.interval = cluster, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="manager-lookout", daemon=True)
+
+    def start(self) -> Lookout:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name in list(self.cluster.nodes):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.cluster.take(name, self.cluster.ask(name))
+                except Exception:
+                    log.exception("probing %s failed; carrying on", name)
+            self._stop.wait(self.interval)

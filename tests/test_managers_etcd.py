@@ -1,0 +1,215 @@
+"""Several managers on one etcd, as real processes: one leads, all answer, and the
+leader is killed, paused past its lease and resumed, while tasks are in flight.
+
+Whatever happens: every accepted task is in etcd and runs exactly once (never two live
+copies on the workers), a deposed leader's orders and writes are refused, and another
+manager takes over within a few lease TTLs.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from etcd_helpers import unique_prefix, wipe
+from helpers import Procs, cube_process, eventually, free_port, kill, wait_healthy
+
+from cube.client import ManagerClient, WorkerClient
+from cube.etcd import EtcdClient, EtcdStore
+from cube.store import WireCodec
+from cube.task import State, Task
+
+pytestmark = pytest.mark.etcd
+
+TTL = 2  # seconds: the managers' lease
+
+
+class Managers(Procs):
+    """Workers as :class:`Procs` has them, and several managers on one etcd prefix."""
+
+    def __init__(self, tmp: Path, endpoints: list[str], prefix: str) -> None:
+        super().__init__(tmp)
+        self.store = "etcd://" + ",".join(e.split("://", 1)[-1] for e in endpoints)
+        self.prefix = prefix
+        self.managers: dict[str, tuple[subprocess.Popen, int]] = {}
+        self.paused: set[str] = set()
+
+    def start_managers(self, *names: str) -> None:
+        for name in names:
+            self.start_one(name, wait=False)
+        for name in names:
+            wait_healthy(self.manager_url(name), self.managers[name][0], timeout=30)
+
+    def start_one(self, name: str, wait: bool = True) -> None:
+        port = self.managers[name][1] if name in self.managers else free_port()
+        args = [
+            "manager", "--port", str(port),
+            "--workers", ",".join(self.address(n) for n in self.workers),
+            "--store", self.store, "--etcd-prefix", self.prefix, "--lease-ttl", str(TTL),
+            "--update-interval", "0.3", "--node-ttl", "2", "--health-interval", "0.5",
+            "--restart-base", "0.5",
+        ]  # fmt: skip
+        proc = cube_process(*args, log=self.tmp / f"{name}.log")
+        self.managers[name] = (proc, port)
+        if wait:
+            wait_healthy(self.manager_url(name), proc, timeout=30)
+
+    def manager_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.managers[name][1]}"
+
+    def client(self, name: str) -> ManagerClient:
+        return ManagerClient(self.manager_url(name), timeout=5)
+
+    def health(self, name: str) -> dict:
+        return requests.get(f"{self.manager_url(name)}/health", timeout=2).json()
+
+    def leader(self) -> str:
+        """The name of the manager that says it leads, once exactly one does and every
+        live manager names it; else ""."""
+        live = [
+            n for n, (p, _) in self.managers.items() if p.poll() is None and n not in self.paused
+        ]
+        try:
+            said = {n: self.health(n) for n in live}
+        except requests.RequestException:
+            return ""
+        leading = [n for n, h in said.items() if h["Leading"]]
+        if len(leading) != 1:
+            return ""
+        url = self.manager_url(leading[0])
+        return leading[0] if all(h["Leader"] == url for h in said.values()) else ""
+
+    def send(self, name: str, sig: int) -> None:
+        proc = self.managers[name][0]
+        if sig in (signal.SIGKILL, signal.SIGTERM):
+            kill(proc, sig)
+        else:
+            proc.send_signal(sig)
+        if sig == signal.SIGSTOP:
+            self.paused.add(name)
+        elif sig == signal.SIGCONT:
+            self.paused.discard(name)
+
+    def copies(self, task_id: str) -> list[tuple[str, State]]:
+        """Every worker's live copies of a task."""
+        out = []
+        for name in self.workers:
+            for task in WorkerClient(self.worker_url(name), timeout=5).tasks():
+                if str(task.id) == task_id and task.state in (State.Scheduled, State.Running):
+                    out.append((name, task.state))
+        return out
+
+    def close(self) -> None:
+        for proc, _ in self.managers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                kill(proc, signal.SIGTERM)
+        super().close()
+
+
+@pytest.fixture
+def cluster(etcd_ok, tmp_path):
+    prefix = unique_prefix("managers")
+    managers = Managers(tmp_path, etcd_ok, prefix)
+    yield managers
+    managers.close()
+    with EtcdClient(etcd_ok) as client:
+        wipe(client, prefix)
+
+
+def stored(cluster: Managers, task_id: str) -> Task:
+    with EtcdClient(cluster.store) as client:
+        return EtcdStore(client, f"{cluster.prefix}/tasks", WireCodec(Task)).get(task_id)
+
+
+def echo(name: str) -> Task:
+    return Task(name=name, image="cube/echo", memory=32 * 2**20)
+
+
+def test_one_leader_every_manager_answers_and_places(cluster):
+    cluster.start_worker("w1")
+    cluster.start_managers("m1", "m2", "m3")
+    leader = eventually(cluster.leader, 15, "one leader all agree on")
+    follower = next(n for n in cluster.managers if n != leader)
+    health = cluster.health(follower)
+    assert (health["Leading"], health["Store"]) == (False, cluster.store)
+    assert health["Epoch"] == cluster.health(leader)["Epoch"] > 0
+
+    task = cluster.client(follower).submit(echo("via-a-follower"))  # written by a follower
+    for name in cluster.managers:  # every manager sees it run, placed by the leader
+        eventually(
+            lambda n=name: cluster.client(n).task(task.id).state is State.Running,
+            15,
+            f"{name} to see the task running",
+        )
+    assert stored(cluster, str(task.id)).desired is State.Running
+    cluster.client(follower).stop(task.id)
+    eventually(lambda: cluster.client(leader).task(task.id).state is State.Completed, 15, "stop")
+    assert cluster.copies(str(task.id)) == []
+    nodes = cluster.client(follower).nodes()  # a follower probes the workers too
+    assert [n["Name"] for n in nodes] and all(n["State"] == "up" for n in nodes)
+
+
+def test_the_leader_killed_another_takes_over_nothing_lost_nothing_doubled(cluster):
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_managers("m1", "m2", "m3")
+    leader = eventually(cluster.leader, 15, "a leader")
+    epoch = cluster.health(leader)["Epoch"]
+    survivor = next(n for n in cluster.managers if n != leader)
+    before = [cluster.client(survivor).submit(echo(f"before-{i}")) for i in range(6)]
+    eventually(
+        lambda: all(cluster.client(survivor).task(t.id).state is State.Running for t in before),
+        20,
+        "the first tasks running",
+    )
+    during = [cluster.client(survivor).submit(echo(f"during-{i}")) for i in range(3)]
+    cluster.send(leader, signal.SIGKILL)  # with tasks just submitted, maybe not placed
+    killed = time.monotonic()
+    new = eventually(lambda: (n := cluster.leader()) != leader and n, 6 * TTL, "a new leader")
+    assert cluster.health(new)["Epoch"] > epoch
+    after = cluster.client(new).submit(echo("after"))
+    everything = [*before, *during, after]
+    eventually(
+        lambda: all(cluster.client(new).task(t.id).state is State.Running for t in everything),
+        20,
+        "every task running under the new leader",
+    )
+    took = time.monotonic() - killed
+    for task in everything:  # exactly one live copy of each, across the workers
+        assert len(cluster.copies(str(task.id))) == 1, cluster.copies(str(task.id))
+        assert stored(cluster, str(task.id)).state is State.Running
+    assert took < 10 * TTL
+
+
+def test_a_leader_paused_past_its_lease_is_refused_when_it_resumes(cluster):
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_managers("m1", "m2")
+    old = eventually(cluster.leader, 15, "a leader")
+    other = next(n for n in cluster.managers if n != old)
+    task = cluster.client(other).submit(echo("moved-while-paused"))
+    eventually(lambda: cluster.client(old).task(task.id).state is State.Running, 15, "running")
+    first_worker = cluster.client(old).task(task.id).worker
+
+    cluster.send(old, signal.SIGSTOP)  # it still believes T runs where it was put
+    eventually(lambda: cluster.leader() == other, 6 * TTL, "the other to lead")
+    # the new leader stops T and starts a new task: what the paused one does not know
+    cluster.client(other).stop(task.id)
+    eventually(lambda: cluster.copies(str(task.id)) == [], 15, "T stopped")
+    later = cluster.client(other).submit(echo("placed-by-the-new-leader"))
+    eventually(lambda: cluster.client(other).task(later.id).state is State.Running, 15, "later")
+    cluster.send(old, signal.SIGCONT)
+    eventually(lambda: cluster.leader() == other, 10, "the resumed one to know it lost")
+    time.sleep(3 * 0.3)  # a few of its rounds: whatever it was about to do, it tries now
+
+    assert cluster.copies(str(task.id)) == []  # not started again by the deposed leader
+    assert len(cluster.copies(str(later.id))) == 1  # not doubled
+    assert stored(cluster, str(task.id)).state is State.Completed
+    assert cluster.client(old).task(task.id).state is State.Completed  # its mirror caught up
+    assert first_worker
+    assert not cluster.health(old)["Leading"]
