@@ -313,6 +313,17 @@ def manager(
     _serve(server, boss.close)
 
 
+def _health(client: Any) -> dict[str, Any]:
+    """A manager's /health, or {} from one that has none (the book's Go manager)."""
+    from cube.client import CubeError
+
+    try:
+        found = client.health()
+    except CubeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def _etcd_store(store: str | None) -> str | None:
     """``--store``'s etcd endpoints, checked (None: the local store)."""
     if not store:
@@ -615,10 +626,16 @@ def node(manager: str, token: str | None, as_json: bool) -> None:
     from cube.node import format_size
 
     with _talking_to(manager):
-        nodes = _client(manager, token).nodes()
+        client = _client(manager, token)
+        nodes = client.nodes()
+        health = _health(client)
     if as_json:
         _echo_json(nodes)
         return
+    if health.get("Epoch"):  # several managers: say who leads
+        this = "this manager" if health.get("Leading") else "not this manager"
+        leader = health.get("Leader") or "none right now (an election is under way)"
+        click.echo(printable(f"leader: {leader} (epoch {health['Epoch']}; {this})"))
     rows = [
         [
             n["Name"],
@@ -891,8 +908,36 @@ def _ports(task: Task) -> str:
     is_flag=True,
     help="On Ctrl-C, leave tasks running (to be re-adopted next time).",
 )
+@click.option(
+    "--managers",
+    type=click.IntRange(1, 9),
+    default=1,
+    help="How many managers; more than one share their state on etcd (--store).",
+)
+@click.option(
+    "--store",
+    default=None,
+    metavar="etcd | etcd://HOST:PORT,...",
+    help="Keep the managers' state on etcd: 'etcd' starts one here (Debian's etcd-server "
+    "must be installed), or give a running one. [default: etcd with --managers > 1, "
+    "else DATA_DIR]",
+)
+@click.option(
+    "--etcd-members",
+    type=click.IntRange(1, 5),
+    default=1,
+    help="Members of the etcd started here (3 tolerate one down).",
+)
 def up(
-    workers: int, runtime: str, scheduler: str, data_dir: Path, port: int, keep_tasks: bool
+    workers: int,
+    runtime: str,
+    scheduler: str,
+    data_dir: Path,
+    port: int,
+    keep_tasks: bool,
+    managers: int,
+    store: str | None,
+    etcd_members: int,
 ) -> None:
     """Run a whole cluster here: a manager and WORKERS workers, as child processes.
 
@@ -902,24 +947,35 @@ def up(
     \b
     Example:
       cube up --workers 3 --runtime process
+      cube up --managers 3 --store etcd      (kill the leader: another takes over)
     """
     from cube.cluster import LocalCluster
 
-    cluster = LocalCluster(
-        workers,
-        runtime,
-        scheduler,
-        data_dir,
-        manager_port=port,
-        worker_ports=[port + 1 + i for i in range(workers)],
-        keep_tasks=keep_tasks,
-    )
+    if managers > 1 and store is None:
+        store = "etcd"
+    if store is not None and store != "etcd":
+        _etcd_store(store)
+    try:
+        cluster = LocalCluster(
+            workers,
+            runtime,
+            scheduler,
+            data_dir,
+            manager_ports=[port] + [port + workers + i for i in range(1, managers)],
+            worker_ports=[port + 1 + i for i in range(workers)],
+            keep_tasks=keep_tasks,
+            managers=managers,
+            store=store,
+            etcd_members=etcd_members,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store") from None
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     try:
         cluster.start()
-    except RuntimeError as exc:
+    except (RuntimeError, FileNotFoundError, TimeoutError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Cube is up.\n{cluster.describe()}")
     click.echo(f"  logs       {data_dir / 'logs'}")

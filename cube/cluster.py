@@ -3,6 +3,10 @@
 Real processes, so that "restart the manager" is a real restart and "kill a worker" is a
 real SIGKILL: what a notebook shows is what happens on a real cluster. ``cube up`` is
 this class behind a command line.
+
+With ``managers=3, store="etcd"`` it runs three managers on an etcd of its own (one
+member, or ``etcd_members=3``, started here on free ports, its data beside the rest):
+one leads, the others take over when it dies.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 import requests
 
 from cube.client import ManagerClient, WorkerClient
+from cube.etcd.local import LocalEtcd
 from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
@@ -88,6 +93,7 @@ class LocalCluster:
         data_dir: str | Path | None = None,
         *,
         manager_port: int = 0,
+        manager_ports: list[int] | None = None,
         worker_ports: list[int] | None = None,
         token: str | None = None,
         worker_token: str | None = None,
@@ -98,6 +104,10 @@ class LocalCluster:
         restart_base: float = 1.0,
         reconcile_interval: float = 1.0,
         keep_tasks: bool = False,
+        managers: int = 1,
+        store: str | None = None,
+        etcd_members: int = 1,
+        lease_ttl: int = 3,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cube-"))
@@ -116,13 +126,25 @@ class LocalCluster:
             if not keep_tasks:
                 args.append("--stop-tasks-on-exit")
             self.workers[name] = Component(name, port, args, logs / f"{name}.log")
-        port = manager_port or _free_port()
+        if managers > 1 and not store:
+            raise ValueError("several managers share their state on etcd: give store='etcd'")
+        self.etcd = self._etcd(store, etcd_members)
         workers_flag = ",".join(w.address for w in self.workers.values())
-        args = ["manager", *_flags(port=port, scheduler=scheduler, workers=workers_flag)]
-        args += _flags(data_dir=self.data_dir, update_interval=update_interval)
-        args += _flags(health_interval=health_interval, node_ttl=node_ttl)
-        args += _flags(restart_limit=restart_limit, restart_base=restart_base)
-        self.manager = Component("manager", port, args, logs / "manager.log")
+        common = _flags(scheduler=scheduler, workers=workers_flag, data_dir=self.data_dir)
+        common += _flags(update_interval=update_interval, health_interval=health_interval)
+        common += _flags(node_ttl=node_ttl, restart_limit=restart_limit)
+        common += _flags(restart_base=restart_base)
+        if self.etcd is not None:
+            common += _flags(store=self.etcd.url if store == "etcd" else store)
+            common += _flags(lease_ttl=lease_ttl)
+        self.managers: dict[str, Component] = {}
+        for i in range(1, managers + 1):
+            name = "manager" if i == 1 else f"manager-{i}"
+            given = manager_ports or [manager_port]
+            port = (given[i - 1] if i <= len(given) else 0) or _free_port()
+            args = ["manager", *_flags(port=port), *common]
+            self.managers[name] = Component(name, port, args, logs / f"{name}.log")
+        self.manager = self.managers["manager"]
         self.client = ManagerClient(self.manager.url, token=token, timeout=10)
         self.closed = False  # True once stop() has run; start() opens it again
         self._reaper: Reaper | None = None
@@ -140,6 +162,8 @@ class LocalCluster:
                 self.data_dir, remove=self._own_dir, runtime=self.runtime, workers=workers
             )
         try:
+            if self.etcd is not None and isinstance(self.etcd, LocalEtcd):
+                self.etcd.start()
             for component in self.components():
                 if component.state == "stopped":
                     self._spawn(component)
@@ -155,13 +179,18 @@ class LocalCluster:
         ``keep_tasks``). If this cluster made its data directory, it removes it, and
         ends any task still running from it first: nothing could adopt it later."""
         atexit.unregister(self.stop)
-        self._terminate(self.manager)
+        for manager in self.managers.values():
+            self._signal_stop(manager)
+        for manager in self.managers.values():
+            self._terminate(manager)
         workers = list(self.workers.values())
         for component in workers:
             self._signal_stop(component)
         for component in workers:
             self._terminate(component)
         self.client.close()
+        if isinstance(self.etcd, LocalEtcd):
+            self.etcd.stop()
         if self._own_dir:  # tasks kept (keep_tasks) could never be adopted again: end them
             reap(self.data_dir, remove=True, runtime=self.runtime, workers=list(self.workers))
         if self._reaper is not None:
@@ -213,16 +242,32 @@ class LocalCluster:
     # --------------------------------------------------------------------- views
 
     def components(self) -> list[Component]:
-        return [*self.workers.values(), self.manager]
+        return [*self.workers.values(), *self.managers.values()]
 
     def component(self, name: str) -> Component:
-        if name == "manager":
-            return self.manager
-        try:
-            return self.workers[name]
-        except KeyError:
-            known = ", ".join(["manager", *self.workers])
-            raise KeyError(f"no component {name!r}; the cluster has {known}") from None
+        found = self.managers.get(name) or self.workers.get(name)
+        if found is None:
+            known = ", ".join([*self.managers, *self.workers])
+            raise KeyError(f"no component {name!r}; the cluster has {known}")
+        return found
+
+    def leader(self) -> str | None:
+        """The name of the manager that leads now (the only one, with a single
+        manager), or None while none does (an election under way)."""
+        for name, component in self.managers.items():
+            if component.state != "running":
+                continue
+            try:
+                health = requests.get(f"{component.url}/health", timeout=1).json()
+            except (requests.RequestException, ValueError):
+                continue
+            if health.get("Leading"):
+                return name
+        return None
+
+    def manager_client(self, name: str) -> ManagerClient:
+        """A client of one manager (any of them answers the whole API)."""
+        return ManagerClient(self.component(name).url, token=self.token, timeout=10)
 
     @property
     def image(self) -> str:
@@ -235,7 +280,9 @@ class LocalCluster:
     def describe(self) -> str:
         """Where everything listens, for people."""
         lines = [f"runtime: {self.runtime} ({self.runtime_reason})", f"data:    {self.data_dir}"]
-        for c in (self.manager, *self.workers.values()):
+        if self.etcd is not None:
+            lines.append(f"store:   {getattr(self.etcd, 'url', self.etcd)}")
+        for c in (*self.managers.values(), *self.workers.values()):
             extra = f"  scheduler {self.scheduler}" if c is self.manager else ""
             lines.append(f"  {c.name:<10} {c.url:<24} {c.state}{extra}")
         return "\n".join(lines)
@@ -245,11 +292,22 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _etcd(self, store: str | None, members: int) -> LocalEtcd | str | None:
+        """The etcd the managers share: one started here (``"etcd"``), one given
+        (``"etcd://..."``), or none (the manager's own disk)."""
+        if not store:
+            return None
+        if store == "etcd":
+            return LocalEtcd.on_free_ports(self.data_dir / "etcd", members)
+        if store.startswith("etcd://"):
+            return store
+        raise ValueError(f"store is 'etcd' (started here) or etcd://HOST:PORT,..., not {store!r}")
+
     def _spawn(self, component: Component) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("CUBE_TOKEN", None)
         env.pop("CUBE_WORKER_TOKEN", None)
-        if component is self.manager:
+        if component in self.managers.values():
             env.update(
                 {"CUBE_TOKEN": self.token or "", "CUBE_WORKER_TOKEN": self.worker_token or ""}
             )

@@ -136,7 +136,10 @@ def _processes(path: Path, components_only: bool = False) -> list[object]:
 
 
 def _is_component(args: list[str]) -> bool:
-    """``python -m cube worker ...`` or ``python -m cube manager ...``."""
+    """``python -m cube worker ...`` or ``python -m cube manager ...``, or an etcd
+    member the cluster started for its managers (its data in the folder)."""
+    if args and Path(args[0]).name == "etcd":
+        return True
     return len(args) > 3 and args[1:3] == ["-m", "cube"] and args[3] in ("worker", "manager")
 
 
