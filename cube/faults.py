@@ -1,4 +1,5 @@
-"""Fault points: named places where a test (or a demonstration) can make a process die.
+"""Fault points: named places where a test (or a demonstration) can make a process die
+or freeze.
 
 Some instants are too short to hit from outside: a worker killed *after* the runtime
 started a process and *before* the worker wrote that down is a window of microseconds.
@@ -10,7 +11,12 @@ dictionary lookup. (etcd's gofail and FreeBSD's fail points work the same way.)
 Points: ``process-spawned`` (a task process exists, its pid not yet recorded),
 ``process-ready`` (it listens, its port not yet recorded), ``worker-started`` (the
 runtime started a copy, the worker has not yet stored it Running), ``manager-saved``
-(the manager stored a decision, its orders not yet sent).
+(the manager stored a decision, its orders not yet sent), ``manager-sending`` (the
+manager checked that it still leads and is about to send an order).
+
+``<name>:stop`` freezes the process there instead (SIGSTOP, the first time only), as a
+long garbage-collection pause or a hung machine would: what it does when resumed
+(SIGCONT) is what fencing is for.
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ import os
 import signal
 
 _ARMED = frozenset(p.strip() for p in os.environ.get("CUBE_FAULTS", "").split(",") if p.strip())
+_frozen: set[str] = set()  # the points that froze the process once already
 
 
 def point(name: str) -> None:
-    """Die here (SIGKILL, no clean-up at all) if ``name`` is armed in ``CUBE_FAULTS``."""
+    """Die here (SIGKILL, no clean-up at all) if ``name`` is armed in ``CUBE_FAULTS``;
+    freeze here (SIGSTOP, once) if ``name:stop`` is."""
     if name in _ARMED:
         os.kill(os.getpid(), signal.SIGKILL)
+    if f"{name}:stop" in _ARMED and name not in _frozen:
+        _frozen.add(name)
+        os.kill(os.getpid(), signal.SIGSTOP)

@@ -44,7 +44,7 @@ class Managers(Procs):
         for name in names:
             wait_healthy(self.manager_url(name), self.managers[name][0], timeout=30)
 
-    def start_one(self, name: str, wait: bool = True) -> None:
+    def start_one(self, name: str, wait: bool = True, env: dict[str, str] | None = None) -> None:
         port = self.managers[name][1] if name in self.managers else free_port()
         args = [
             "manager", "--port", str(port),
@@ -53,7 +53,7 @@ class Managers(Procs):
             "--update-interval", "0.3", "--node-ttl", "2", "--health-interval", "0.5",
             "--restart-base", "0.5",
         ]  # fmt: skip
-        proc = cube_process(*args, log=self.tmp / f"{name}.log")
+        proc = cube_process(*args, log=self.tmp / f"{name}.log", env=env)
         self.managers[name] = (proc, port)
         if wait:
             wait_healthy(self.manager_url(name), proc, timeout=30)
@@ -93,6 +93,12 @@ class Managers(Procs):
             self.paused.add(name)
         elif sig == signal.SIGCONT:
             self.paused.discard(name)
+
+    def frozen(self, name: str) -> bool:
+        """Stopped by a signal (a fault point froze it)."""
+        pid = self.managers[name][0].pid
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "T"
 
     def copies(self, task_id: str) -> list[tuple[str, State]]:
         """Every worker's live copies of a task."""
@@ -213,3 +219,81 @@ def test_a_leader_paused_past_its_lease_is_refused_when_it_resumes(cluster):
     assert cluster.client(old).task(task.id).state is State.Completed  # its mirror caught up
     assert first_worker
     assert not cluster.health(old)["Leading"]
+
+
+def test_managers_ride_out_an_etcd_member_down_and_a_whole_etcd_restart(local_etcd, tmp_path):
+    etcd = local_etcd(3)
+    cluster = Managers(tmp_path, etcd.endpoints, "/cube")
+    try:
+        cluster.start_worker("w1")
+        cluster.start_managers("m1", "m2")
+        eventually(cluster.leader, 15, "a leader")
+        first = cluster.client("m1").submit(echo("first"))
+        eventually(lambda: cluster.client("m2").task(first.id).state is State.Running, 15, "1st")
+
+        etcd.members[0].kill()  # one of three: nothing changes
+        second = cluster.client("m2").submit(echo("second"))
+        eventually(lambda: cluster.client("m1").task(second.id).state is State.Running, 20, "2nd")
+
+        for member in etcd.members:  # all of etcd down: reads go on, writes say why
+            member.kill()
+        assert cluster.client("m1").task(first.id).state is State.Running  # from memory
+        refused = requests.post(
+            f"{cluster.manager_url('m2')}/tasks", json=echo("refused").to_wire(), timeout=10
+        )
+        assert refused.status_code == 503 and "etcd" in refused.json()["Message"]
+
+        etcd.start()  # every member back, with its data
+        eventually(cluster.leader, 30, "a leader again")
+        third = cluster.client("m1").submit(echo("third"))
+        for task in (first, second, third):
+            eventually(
+                lambda t=task: cluster.client("m2").task(t.id).state is State.Running,
+                20,
+                task.name,
+            )
+            assert len(cluster.copies(str(task.id))) == 1
+        assert [t.name for t in cluster.client("m1").tasks()].count("refused") == 0
+    finally:
+        cluster.close()
+
+
+def test_a_deposed_leaders_order_in_flight_is_refused_by_the_worker(cluster):
+    """The leader freezes just after its last check that it leads, about to send an
+    order; meanwhile another leads and moves the task to the other worker. Resumed, the
+    old one sends its order to a worker that never had the task: only the worker's
+    epoch fence keeps a second copy from starting."""
+    cluster.start_worker("w1")
+    cluster.start_worker("w2")
+    cluster.start_one("m1", env={"CUBE_FAULTS": "manager-sending:stop"})
+    eventually(lambda: cluster.health("m1")["Leading"], 15, "m1 to lead")
+    cluster.start_one("m2")
+    task = cluster.client("m2").submit(echo("sent-late"))
+    eventually(lambda: cluster.frozen("m1"), 15, "m1 to freeze about to send")
+    cluster.paused.add("m1")
+    first = stored(cluster, str(task.id)).worker
+    stale = next(n for n in cluster.workers if cluster.address(n) == first)
+    cluster.signal(stale, signal.SIGSTOP)  # so that the new leader moves the task away
+
+    eventually(lambda: cluster.leader() == "m2", 6 * TTL, "m2 to lead")
+    eventually(
+        lambda: (
+            (t := cluster.client("m2").task(task.id)).state is State.Running and t.worker != first
+        ),
+        20,
+        "the task moved and running",
+    )
+    cluster.signal(stale, signal.SIGCONT)
+    eventually(
+        lambda: all(n["State"] == "up" for n in cluster.client("m2").nodes()),
+        10,
+        "the new leader to reach the resumed worker (it learns the new epoch)",
+    )
+    cluster.send("m1", signal.SIGCONT)  # its order goes out now, with its old epoch
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert len(cluster.copies(str(task.id))) <= 1, cluster.copies(str(task.id))
+        time.sleep(0.05)
+    assert [n for n, _ in cluster.copies(str(task.id))] != [stale]
+    log = (cluster.tmp / "m1.log").read_text()
+    assert "newer leader" in log, log[-2000:]

@@ -173,6 +173,7 @@ class Control:
         client = self.m.cluster.clients.get(action.worker)
         if client is None or not self.m.acting:  # a leader that lost its lease: not any more
             return False
+        faults.point("manager-sending")  # past the check: only the worker's fence is left
         if isinstance(action, Post):
             return self._post(client, action)
         return self._stop(client, action)
