@@ -8,6 +8,10 @@
 - ``timers``: the durable work queue (:mod:`cube.timers`): which task to look at when;
 - ``nodes``: the last known state of each worker, for the first decisions after a start.
 
+They live in a local directory (diskcache, the default), in memory, or on etcd
+(:meth:`Stores.on_etcd`), where several managers share them
+(:mod:`cube.manager.leadership`).
+
 Managers before the control loop kept a ``queue`` of actions and a ``stopping`` set
 instead of ``timers``; :func:`migrate` turns what they left into desired state once.
 """
