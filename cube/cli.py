@@ -273,6 +273,7 @@ def manager(
       cube manager --workers 127.0.0.1:5556,127.0.0.1:5557 --scheduler epvm
       cube manager -p 5555 --workers 127.0.0.1:5556 --store etcd://127.0.0.1:2379
     """
+    from cube.etcd import EtcdError
     from cube.http import Server
     from cube.manager import open_manager
     from cube.manager.api import make_app
@@ -302,6 +303,8 @@ def manager(
         )
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
+    except EtcdError as exc:
+        raise click.ClickException(f"cannot use the etcd at {store}: {exc}") from None
     server = Server(make_app(boss, token), host, port, token_required=bool(token))
     boss.start()
     logging.getLogger("cube").info(

@@ -271,3 +271,13 @@ def test_status_watch_and_events_follow_show_changes_as_they_happen(up, tmp_path
             proc.send_signal(signal.SIGINT)
     assert watching.wait(timeout=10) == 0 and following.wait(timeout=10) == 0
     assert "Traceback" not in table.read_text() + history.read_text()
+
+
+def test_a_manager_on_etcd_says_what_is_wrong_with_its_store():
+    workers = ("--workers", f"127.0.0.1:{free_port()}", "--port", str(free_port()))
+    wrong = cube_cli("manager", *workers, "--store", "http://127.0.0.1:2379")
+    assert wrong.returncode == 2 and "etcd://HOST:PORT" in wrong.stderr
+    nobody = cube_cli("manager", *workers, "--store", f"etcd://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 1 and "cannot use the etcd at etcd://127.0.0.1:" in nobody.stderr
+    several = cube_cli("up", "--managers", "2", "--store", "memory")
+    assert several.returncode == 2 and "--store" in several.stderr
