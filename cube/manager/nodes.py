@@ -24,19 +24,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from cube.client import CubeError, NotFound, WorkerClient
+from cube.etcd.errors import EtcdError
 from cube.feasibility import can_run
 from cube.manager.probe import Prober
 from cube.manager.reconcile import Spot
 from cube.node import Node, NodeTable, stats_problem
 from cube.records import Changes
 from cube.scheduler import Scheduler, place
-from cube.store import Store
+from cube.store import Store, StoreError
 from cube.task import State, Task, clip_reason, utcnow
 
 log = logging.getLogger(__name__)
 
 LIVE = (State.Scheduled, State.Running)
 STATS_EVERY = 5.0  # seconds between /stats of a worker that is up
+STATS_KEPT_EVERY = 10.0  # seconds between two stored copies of a worker's statistics
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Nodes:
         self.store = store
         self.node_ttl = node_ttl
         self.started = utcnow()
+        self._kept_at: dict[str, float] = {}  # when each worker's statistics were stored
         self.nodes: dict[str, Node] = {}
         self.clients: dict[str, WorkerClient] = {}
         self._probes: dict[str, Prober] = {}
@@ -127,11 +130,26 @@ class Nodes:
                 if was[0] != "up":
                     log.info("worker %s is up", name)
             changed = was != (node.state, node.runtime, node.images, node.pulls)
-            if changed or answer.stats is not None:  # kept for the first decisions after a start
-                with contextlib.suppress(OSError):
-                    self.store.put(name, node.to_wire())
+            if changed or (answer.stats is not None and self._stats_due(name)):
+                self._keep(node)  # for the first decisions after a start
             self.changes.bump()
             return changed
+
+    def _stats_due(self, name: str) -> bool:
+        """Fresh statistics are stored every ``STATS_KEPT_EVERY`` seconds, not on every
+        probe: they only serve the first decisions after a start (and on etcd, every
+        write of every manager is one more revision for everyone)."""
+        now = time.monotonic()
+        if now - self._kept_at.get(name, -STATS_KEPT_EVERY) < STATS_KEPT_EVERY:
+            return False
+        self._kept_at[name] = now
+        return True
+
+    def _keep(self, node: Node) -> None:
+        try:
+            self.store.put(node.name, node.to_wire())
+        except (OSError, StoreError, EtcdError) as exc:  # what it is now matters more
+            log.info("could not store what worker %s is (%s)", node.name, exc)
 
     def _down(self, node: Node, reason: str) -> None:
         if node.state != "down":
