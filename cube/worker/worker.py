@@ -67,11 +67,16 @@ class Worker:
     ) -> None:
         self.name = name
         self.store = store
-        self.records = Records(store, forgotten or MemoryStore(JsonCodec(), f"{name}-forgotten"))
+        # "is None", not "or": a store is falsy while it is empty, as on a first start
+        if forgotten is None:
+            forgotten = MemoryStore(JsonCodec(), f"{name}-forgotten")
+        self.records = Records(store, forgotten)
         self.runtime = runtime
         self.retention = retention
         self.acked = 0  # the manager has seen every change up to this index
-        self.timers = WorkQueue(timers or MemoryStore(JsonCodec(), name=f"{name}-timers"))
+        if timers is None:
+            timers = MemoryStore(JsonCodec(), name=f"{name}-timers")
+        self.timers = WorkQueue(timers)
         self.reconcile_interval = reconcile_interval
         self._cond = self.timers.changed
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{name}-task")
