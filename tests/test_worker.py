@@ -263,7 +263,7 @@ def test_a_worker_keeps_its_stores_on_disk_from_the_first_start(tmp_path):
     """An empty store is falsy (it has a length): it must still be the one used."""
     worker = open_worker("fresh", tmp_path, "process")
     try:
-        stores = (worker.store, worker.timers.store, worker.records.tombstones)
+        stores = (worker.store, worker.timers.store, worker.records.tombstones, worker.epoch.store)
         assert all(isinstance(store, DiskStore) for store in stores), stores
     finally:
         worker.close()
