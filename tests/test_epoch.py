@@ -9,8 +9,10 @@ request.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,8 @@ from helpers import Procs, eventually
 
 from cube.client import Conflict, DeposedLeader, WorkerClient
 from cube.http import Server
+from cube.manager.manager import Manager
+from cube.manager.reconcile import Post, Stop
 from cube.runtime.process import ProcessRuntime
 from cube.store import DiskStore, JsonCodec, MemoryStore, WireCodec
 from cube.task import State, Task
@@ -346,6 +350,32 @@ def test_a_client_sends_exactly_its_epoch(tmp_path):
     finally:
         _stop(worker)
     assert sent == ["7", None, None]
+
+
+# ------------------------------------------------------------- the manager (3)
+
+
+def test_the_manager_takes_a_refusal_as_not_sent_and_says_so_once(served, caplog):
+    served.client(epoch=9).alive()
+    address = served.url.split("://")[1]
+    manager = Manager([address], update_interval=60)
+    try:
+        name = next(iter(manager.cluster.clients))
+        client = manager.cluster.clients[name]
+        client.epoch = lambda: 5
+        order = task("late").replace(worker=name)
+        with caplog.at_level(logging.WARNING, logger="cube.manager.control"):
+            assert manager.control._send(Post(name, order)) is False
+            assert manager.control._send(Stop(name, str(uuid.uuid4()), 1)) is False
+            assert manager.control._send(Post(name, order)) is False
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warned == [
+            f"worker {name} follows a newer leader (epoch 9): this manager no longer leads"
+        ]
+        assert served.worker.tasks() == [] and served.processes() == set()
+        assert not manager.cluster.refusal(order, name)  # not taken for a refused task
+    finally:
+        manager.close()
 
 
 # ------------------------------------------------------------ the document (4)
