@@ -16,14 +16,19 @@ before its first sample (``None`` here: "no figures yet"), it has no ``/health``
 ``GET /tasks/{id}`` of a task it holds and on ``DELETE`` of one it does not, closing
 the connection without an answer: :meth:`Client.task` then finds the task in the list,
 and :meth:`Client.stop` tells "not there" (404) from a connection that was lost.
+
+With several managers, the leader gives its worker clients its epoch
+(``WorkerClient(url, epoch=lambda: n)``): every request then says it in ``X-Cube-Epoch``,
+and a worker that follows a newer leader refuses the orders with :class:`DeposedLeader`.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from http.client import RemoteDisconnected
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -55,6 +60,15 @@ class Conflict(CubeError):
     """409: the task's state does not allow this (e.g. stopping a Completed task)."""
 
 
+class DeposedLeader(Conflict):
+    """409 from a worker that follows a newer leader than the epoch the request said:
+    the manager that sent it no longer leads. ``epoch`` is the one the worker follows."""
+
+    def __init__(self, status: int, message: str, url: str = "", epoch: int = 0) -> None:
+        super().__init__(status, message, url)
+        self.epoch = epoch
+
+
 class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
 
@@ -79,6 +93,7 @@ class WillNotHappen(RuntimeError):
 
 
 _BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
+EPOCH_HEADER = "X-Cube-Epoch"  # what cube.worker.epoch reads
 
 
 class Client:
@@ -192,9 +207,16 @@ class Client:
             return None
         return response.json()  # whatever the label: the Go worker says text/plain
 
+    def _headers(self) -> dict[str, str]:
+        """Headers for this one request, besides the session's."""
+        return {}
+
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
         kwargs.setdefault("timeout", self.timeout)
+        extra = self._headers()
+        if extra:
+            kwargs["headers"] = {**kwargs.get("headers", {}), **extra}
         try:
             response = self._session.request(method, url, **kwargs)
         except requests.RequestException as exc:
@@ -203,14 +225,7 @@ class Client:
                 raise NoAnswer(0, why, url) from None
             raise Unreachable(0, f"cannot reach {self.url}: {_short(exc)}", url) from None
         if response.status_code >= 400:
-            try:
-                message = response.json()["Message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text[:200] or response.reason
-            error = _BY_STATUS.get(response.status_code, BadRequest)
-            if response.status_code >= 500:
-                error = CubeError
-            raise error(response.status_code, message, url)
+            raise _error(response, url)
         return response
 
     def __enter__(self) -> Client:
@@ -221,9 +236,32 @@ class Client:
 
 
 class WorkerClient(Client):
-    """Talks to one worker (``cube worker``, default port 5556): ours or the book's."""
+    """Talks to one worker (``cube worker``, default port 5556): ours or the book's.
+
+    ``epoch``, when given (and settable later), is asked before every request; a value
+    above 0 is sent as ``X-Cube-Epoch``, the epoch of the leader this client speaks for.
+    None (one manager, the default) sends nothing."""
 
     _has_health: bool | None = None  # unknown until asked; a Go worker has no /health
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 5.0,
+        epoch: Callable[[], int | None] | None = None,
+    ) -> None:
+        super().__init__(url, token, timeout)
+        self.epoch = epoch
+
+    def with_timeout(self, seconds: float) -> WorkerClient:
+        other = cast(WorkerClient, super().with_timeout(seconds))
+        other.epoch = self.epoch
+        return other
+
+    def _headers(self) -> dict[str, str]:
+        given = self.epoch() if self.epoch is not None else None
+        return {EPOCH_HEADER: str(given)} if given and given > 0 else {}
 
     def stats(self) -> Any:
         """The worker's machine statistics as it sent them: ``None`` when it has none yet
@@ -276,6 +314,21 @@ class ManagerClient(Client):
         """The newest events first (``limit`` 0: all)."""
         params = {"limit": limit} if limit else None
         return [TaskEvent.from_wire(e) for e in self._call("GET", "/events", params=params)]
+
+
+def _error(response: requests.Response, url: str) -> CubeError:
+    """The typed error an answer of 400 or more stands for, with the server's message.
+    A 409 that says which epoch the worker follows is a :class:`DeposedLeader`."""
+    try:
+        message = response.json()["Message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200] or response.reason
+    status = response.status_code
+    followed = response.headers.get(EPOCH_HEADER, "")
+    if status == 409 and followed.isascii() and followed.isdigit():
+        return DeposedLeader(status, message, url, int(followed))
+    error = CubeError if status >= 500 else _BY_STATUS.get(status, BadRequest)
+    return error(status, message, url)
 
 
 def reachable(task: Task, states: tuple[State, ...], restarts: bool) -> bool:

@@ -42,11 +42,12 @@ MAX_BODY = 1 << 20
 MAX_DEPTH = 32
 OPEN_PATHS = frozenset({"/health", "/openapi.json"})
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
+TRUSTED = "cube.trusted"  # set False on an open route asked without the token
 
 
-def fail(status: int, message: str) -> bottle.HTTPError:
+def fail(status: int, message: str, headers: dict[str, str] | None = None) -> bottle.HTTPError:
     """An error response; raise it from a route."""
-    return bottle.HTTPError(status, message)
+    return bottle.HTTPError(status, message, headers=headers)
 
 
 def json_app(name: str, token: str | None = None) -> bottle.Bottle:
@@ -65,7 +66,8 @@ def json_app(name: str, token: str | None = None) -> bottle.Bottle:
 
 def _translate_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
     """Answer an exception that carries an ``http_status`` (bad input 400, unknown
-    task 404, illegal transition 409...) with that status and its message."""
+    task 404, illegal transition 409...) with that status and its message, and the
+    ``http_headers`` it may carry."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -74,7 +76,7 @@ def _translate_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
             status = getattr(exc, "http_status", None)
             if status is None:
                 raise
-            raise fail(status, str(exc)) from None
+            raise fail(status, str(exc), getattr(exc, "http_headers", None)) from None
 
     return wrapper
 
@@ -108,16 +110,25 @@ def _require_token(token: str) -> Callable[[Callable[..., Any]], Callable[..., A
 
     def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if bottle.request.path not in OPEN_PATHS:
-                given = bottle.request.get_header("Authorization", "").encode()
-                if not hmac.compare_digest(given, expected):
-                    bottle.response.set_header("WWW-Authenticate", 'Bearer realm="cube"')
-                    raise fail(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+            given = bottle.request.get_header("Authorization", "").encode()
+            valid = hmac.compare_digest(given, expected)
+            if bottle.request.path in OPEN_PATHS:
+                bottle.request.environ[TRUSTED] = valid
+            elif not valid:
+                bottle.response.set_header("WWW-Authenticate", 'Bearer realm="cube"')
+                raise fail(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
             return callback(*args, **kwargs)
 
         return wrapper
 
     return plugin
+
+
+def trusted() -> bool:
+    """Whether this request came with the token (or none is required). Only an open
+    route (``/health``) serves a request that did not: what such a request says must
+    change nothing."""
+    return bool(bottle.request.environ.get(TRUSTED, True))
 
 
 def read_json() -> Any:

@@ -55,6 +55,21 @@ class Query:
     schema: Schema
 
 
+@dataclass(frozen=True)
+class Header:
+    """A request header that every route of an app reads (in a plugin, not a route),
+    and its schema. A bad value answers 400, so every route documents 400."""
+
+    name: str
+    description: str
+    schema: Schema
+
+
+def takes_header(app: bottle.Bottle, header: Header) -> None:
+    """Document ``header`` on every route of ``app``."""
+    app.config["cube.headers"] = (*app.config.get("cube.headers", ()), header)
+
+
 def count(name: str, description: str, default: int, limit: int = MAX_TAIL) -> Query:
     """A whole-number query parameter (``cube.http.query_int`` reads them)."""
     schema = {"type": "integer", "minimum": 0, "maximum": limit, "default": default}
@@ -135,6 +150,7 @@ def document(app: bottle.Bottle) -> Schema:
     use. Every route must carry a :class:`Doc`."""
     paths: dict[str, Schema] = {}
     types: list[Any] = [ErrorBody]
+    headers: tuple[Header, ...] = app.config.get("cube.headers", ())
     for route in app.routes:
         doc = route.config.get("doc")
         if not isinstance(doc, Doc):
@@ -143,7 +159,7 @@ def document(app: bottle.Bottle) -> Schema:
         item = paths.setdefault(path, {})
         if "{task_id}" in path:
             item["parameters"] = [TASK_ID]
-        item[route.method.lower()] = _operation(doc, route.method, path)
+        item[route.method.lower()] = _operation(doc, path, headers)
         types += [t for t in (doc.answer, *doc.body) if t not in (None, dict)]
     _, schemas = msgspec.json.schema_components(types, schema_hook=_schema_hook, ref_template=REF)
     answers = _answer_types([r.config["doc"].answer for r in app.routes])
@@ -183,11 +199,13 @@ def serve_document(app: bottle.Bottle, title: str, description: str) -> None:
 # ---------------------------------------------------------------------- helpers
 
 
-def _operation(doc: Doc, method: str, path: str) -> Schema:
+def _operation(doc: Doc, path: str, headers: tuple[Header, ...] = ()) -> Schema:
     open_route = doc.open or path in OPEN_PATHS
     codes = sorted({*doc.errors, *(() if open_route else (401,))})
     if doc.body:
         codes = sorted({*codes, 408, 411})
+    if headers:
+        codes = sorted({*codes, 400})
     answer: Schema = {"description": doc.said}
     if doc.answer is not None:
         answer["content"] = {JSON: {"schema": _schema_of(doc.answer)}}
@@ -203,12 +221,13 @@ def _operation(doc: Doc, method: str, path: str) -> Schema:
             for code in codes
         },
     }
-    if doc.query:
-        operation["parameters"] = [
-            {"name": q.name, "in": "query", "required": False, "schema": q.schema,
-             "description": q.description}
-            for q in doc.query
-        ]  # fmt: skip
+    parameters = [
+        {"name": p.name, "in": "query" if isinstance(p, Query) else "header",
+         "required": False, "schema": p.schema, "description": p.description}
+        for p in (*doc.query, *headers)
+    ]  # fmt: skip
+    if parameters:
+        operation["parameters"] = parameters
     if doc.body:
         operation["requestBody"] = {
             "required": True,

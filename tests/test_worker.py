@@ -14,7 +14,7 @@ from cube.http import Server
 from cube.runtime import choose
 from cube.store import DiskStore, JsonCodec, MemoryStore, WireCodec
 from cube.task import State, Task, TaskEvent
-from cube.worker import Worker
+from cube.worker import Worker, open_worker
 from cube.worker.api import make_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -257,3 +257,13 @@ def test_the_task_list_follows_every_change(tmp_path):
             assert requests.get(url, timeout=5).headers["X-Cube-Index"] == index
     finally:
         cleanup(worker)
+
+
+def test_a_worker_keeps_its_stores_on_disk_from_the_first_start(tmp_path):
+    """An empty store is falsy (it has a length): it must still be the one used."""
+    worker = open_worker("fresh", tmp_path, "process")
+    try:
+        stores = (worker.store, worker.timers.store, worker.records.tombstones, worker.epoch.store)
+        assert all(isinstance(store, DiskStore) for store in stores), stores
+    finally:
+        worker.close()

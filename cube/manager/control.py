@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
 from cube import faults
-from cube.client import BadRequest, Conflict, CubeError, NotFound, Unreachable
+from cube.client import BadRequest, Conflict, CubeError, DeposedLeader, NotFound, Unreachable
 from cube.etcd import CasConflict, NotLeader
 from cube.manager import retention
 from cube.manager.health import probe
@@ -73,6 +73,8 @@ class Control:
         }
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self._deposed: set[tuple[str, int]] = set()  # (worker, epoch) already warned of
+        self._deposed_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,6 +187,8 @@ class Control:
         except Unreachable as exc:
             log.info("cannot reach %s to send task %s (%s)", action.worker, task.id, exc.message)
             return False
+        except DeposedLeader as exc:
+            return self._deposed_by(action.worker, exc)
         except (BadRequest, Conflict) as exc:
             if "older than" in exc.message:
                 return False  # it follows a newer order: its list will say which
@@ -205,12 +209,29 @@ class Control:
         except NotFound:
             self.m.reports.drop(action.worker, action.task_id)
             return True
+        except DeposedLeader as exc:
+            return self._deposed_by(action.worker, exc)
         except Conflict:
             return False  # already completed there, or a newer order holds
         except CubeError as exc:
             log.info("cannot stop task %s on %s: %s", action.task_id, action.worker, exc.message)
             return False
         log.info("asked %s to stop task %s", action.worker, action.task_id)
+        return False
+
+    def _deposed_by(self, worker: str, exc: DeposedLeader) -> bool:
+        """A worker follows a newer leader: the order was not sent. Said once per worker
+        and epoch (every order after it meets the same refusal); what to do about it is
+        the election's to decide."""
+        with self._deposed_lock:
+            first = (worker, exc.epoch) not in self._deposed
+            self._deposed.add((worker, exc.epoch))
+        if first:
+            log.warning(
+                "worker %s follows a newer leader (epoch %s): this manager no longer leads",
+                worker,
+                exc.epoch,
+            )
         return False
 
     # ---------------------------------------------------------------- observing

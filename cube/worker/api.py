@@ -20,12 +20,20 @@
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 
+Every route takes ``X-Cube-Epoch: N``, the epoch of the leader a request comes from
+(with several managers, one leads; :mod:`cube.worker.epoch`). The worker follows the
+highest it has seen on any request; an order (``POST``, ``DELETE``) from an older one is
+refused (409, the answer's ``X-Cube-Epoch`` saying the epoch followed), and a value that
+is not a whole number from 1 to 2**63-1 answers 400. A request without it is served as
+before. On ``/health`` asked without a required token, the header is not heard at all.
+
 ``/stats`` answers from a snapshot refreshed in the background (at most a second old),
 and ``/tasks`` reuses each task's JSON until the task changes: a manager asks for both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bottle
@@ -39,12 +47,24 @@ from cube.http import (
     query_int,
     read_json,
     send_json,
+    trusted,
     watch_query,
 )
 from cube.messages import Logs, RuntimeStatus, Stats, WorkerHealth
-from cube.openapi import LIST, Doc, Query, count, document, serve_document, submit_doc
+from cube.openapi import (
+    LIST,
+    Doc,
+    Header,
+    Query,
+    count,
+    document,
+    serve_document,
+    submit_doc,
+    takes_header,
+)
 from cube.task import MAX_GENERATION, Task, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
+from cube.worker import epoch
 from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
 
@@ -56,6 +76,14 @@ GENERATION = Query(
     "(409), so a deposed manager cannot stop a newer copy.",
     {"type": "integer", "minimum": 0, "maximum": MAX_GENERATION},
 )
+EPOCH = Header(
+    epoch.HEADER,
+    "The epoch of the leader sending this request (with several managers). The worker "
+    "follows the highest it has seen on any request; an order (POST, DELETE) with an older "
+    "one is refused (409) and changes nothing. Without it, a request is served as before.",
+    {"type": "integer", "minimum": 1, "maximum": epoch.MAX_EPOCH},
+)
+ORDERS = frozenset({"POST", "DELETE"})
 # GET /tasks also takes ?index=N&wait=5s (a blocking query, and ?ack=1 with it). The
 # document leaves them out: a fuzzer that drew the current index would wait out every
 # wait it drew.
@@ -73,6 +101,8 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     app = json_app(f"cube worker {worker.name}" if worker is not None else "cube worker", token)
     app.config["cube.on_stop"].append(lambda: worker.records.release())
     app.config["cube.on_start"].append(lambda: worker.records.hold())
+    app.install(_fence(lambda: worker.epoch))
+    takes_header(app, EPOCH)
     listing = ListCache(key=lambda task: task.id)
     sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
 
@@ -150,6 +180,26 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
 
     serve_document(app, "Cube worker", "Runs tasks on one machine.")
     return app
+
+
+def _fence(leader: Callable[[], epoch.LeaderEpoch]) -> Callable[..., Any]:
+    """The plugin that reads ``X-Cube-Epoch`` on every route: a read raises the epoch
+    followed, an order is admitted (or refused) and carried out under it."""
+
+    def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not trusted():
+                return callback(*args, **kwargs)
+            given = epoch.parse(bottle.request.get_header(epoch.HEADER))
+            if bottle.request.method not in ORDERS:
+                leader().heard(given)
+                return callback(*args, **kwargs)
+            with leader().order(given):
+                return callback(*args, **kwargs)
+
+        return wrapper
+
+    return plugin
 
 
 def worker_document() -> dict[str, Any]:

@@ -14,6 +14,8 @@ order's attempt as it creates it, a worker killed at *any* instant loses nothing
 start it re-adopts the copy of the order it follows, stops any other copy, and carries
 on with what is still to do (:mod:`cube.worker.adopt`). An inspection pass every
 ``reconcile_interval`` seconds reports a container that died as Failed, with the reason.
+The epoch of the newest leader heard from is kept beside the tasks, so an order from a
+deposed one is refused even after a restart (:mod:`cube.worker.epoch`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from cube.store import JsonCodec, MemoryStore, Store, WireCodec, lock_directory,
 from cube.task import State, Task, TaskEvent, UnknownTask, clip_reason, wait_for_state
 from cube.timers import WorkQueue
 from cube.worker import adopt, orders, retention
+from cube.worker.epoch import LeaderEpoch
 from cube.worker.stats import StatsCollector
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ class Worker:
         *,
         timers: Store[Any] | None = None,
         forgotten: Store[Any] | None = None,
+        leader: Store[Any] | None = None,
         reconcile_interval: float = 2.0,
         retention: float = 3600.0,
         parallel: int = 4,
@@ -67,11 +71,19 @@ class Worker:
     ) -> None:
         self.name = name
         self.store = store
-        self.records = Records(store, forgotten or MemoryStore(JsonCodec(), f"{name}-forgotten"))
+        # "is None", not "or": a store is falsy while it is empty, as on a first start
+        if forgotten is None:
+            forgotten = MemoryStore(JsonCodec(), f"{name}-forgotten")
+        if leader is None:
+            leader = MemoryStore(JsonCodec(), f"{name}-leader")
+        self.records = Records(store, forgotten)
+        self.epoch = LeaderEpoch(leader)
         self.runtime = runtime
         self.retention = retention
         self.acked = 0  # the manager has seen every change up to this index
-        self.timers = WorkQueue(timers or MemoryStore(JsonCodec(), name=f"{name}-timers"))
+        if timers is None:
+            timers = MemoryStore(JsonCodec(), name=f"{name}-timers")
+        self.timers = WorkQueue(timers)
         self.reconcile_interval = reconcile_interval
         self._cond = self.timers.changed
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{name}-task")
@@ -205,7 +217,8 @@ class Worker:
         if suspend_tasks:
             for task_id in self.records.ids(State.Running):
                 self._guard(self._suspend, self.records.get(task_id))
-        for closable in (self.store, self.timers.store, self.records.tombstones, self._lock):
+        closables = (self.store, self.timers.store, self.records.tombstones, self.epoch, self._lock)
+        for closable in closables:
             if closable is not None:
                 closable.close()
 
@@ -409,6 +422,7 @@ def open_worker(
         worker_runtime(runtime, data_dir, name),
         timers=open_store(dbtype, home / "timers", JsonCodec()),
         forgotten=open_store(dbtype, home / "forgotten", JsonCodec()),
+        leader=open_store(dbtype, home / "leader", JsonCodec()),
         reconcile_interval=reconcile_interval,
         retention=retention,
         lock=lock,
