@@ -28,7 +28,7 @@ from cube.task import State
 REQUIRE_ENV = "CUBE_REQUIRE_ETCD"  # "1" where etcd must be there (CI): its absence fails
 HOW_TO_GET = (
     "install it (Debian and Ubuntu: `sudo apt-get install etcd-server`; or run "
-    "`scripts/etcd-up.sh` from the repository), then restart this notebook's kernel"
+    "`scripts/etcd-up.sh` from the repository), then run this cell again"
 )
 PREFIX = "/cube"  # where a LocalCluster's managers keep their state in etcd
 LOOK_TIMEOUT = 0.5  # seconds to wait for one manager's or member's answer
