@@ -6,9 +6,7 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -953,6 +951,7 @@ def up(
       cube up --managers 3 --store etcd      (kill the leader: another takes over)
     """
     from cube.cluster import LocalCluster
+    from cube.http import StopSignals
 
     if managers > 1 and store is None:
         store = "etcd"
@@ -973,23 +972,21 @@ def up(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from None
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
-    try:
-        cluster.start()
-    except (RuntimeError, FileNotFoundError, TimeoutError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"Cube is up.\n{cluster.describe()}")
-    click.echo(f"  logs       {data_dir / 'logs'}")
-    try_run = f"cube run --name web --image {cluster.image} --manager {cluster.manager.address}"
-    click.echo(f"\nTry:  {try_run}")
-    click.echo(f"      cube status --manager {cluster.manager.address}")
-    click.echo("Press Ctrl-C to stop the cluster.")
-    stopping.wait()
-    click.echo("Stopping the manager and the workers...")
-    cluster.stop()
-    click.echo("Stopped." + (" Tasks were left running." if keep_tasks else ""))
+    with StopSignals() as stopping:
+        try:
+            cluster.start()
+        except (RuntimeError, FileNotFoundError, TimeoutError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"Cube is up.\n{cluster.describe()}")
+        click.echo(f"  logs       {data_dir / 'logs'}")
+        try_run = f"cube run --name web --image {cluster.image} --manager {cluster.manager.address}"
+        click.echo(f"\nTry:  {try_run}")
+        click.echo(f"      cube status --manager {cluster.manager.address}")
+        click.echo("Press Ctrl-C to stop the cluster.")
+        stopping.wait()
+        click.echo("Stopping the manager and the workers...")
+        cluster.stop()
+        click.echo("Stopped." + (" Tasks were left running." if keep_tasks else ""))
 
 
 def main() -> None:

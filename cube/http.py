@@ -19,9 +19,11 @@ import ipaddress
 import json
 import logging
 import random
+import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -374,30 +376,55 @@ class Server:
         self.stop()
 
 
+class StopSignals:
+    """SIGTERM and Ctrl-C (SIGINT) as a request to stop, which the main thread waits for
+    (``with StopSignals() as stop: ... stop.wait()``).
+
+    A Python signal handler runs on the main thread between two bytecodes, wherever that
+    thread is, even inside a lock's critical section. So this handler takes no lock: it
+    sets a flag, and :meth:`wait` looks at it every ``poll`` seconds. (A handler calling
+    ``Event.set()`` deadlocks when a second signal lands while the first handler holds
+    the Event's lock: a process asked to stop twice in a row could hang for good.)"""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, poll: float = 0.1) -> None:
+        self.poll = poll
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True  # nothing more: see the class's docstring
+
+    def wait(self) -> None:
+        """Until a stop is requested."""
+        while not self.requested:
+            time.sleep(self.poll)
+
+
 def serve_until_stopped(server: Server, on_stop: Callable[[], None]) -> None:
     """Serve in a thread until SIGTERM or Ctrl-C, then stop the server and call
     ``on_stop`` (for example, to close the worker's stores). For ``cube worker`` and
     ``cube manager`` run in the foreground."""
-    import signal
-
-    stopping = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server.start()
-        log.info("listening on %s", server.url)
-        stopping.wait()
-        log.info("stopping")
-    finally:
-        # A stop that hangs says where: every thread's stack goes to the log.
-        faulthandler.dump_traceback_later(SLOW_STOP, file=sys.stderr)
+    with StopSignals() as stop:
         try:
-            server.stop()
-            on_stop()
+            server.start()
+            log.info("listening on %s", server.url)
+            stop.wait()
+            log.info("stopping")
         finally:
-            faulthandler.cancel_dump_traceback_later()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # A stop that hangs says where: every thread's stack goes to the log.
+            faulthandler.dump_traceback_later(SLOW_STOP, file=sys.stderr)
+            try:
+                server.stop()
+                on_stop()
+            finally:
+                faulthandler.cancel_dump_traceback_later()

@@ -4,6 +4,7 @@ transactions, watches, and a restart of etcd under all of them."""
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 import threading
 import time
@@ -345,3 +346,30 @@ def test_concurrent_writers_with_cas_lose_no_update(client, prefix):
     for t in threads:
         t.join()
     assert store.get("n") == 40
+
+
+@pytest.mark.etcd
+def test_a_members_state_and_which_one_leads_the_raft_group(local_etcd):
+    cluster = local_etcd(3)
+    leader = eventually(cluster.leader, 10, "a raft leader")
+    assert [m.leads() for m in cluster.members].count(True) == 1
+    assert all(m.state == "running" for m in cluster.members)
+    follower = next(m for m in cluster.members if m is not leader)
+
+    follower.send(signal.SIGSTOP)
+    try:
+        eventually(lambda: follower.state == "paused", 2, "the process table to say paused")
+        began = time.monotonic()
+        assert follower.leads() is None  # a paused member is not asked, so not waited on
+        assert time.monotonic() - began < 0.1
+    finally:
+        follower.send(signal.SIGCONT)
+    eventually(lambda: follower.state == "running", 2, "the process table to say running")
+
+    leader.kill()
+    assert leader.state == "stopped" and leader.leads() is None
+    successor = eventually(cluster.leader, 15, "a new raft leader among the two left")
+    assert successor is not leader
+    leader.start()
+    cluster.wait_healthy()
+    assert cluster.leader() is not None

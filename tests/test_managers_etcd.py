@@ -219,6 +219,8 @@ def test_a_leader_paused_past_its_lease_is_refused_when_it_resumes(cluster):
     assert cluster.client(old).task(task.id).state is State.Completed  # its mirror caught up
     assert first_worker
     assert not cluster.health(old)["Leading"]
+    said = (cluster.tmp / f"{old}.log").read_text()  # and it says so, in its own words
+    assert "no longer leads" in said and "stopped acting: epoch" in said
 
 
 def test_managers_ride_out_an_etcd_member_down_and_a_whole_etcd_restart(local_etcd, tmp_path):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import random
 import signal
+import threading
+import time
 
 import pytest
 from helpers import all_in_state, cube_process, eventually, free_port, kill, wait_healthy
 
 from cube.client import WorkerClient
+from cube.http import StopSignals
 from cube.task import State, Task
 from cube.worker.worker import worker_runtime
 
@@ -79,3 +84,35 @@ def test_a_second_worker_with_the_same_name_is_refused(tmp_path):
         assert "is in use by pid" in (tmp_path / "twin.log").read_text()
     finally:
         kill(proc, signal.SIGTERM)
+
+
+def test_a_burst_of_sigterms_still_stops_the_worker(tmp_path):
+    """Asked to stop again and again (a cluster that stops its components signals each
+    twice), a worker stops all the same: its handler takes no lock that a second signal
+    could find held by the first, which once hung a process for good."""
+    for i in range(3):
+        proc, _ = start_worker(tmp_path, "process", free_port(), f"burst-{i}")
+        try:
+            end = time.monotonic() + 1
+            while proc.poll() is None and time.monotonic() < end:
+                proc.send_signal(signal.SIGTERM)
+                spaced = time.perf_counter() + random.uniform(0.00002, 0.0003)
+                while time.perf_counter() < spaced:  # closer than a sleep can wait
+                    pass
+            assert proc.wait(timeout=10) is not None
+        finally:
+            if proc.poll() is None:
+                kill(proc, signal.SIGKILL)
+
+
+def test_stop_signals_wait_for_the_first_of_many():
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals(poll=0.01) as stop:
+        burst = threading.Thread(
+            target=lambda: [os.kill(os.getpid(), signal.SIGTERM) for _ in range(200)]
+        )
+        burst.start()
+        stop.wait()
+        burst.join(5)
+    assert stop.requested and not burst.is_alive()
+    assert signal.getsignal(signal.SIGTERM) is before  # put back as it was

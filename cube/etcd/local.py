@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from cube.etcd.client import EtcdClient
 
 
@@ -48,6 +50,29 @@ class Member:
     def healthy(self, timeout: float = 1.0) -> bool:
         with EtcdClient(self.url) as client:
             return client.healthy(self.url, timeout)
+
+    @property
+    def state(self) -> str:
+        """running, paused (SIGSTOP) or stopped, from the process table (asks nothing)."""
+        if not self.running or self.proc is None:
+            return "stopped"
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                return "paused" if f.read().split()[2] == "T" else "running"
+        except OSError:
+            return "running"
+
+    def leads(self, timeout: float = 1.0) -> bool | None:
+        """Is this member the cluster's raft leader now? None when it cannot say (not
+        running, or no answer within ``timeout``). A paused member is not asked."""
+        if self.state != "running":
+            return None
+        try:
+            answer = requests.post(f"{self.url}/v3/maintenance/status", json={}, timeout=timeout)
+            status = answer.json()
+            return str(status["leader"]) == str(status["header"]["member_id"])
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return None
 
     def start(self) -> Member:
         """Start the process (not waiting for it to answer); a member that answers
@@ -161,6 +186,11 @@ class LocalEtcd:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"etcd {member.name} not healthy: {_tail(member.log)}")
                 time.sleep(0.1)
+
+    def leader(self, timeout: float = 1.0) -> Member | None:
+        """The member that leads the raft group now, or None (an election under way,
+        or none of the running members answered within ``timeout``)."""
+        return next((m for m in self.members if m.leads(timeout)), None)
 
     def stop(self) -> None:
         """Stop the members this object started (their data stays)."""

@@ -3,7 +3,7 @@
 Jepsen's nemesis breaks a system on purpose while a workload runs, so a checker can
 see whether it still keeps its promises. Cube's breaks the things chapter 9 lists:
 it pauses a worker (SIGSTOP: alive but silent, like a hung machine), kills a worker or
-the manager (SIGKILL, like a crash), and crashes one task's container or process.
+a manager (SIGKILL, like a crash), and crashes one task's container or process.
 Each fault lands on the checker's :class:`~cube.lab.timeline.Timeline`, so the
 picture shows what was broken, where and when.
 """
@@ -56,4 +56,6 @@ class Nemesis:
         return fault
 
     def _lane(self, name: str) -> str | None:
-        return None if name == "manager" else name
+        """A worker's lane; the whole cluster for its one manager (one of several
+        managers has a lane of its own)."""
+        return None if name == "manager" and len(self.cluster.managers) == 1 else name

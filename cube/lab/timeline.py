@@ -27,6 +27,8 @@ COLOURS = {
     "Completed": "#374151",
     "Failed": "#dc2626",
     "cut short": "#f87171",  # a simulated run ended by its node's failure
+    "leading": "#15803d",  # one of several managers: the one that acts
+    "waiting": "#93c5fd",  # ...and the others, in line behind it
 }
 OTHER = "#a78bfa"
 FAULT = "#f59e0b"

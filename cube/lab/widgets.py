@@ -29,7 +29,9 @@ import ipywidgets as w
 
 from cube.client import Client, CubeError, ManagerClient
 from cube.cluster import LocalCluster
+from cube.etcd import LocalEtcd
 from cube.lab.background import Every, Follow, Lane
+from cube.lab.managers import Look, looks
 from cube.lab.view import ClusterView
 from cube.node import format_size
 from cube.task import State, Task, TaskEvent
@@ -450,6 +452,141 @@ class ComponentControls(_Panel):
             component = self.cluster.component(name)
             state = badge(component.state, COMPONENT_COLOURS[component.state])
             label.value = f"{state} <code>{name}</code> {component.url}"
+
+
+class ManagersPanel(_Panel):
+    """Several managers on etcd: who leads, with buttons to kill, pause, resume or
+    restart each manager, and to kill or start each member of the cluster's own etcd.
+
+    It looks by itself every ``interval`` seconds (``None``: only on :meth:`refresh`),
+    on a thread of its own: each process's state from the process table, then the
+    ``/health`` of each running manager and the raft role of each running member, each
+    with a short timeout. A paused one is shown paused and never asked. Every button
+    only queues its action on the panel's lane, so a click never holds up the kernel."""
+
+    MANAGER_ACTIONS = ("kill", "pause", "resume", "restart")
+    MEMBER_ACTIONS = ("kill", "start")
+
+    def __init__(self, cluster: LocalCluster, interval: float | None = 1.0) -> None:
+        self.cluster = cluster
+        self.buttons: dict[tuple[str, str], w.Button] = {}
+        self.labels: dict[str, w.HTML] = {}
+        self.seen: dict[str, Look] = {}  # what each manager said at the last look
+        self._looks = Lane("cube-managers-look")
+        rows: list[w.Widget] = [self._row(n, self.MANAGER_ACTIONS) for n in cluster.managers]
+        if isinstance(cluster.etcd, LocalEtcd):
+            rows.append(w.HTML("<i>etcd, where they keep their state</i>"))
+            rows += [self._row(m.name, self.MEMBER_ACTIONS) for m in cluster.etcd.members]
+        super().__init__("Managers", rows, ClusterView(cluster))
+        self.refresh()
+        self.auto_refresh(interval)
+
+    def _row(self, name: str, actions: tuple[str, ...]) -> w.Widget:
+        self.labels[name] = w.HTML(layout=w.Layout(width="420px"))
+        buttons = []
+        for action in actions:
+            button = w.Button(description=action.capitalize(), layout=w.Layout(width="80px"))
+            button.on_click(lambda _, n=name, a=action: self.act(n, a))
+            self.buttons[(name, action)] = button
+            buttons.append(button)
+        return w.HBox([self.labels[name], *buttons])
+
+    # ------------------------------------------------------------------ acting
+
+    def act(self, name: str, action: str) -> Future[Any] | None:
+        """Queue ``action`` on manager or etcd member ``name``; refuses at once what
+        cannot work (resuming a process that is not paused, starting one that runs)."""
+        member = self._member(name)
+        state = member.state if member is not None else self.cluster.component(name).state
+        refusal = self._refusal(name, action, state)
+        if refusal:
+            self.say(refusal, ok=False)
+            return None
+        self.say(f"{action} {name}…")
+        return self._lane.run(lambda: self._do(name, action))
+
+    @staticmethod
+    def _refusal(name: str, action: str, state: str) -> str:
+        if action == "start" and state != "stopped":
+            return f"{name} is {state} already"
+        return ComponentControls._refusal(name, action, state)
+
+    def _do(self, name: str, action: str) -> None:
+        member = self._member(name)
+        try:
+            if member is None:
+                getattr(self.cluster, action)(name)
+            elif action == "kill":
+                member.kill()
+            else:
+                member.start()
+                self.cluster.etcd.wait_healthy(20, [member])  # type: ignore[union-attr]
+        except (RuntimeError, KeyError, TimeoutError, OSError) as exc:
+            self.say(str(exc), ok=False)
+        else:
+            expected = {"pause": "paused", "resume": "running"}.get(action)
+            self.say(f"{action} {name}: done, it is {self._settled(name, expected)}")
+        self.refresh()
+
+    def _settled(self, name: str, expected: str | None, timeout: float = 1.0) -> str:
+        """The state once a signal has landed (the process table shows a SIGSTOP or
+        SIGCONT a moment after it is sent). Runs on the panel's lane, never the kernel's
+        thread."""
+        deadline = time.monotonic() + timeout
+        while True:
+            member = self._member(name)
+            state = member.state if member is not None else self.cluster.component(name).state
+            if not expected or state == expected or time.monotonic() > deadline:
+                return state
+            time.sleep(0.01)
+
+    def _member(self, name: str) -> Any:
+        etcd = self.cluster.etcd
+        members = etcd.members if isinstance(etcd, LocalEtcd) else []
+        return next((m for m in members if m.name == name), None)
+
+    # ------------------------------------------------------------------ looking
+
+    def refresh(self) -> Future[Any]:
+        """Queue a look (repeats while one waits are merged into it)."""
+        return self._looks.run(self._look, key="look")
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        return self._lane.idle(timeout) and self._looks.idle(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        self._looks.close()
+        super().close()
+
+    def _look(self) -> None:
+        if self.cluster.closed:
+            return
+        for seen in looks(self.cluster):
+            self.seen[seen.name] = seen
+            self.labels[seen.name].value = self._manager_text(seen)
+        etcd = self.cluster.etcd
+        for member in etcd.members if isinstance(etcd, LocalEtcd) else []:
+            leads = member.leads(0.5)
+            role = "" if leads is None else "raft leader" if leads else "follower"
+            self.labels[member.name].value = self._text(member.state, member.name, role)
+
+    def _manager_text(self, seen: Look) -> str:
+        if seen.leading:
+            role = f"<b>leads</b>, epoch {seen.epoch}"
+        elif seen.leading is None:
+            role = "" if seen.state != "running" else "no answer"
+        elif seen.leader:
+            role = f"follows {html.escape(seen.leader)}"
+        else:
+            role = "waits: nobody leads yet"
+        return self._text(seen.state, seen.name, role, seen.url)
+
+    @staticmethod
+    def _text(state: str, name: str, role: str, url: str = "") -> str:
+        where = f" <small>{html.escape(url)}</small>" if url else ""
+        shown = f"<code>{html.escape(name)}</code>{where}"
+        return f"{badge(state, COMPONENT_COLOURS[state])} {shown} {role}"
 
 
 class Dashboard(w.VBox):

@@ -139,8 +139,10 @@ class Leadership:
             self._wake.clear()
             leading, epoch = self.election.is_leader, self.election.epoch
             if self.term and (not leading or epoch != self.term or self._closed.is_set()):
-                self.term = 0
+                over, self.term = self.term, 0
                 self.m.leave_office()
+                if not self._closed.is_set():
+                    log.warning("stopped acting: epoch %d is over, its control loops closed", over)
             if leading and not self.term and not self._closed.is_set():
                 try:
                     self.term = epoch

@@ -20,6 +20,7 @@ from cube.lab.checks.ch10_schedulers import check_packer
 from cube.lab.checks.ch11_persistence import check_folder_store
 from cube.lab.checks.ch12_cli import check_wait_command
 from cube.lab.checks.ch13_controller import check_controller
+from cube.lab.checks.ch14_managers import check_who_leads
 
 __all__ = [
     "check_backoff",
@@ -36,4 +37,5 @@ __all__ = [
     "check_take_turns",
     "check_transitions",
     "check_wait_command",
+    "check_who_leads",
 ]
