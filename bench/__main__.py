@@ -1,6 +1,9 @@
-"""Run every benchmark: `python -m bench` (or `make bench`)."""
+"""Run every benchmark: `python -m bench` (or `make bench`); some by name:
+`python -m bench bench_api bench_e2e`. What follows the first flag is the suites' to
+read (`python -m bench bench_failover --quick`)."""
 
 import importlib
+import itertools
 import sys
 
 from bench.common import machine
@@ -17,5 +20,6 @@ SUITES = [
 
 if __name__ == "__main__":
     print(f"Cube benchmarks on {machine()}")
-    for name in sys.argv[1:] or SUITES:
+    names = list(itertools.takewhile(lambda a: not a.startswith("-"), sys.argv[1:]))
+    for name in names or SUITES:
         importlib.import_module(f"bench.{name}").main()
