@@ -86,6 +86,7 @@ class Leadership:
         self.election = election
         self.mirror = Mirror(manager)
         self.term = 0  # the epoch of the term being served (0: not acting)
+        self.last_term = 0  # the latest term served, what orders and probes say
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,8 +100,11 @@ class Leadership:
 
     @property
     def epoch(self) -> int:
-        """The epoch to send with every order: the term's, while it lasts (else 0)."""
-        return self.term if self.acting else 0
+        """The epoch every request to a worker carries: that of the latest term this
+        manager served (0: it never led). Not 0 once the term is over: an order decided
+        in that term and sent late (the process froze past its last check) must still
+        say how old it is, so that the worker refuses it."""
+        return self.last_term
 
     def leader(self) -> tuple[str, int]:
         """The leading manager's API address and epoch, as etcd has them ("", 0: none
@@ -145,7 +149,7 @@ class Leadership:
                     log.warning("stopped acting: epoch %d is over, its control loops closed", over)
             if leading and not self.term and not self._closed.is_set():
                 try:
-                    self.term = epoch
+                    self.term = self.last_term = epoch
                     self.m.take_office(epoch)
                 except (EtcdError, OSError) as exc:
                     log.warning("could not take office (%s); resigning", exc)

@@ -100,6 +100,9 @@ class Manager:
         # several managers on etcd: the control loops run only while this one leads,
         # and their writes go through stores that hold only while its lease does
         self.leadership = Leadership(self, election) if election is not None else None
+        if self.leadership is not None:
+            leadership = self.leadership
+            self.cluster.speak_for(lambda: leadership.epoch)
         fence = election.fence if election is not None else None
         self._decisions = _fenced(self.stores.tasks, fence)
         self.timers = WorkQueue(_fenced(self.stores.timers, fence) or self.stores.timers)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,12 +131,12 @@ class Nodes:
                 if was[0] != "up":
                     log.info("worker %s is up", name)
             changed = was != (node.state, node.runtime, node.images, node.pulls)
-            if changed or (answer.stats is not None and self._stats_due(name)):
+            if changed or (answer.stats is not None and self._keep_stats_now(name)):
                 self._keep(node)  # for the first decisions after a start
             self.changes.bump()
             return changed
 
-    def _stats_due(self, name: str) -> bool:
+    def _keep_stats_now(self, name: str) -> bool:
         """Fresh statistics are stored every ``STATS_KEPT_EVERY`` seconds, not on every
         probe: they only serve the first decisions after a start (and on etcd, every
         write of every manager is one more revision for everyone)."""
@@ -215,6 +216,14 @@ class Nodes:
                 node.memory_allocated = max(0, node.memory_allocated + sign * task.memory)
                 node.disk_allocated = max(0, node.disk_allocated + sign * task.disk)
                 node.task_count = max(0, node.task_count + sign)
+
+    def speak_for(self, epoch: Callable[[], int | None]) -> None:
+        """Every request to a worker from now on carries ``epoch()``: the epoch of the
+        leader this manager is, while it is (several managers on etcd)."""
+        for client in self.clients.values():
+            client.epoch = epoch
+        for prober in self._probes.values():
+            prober.epoch = epoch
 
     def close(self) -> None:
         for client in (*self.clients.values(), *self._probes.values()):
