@@ -41,8 +41,11 @@ from collections.abc import Callable
 from types import FrameType
 
 
-class _Stop(Exception):
-    """Raised by a signal handler to leave ``serve_forever`` with an exit code."""
+class _Stop(BaseException):
+    """Raised by a signal handler to leave ``serve_forever`` with an exit code. Not an
+    Exception: a signal that lands while a request is handled would otherwise be
+    caught as that request's error (socketserver's ``handle_error``) and the service
+    would go on serving after SIGTERM."""
 
     def __init__(self, code: int) -> None:
         super().__init__(code)
