@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
 from cube.lab.verdict import MIME
@@ -51,13 +52,17 @@ def test_every_chapter_has_an_exercise_with_a_solution(path):
 
 
 @pytest.mark.parametrize("path", _with_exercise(), ids=lambda p: p.name[:2])
-def test_the_stubs_fail_with_a_verdict(path, monkeypatch):
+def test_the_stubs_fail_with_a_verdict(path, monkeypatch, tmp_path):
     monkeypatch.delenv("CUBE_SOLUTIONS", raising=False)
     monkeypatch.setenv("CUBE_RUNTIME", "process")
     notebook = _read(path)
     notebook.cells = [c for c in notebook.cells if c.cell_type == "code" and _tags(c) & set(STEPS)]
+    # the kernel talks over Unix sockets, not TCP ports: a port chosen free can be
+    # taken by another test's connection before the kernel binds it
+    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
     client = NotebookClient(
         notebook,
+        km=kernel,
         timeout=120,
         kernel_name="python3",
         resources={"metadata": {"path": str(NOTEBOOKS)}},
