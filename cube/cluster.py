@@ -27,6 +27,7 @@ import requests
 
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd.local import LocalEtcd
+from cube.procs import process_state
 from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
@@ -59,13 +60,7 @@ class Component:
     @property
     def state(self) -> str:
         """running, paused (SIGSTOP), or stopped."""
-        if self.proc is None or self.proc.poll() is not None:
-            return "stopped"
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                return "paused" if f.read().split()[2] == "T" else "running"
-        except OSError:
-            return "running"
+        return process_state(self.proc)
 
 
 class LocalCluster:

@@ -20,6 +20,7 @@ from helpers import Procs, cube_process, eventually, free_port, kill, wait_healt
 
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd import EtcdClient, EtcdStore
+from cube.procs import process_state
 from cube.store import WireCodec
 from cube.task import State, Task
 
@@ -96,9 +97,7 @@ class Managers(Procs):
 
     def frozen(self, name: str) -> bool:
         """Stopped by a signal (a fault point froze it)."""
-        pid = self.managers[name][0].pid
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "T"
+        return process_state(self.managers[name][0]) == "paused"
 
     def copies(self, task_id: str) -> list[tuple[str, State]]:
         """Every worker's live copies of a task."""

@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from cube.etcd.client import EtcdClient
+from cube.procs import process_state
 
 
 def etcd_binary() -> str | None:
@@ -54,13 +55,7 @@ class Member:
     @property
     def state(self) -> str:
         """running, paused (SIGSTOP) or stopped, from the process table (asks nothing)."""
-        if not self.running or self.proc is None:
-            return "stopped"
-        try:
-            with open(f"/proc/{self.proc.pid}/stat") as f:
-                return "paused" if f.read().split()[2] == "T" else "running"
-        except OSError:
-            return "running"
+        return process_state(self.proc)
 
     def leads(self, timeout: float = 1.0) -> bool | None:
         """Is this member the cluster's raft leader now? None when it cannot say (not
