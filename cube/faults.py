@@ -17,22 +17,42 @@ manager checked that it still leads and is about to send an order).
 ``<name>:stop`` freezes the process there instead (SIGSTOP, the first time only), as a
 long garbage-collection pause or a hung machine would: what it does when resumed
 (SIGCONT) is what fencing is for.
+
+The simulator (:mod:`cube.replay`) reaches the same points through :func:`simulated`:
+its handler decides, by seed, whether the component running at that instant crashes
+there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Callable, Iterator
 
 _ARMED = frozenset(p.strip() for p in os.environ.get("CUBE_FAULTS", "").split(",") if p.strip())
 _frozen: set[str] = set()  # the points that froze the process once already
+_handler: Callable[[str], None] | None = None  # the simulator's, while one runs
 
 
 def point(name: str) -> None:
     """Die here (SIGKILL, no clean-up at all) if ``name`` is armed in ``CUBE_FAULTS``;
     freeze here (SIGSTOP, once) if ``name:stop`` is."""
+    if _handler is not None:
+        _handler(name)
     if name in _ARMED:
         os.kill(os.getpid(), signal.SIGKILL)
     if f"{name}:stop" in _ARMED and name not in _frozen:
         _frozen.add(name)
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+@contextlib.contextmanager
+def simulated(handler: Callable[[str], None]) -> Iterator[None]:
+    """Hand every point reached to ``handler`` until the block ends (one thread)."""
+    global _handler
+    previous, _handler = _handler, handler
+    try:
+        yield
+    finally:
+        _handler = previous

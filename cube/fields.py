@@ -226,7 +226,10 @@ _ZERO = datetime(1, 1, 1, tzinfo=UTC)  # Go's zero time: "not set", read as None
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC, from :mod:`cube.clock` (the machine's, or a simulation's)."""
+    from cube import clock  # cube.clock imports nothing of Cube's: no cycle
+
+    return clock.utcnow()
 
 
 def format_time(value: datetime | None) -> str:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cube import clock
 from cube.store import Store
 from cube.task import State, Task
 
@@ -36,7 +36,7 @@ class Changes:
     nodes, the events each have their own, so a watcher wakes only for what it reads)."""
 
     def __init__(self) -> None:
-        self.index = int(time.time() * 1000)
+        self.index = int(clock.now() * 1000)
         self.cond = threading.Condition(threading.RLock())
         self._released = False
 

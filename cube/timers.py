@@ -24,10 +24,10 @@ import heapq
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
+from cube import clock
 from cube.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class TimerQueue:
     def schedule(self, key: str, due: float | None = None, why: str = "") -> bool:
         """Make ``key`` due at ``due`` (default: now) unless it is due sooner already.
         Returns True when the queue changed."""
-        due = time.time() if due is None else due
+        due = clock.now() if due is None else due
         with self.changed:
             if key in self._due and self._due[key] <= due:
                 return False
@@ -65,7 +65,7 @@ class TimerQueue:
             return True
 
     def schedule_many(self, keys: Iterable[str], due: float | None = None, why: str = "") -> None:
-        due = time.time() if due is None else due
+        due = clock.now() if due is None else due
         with self.changed:
             for key in keys:
                 self.schedule(key, due, why)
@@ -91,7 +91,7 @@ class TimerQueue:
 
     def pop_due(self, now: float | None = None, limit: int | None = None) -> list[str]:
         """Remove and return the keys due by ``now``, earliest first."""
-        now = time.time() if now is None else now
+        now = clock.now() if now is None else now
         out: list[str] = []
         with self.changed:
             while self._heap and (limit is None or len(out) < limit):
@@ -148,7 +148,7 @@ class TimerQueue:
     # ------------------------------------------------------------------ plumbing
 
     def _put(self, key: str, due: float, why: str) -> None:
-        if due > time.time() + DURABLE_AFTER:
+        if due > clock.now() + DURABLE_AFTER:
             self.store.put(key, {"Due": due, "Why": why})
             self._durable.add(key)
         self._due[key], self._why[key] = due, why
@@ -173,7 +173,7 @@ class TimerQueue:
                 due, why = float(entry["Due"]), str(entry.get("Why", ""))
             except (KeyError, TypeError, ValueError, StoreError) as exc:
                 log.warning("timer %r is unreadable (%s); looking at it now instead", key, exc)
-                due, why = time.time(), "unreadable timer"
+                due, why = clock.now(), "unreadable timer"
             self._due[key], self._why[key] = due, why
             self._durable.add(key)
             heapq.heappush(self._heap, (due, next(self._seq), key))

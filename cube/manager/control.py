@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from typing import TYPE_CHECKING, Any
 
-from cube import faults
+from cube import clock, faults
 from cube.client import BadRequest, Conflict, CubeError, DeposedLeader, NotFound, Unreachable
 from cube.etcd import CasConflict, NotLeader
 from cube.manager import retention
-from cube.manager.health import probe
 from cube.manager.observe import Watcher
 from cube.manager.reconcile import Action, Observed, Post, Spot, Stop, reconcile
 from cube.task import State, Task, TaskEvent, utcnow
@@ -65,8 +63,8 @@ class Control:
         self.m = manager
         self.view = View(manager)
         workers = len(manager.cluster.clients)
-        self.pool = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-work")
-        self.io = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-io")
+        self.pool = manager.network.pool("manager-work", max(4, workers))
+        self.io = manager.network.pool("manager-io", max(4, workers))
         self.watchers = {
             name: Watcher(name, client, manager.reports, self._reported, manager.update_interval)
             for name, client in manager.cluster.clients.items()
@@ -123,7 +121,7 @@ class Control:
                 due = timers.take()
                 if not due:
                     next_due = timers.next_due()  # scheduling wakes us: sleep until due
-                    pause = IDLE_WAIT if next_due is None else next_due - time.time()
+                    pause = IDLE_WAIT if next_due is None else next_due - clock.now()
                     timers.wait(max(0.005, min(pause, IDLE_WAIT)))
                     continue
             for task_id in due:
@@ -134,12 +132,12 @@ class Control:
         try:
             again = self.reconcile_one(task_id)
         except CasConflict:  # another manager changed it: decide again on what it wrote
-            again = time.time(), "changed through another manager"
+            again = clock.now(), "changed through another manager"
         except NotLeader as exc:  # the fence held: this manager no longer leads
             log.info("not deciding for task %s: %s", task_id, exc)
         except Exception:
             log.exception("reconciling task %s failed; trying again shortly", task_id)
-            again = time.time() + self.m.update_interval, "after an error"
+            again = clock.now() + self.m.update_interval, "after an error"
         finally:
             self.m.timers.done(task_id, *(again or (None, "")))
 
@@ -163,7 +161,7 @@ class Control:
         for action in plan.actions:
             changed |= self._send(action)
         if changed:
-            return time.time(), "an order's answer"
+            return clock.now(), "an order's answer"
         if plan.wake is None:
             return None
         return plan.wake.timestamp(), (plan.note or "no answer yet to its order")[:120]
@@ -245,14 +243,14 @@ class Control:
         self.m.timers.schedule_many(k for k in keys if k in self.m.records)
 
     def _liveness_loop(self) -> None:
-        next_pruning = time.monotonic() + PRUNE_EVERY
+        next_pruning = clock.monotonic() + PRUNE_EVERY
         pause = 0.0  # the first round at once: nothing is placed before it
         while not self._stopping.wait(pause):
             pause = self.m.update_interval
             try:
                 self.probe_all()
-                if time.monotonic() >= next_pruning:
-                    next_pruning = time.monotonic() + PRUNE_EVERY
+                if clock.monotonic() >= next_pruning:
+                    next_pruning = clock.monotonic() + PRUNE_EVERY
                     retention.prune(self.m)
             except Exception:
                 log.exception("liveness round failed; carrying on")
@@ -265,10 +263,12 @@ class Control:
         for future in as_completed(asked):
             name = asked[future]
             if cluster.take(name, future.result()):
+                # Up or down, what it held is known again only from a list fetched now:
+                # a list taken while it was still down may hold copies moved elsewhere
+                # since, and only a first list has every one of them looked at again.
+                self.m.reports.forget(name)
                 if cluster.state(name) == "up":
                     self.io.submit(self.watchers[name].once)  # its watch may be stuck
-                else:
-                    self.m.reports.forget(name)
                 self.m.timers.schedule_many(self.m.tasks_on(name) | self.m.waiting())
 
     def _health_loop(self) -> None:
@@ -308,4 +308,6 @@ class Control:
         if node is None:
             return ""
         host = node.api.split("://")[-1].rsplit(":", 1)[0]
-        return probe(host, task.host_port() or 0, task.health_check, self.m.http_timeout)
+        return self.m.network.probe_task(
+            host, task.host_port() or 0, task.health_check, self.m.http_timeout
+        )

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from typing import Any
 
+from cube import clock
 from cube.records import Changes
 from cube.store import Store, StoreError
 from cube.task import TaskEvent
@@ -36,7 +36,7 @@ class History:
         """Store ``event`` (by ID first: the retry check reads that)."""
         event_id = str(event.id)
         self.events.put(event_id, event)
-        self.index.put(f"{time.time_ns():020d}-{event_id}", event_id)  # when it came in
+        self.index.put(f"{int(clock.now() * 1e9):020d}-{event_id}", event_id)  # when it came in
         self.changes.bump()
 
     def get(self, event_id: str) -> TaskEvent | None:
@@ -68,7 +68,7 @@ class History:
         seconds; returns how many went."""
         gone = 0
         excess = max(0, self.index.count() - max_events)
-        cutoff = f"{int((time.time() - max_age) * 1e9):020d}"
+        cutoff = f"{int((clock.now() - max_age) * 1e9):020d}"
         while True:
             keys = self.index.first_keys(BATCH)
             doomed = [k for i, k in enumerate(keys) if i < excess - gone or k < cutoff]

@@ -28,6 +28,7 @@ from cube.manager.control import Control
 from cube.manager.health import RestartPolicy
 from cube.manager.history import History
 from cube.manager.leadership import Leadership, Lookout
+from cube.manager.network import Network
 from cube.manager.nodes import Nodes
 from cube.manager.observe import Reports
 from cube.manager.reconcile import Timing, given_up
@@ -77,7 +78,9 @@ class Manager:
         retention: Retention | None = None,
         lock: IO[str] | None = None,
         election: Election | None = None,
+        network: Network | None = None,
     ) -> None:
+        self.network = network or Network()
         self.scheduler = make(scheduler) if isinstance(scheduler, str) else scheduler
         self.stores = stores or Stores.open("memory", None)
         self.update_interval, self.health_interval = update_interval, health_interval
@@ -91,6 +94,7 @@ class Manager:
             timeout=http_timeout,
             probe_timeout=min(1.0, http_timeout),
             node_ttl=node_ttl,
+            network=self.network,
         )
         self.reports = Reports()
         self.records = Records(self.stores.tasks, versioned=self.stores.shared)

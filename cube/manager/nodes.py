@@ -19,14 +19,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cube import clock
 from cube.client import CubeError, NotFound, WorkerClient
 from cube.etcd.errors import EtcdError
 from cube.feasibility import can_run
+from cube.manager.network import Network
 from cube.manager.probe import Prober
 from cube.manager.reconcile import Spot
 from cube.node import Node, NodeTable, stats_problem
@@ -64,7 +65,9 @@ class Nodes:
         timeout: float,
         probe_timeout: float,
         node_ttl: float,
+        network: Network | None = None,
     ) -> None:
+        network = network or Network()
         self.store = store
         self.node_ttl = node_ttl
         self.started = utcnow()
@@ -80,8 +83,8 @@ class Nodes:
         for address in addresses:
             node = self._load(address)
             self.nodes[node.name] = node
-            self.clients[node.name] = WorkerClient(node.api, token, timeout)
-            self._probes[node.name] = Prober(node.api, token, probe_timeout)
+            self.clients[node.name] = network.client(node.api, token, timeout)
+            self._probes[node.name] = network.prober(node.api, token, probe_timeout)
 
     # ------------------------------------------------------------------ liveness
 
@@ -99,10 +102,10 @@ class Nodes:
             if not isinstance(health, dict | None):
                 return Answer(error="/health did not answer an object", malformed=True)
             due = name in self._no_health or self.nodes[name].state != "up"
-            if not due and time.monotonic() < self._stats_due.get(name, 0.0):
+            if not due and clock.monotonic() < self._stats_due.get(name, 0.0):
                 return Answer(health, None, "")  # alive; its stats are recent enough
             stats = probe.get("/stats")
-            self._stats_due[name] = time.monotonic() + STATS_EVERY
+            self._stats_due[name] = clock.monotonic() + STATS_EVERY
         except (CubeError, ValueError) as exc:
             if health is not None:
                 return Answer(health, None, "")  # alive; its stats can wait
@@ -140,7 +143,7 @@ class Nodes:
         """Fresh statistics are stored every ``STATS_KEPT_EVERY`` seconds, not on every
         probe: they only serve the first decisions after a start (and on etcd, every
         write of every manager is one more revision for everyone)."""
-        now = time.monotonic()
+        now = clock.monotonic()
         if now - self._kept_at.get(name, -STATS_KEPT_EVERY) < STATS_KEPT_EVERY:
             return False
         self._kept_at[name] = now

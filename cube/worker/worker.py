@@ -23,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from cube import faults
+from cube import clock, faults
 from cube.records import Records
 from cube.runtime import (
     Capabilities,
@@ -225,10 +224,17 @@ class Worker:
     def step(self) -> None:
         """Do everything that is due now, in this thread, then inspect once."""
         self.recover()
+        self.work_due()
+        self.reconcile()
+
+    def work_due(self) -> int:
+        """Carry out every order that is due now, in this thread; returns how many."""
+        done = 0
         while ready := self.timers.take():
             for key in ready:
                 self._apply(key)
-        self.reconcile()
+            done += len(ready)
+        return done
 
     def recover(self) -> None:
         """Adopt what still runs, stop what nobody owns, queue what is left to do.
@@ -240,27 +246,27 @@ class Worker:
     # -------------------------------------------------------------------- the loop
 
     def _loop(self) -> None:
-        next_inspection = time.monotonic() + self.reconcile_interval
+        next_inspection = clock.monotonic() + self.reconcile_interval
         while True:
             with self._cond:
                 while not self._stopping:
                     ready = self.timers.take()
-                    if ready or time.monotonic() >= next_inspection:
+                    if ready or clock.monotonic() >= next_inspection:
                         break
                     self.timers.wait(self._pause(next_inspection))
                 if self._stopping:
                     return
             for key in ready:
                 self._pool.submit(self._guard, self._apply, key)
-            if time.monotonic() >= next_inspection:
+            if clock.monotonic() >= next_inspection:
                 self._guard(self.reconcile)
                 self._guard(retention.prune, self)
-                next_inspection = time.monotonic() + self.reconcile_interval
+                next_inspection = clock.monotonic() + self.reconcile_interval
 
     def _pause(self, next_inspection: float) -> float:
         due = self.timers.next_due()
-        until_due = due - time.time() if due is not None else self.reconcile_interval
-        return max(0.005, min(until_due, next_inspection - time.monotonic()))
+        until_due = due - clock.now() if due is not None else self.reconcile_interval
+        return max(0.005, min(until_due, next_inspection - clock.monotonic()))
 
     def _apply(self, task_id: str) -> None:
         retry = False
@@ -272,7 +278,7 @@ class Worker:
             elif step == "stop":
                 retry = self._stop(task)  # type: ignore[arg-type]
         finally:
-            again = time.time() + self.reconcile_interval if retry and not self._stopping else None
+            again = clock.now() + self.reconcile_interval if retry and not self._stopping else None
             self.timers.done(task_id, again, "retry")
 
     def _start(self, task: Task) -> None:

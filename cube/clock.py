@@ -1,0 +1,65 @@
+"""The time Cube's manager and worker read: the machine's, or a simulation's.
+
+Every decision that depends on time (a due restart, a worker silent for too long, a
+finished task past retention) reads it here, never from :mod:`time` directly. In
+production these are the machine's clocks. :mod:`cube.replay` swaps in a virtual clock
+that only moves when its scheduler says so, which is what lets one seed replay one run
+exactly (FoundationDB's simulator swaps its clock the same way, behind one global).
+
+The swap is process-wide and meant for one thread: the simulator runs every component
+in the thread that called :func:`simulated`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time as _time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def time(self) -> float:
+        """Seconds since the epoch (what is stored: due times survive a restart)."""
+
+    def monotonic(self) -> float:
+        """Seconds that never go back (for intervals within one life of a process)."""
+
+
+class MachineClock:
+    """The machine's own clocks."""
+
+    time = staticmethod(_time.time)
+    monotonic = staticmethod(_time.monotonic)
+
+
+_clock: Clock = MachineClock()
+
+
+def now() -> float:
+    """Seconds since the epoch, as :func:`time.time`."""
+    return _clock.time()
+
+
+def monotonic() -> float:
+    """As :func:`time.monotonic`."""
+    return _clock.monotonic()
+
+
+def utcnow() -> datetime:
+    """The current time, in UTC."""
+    if isinstance(_clock, MachineClock):
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(_clock.time(), UTC)
+
+
+@contextlib.contextmanager
+def simulated(clock: Clock) -> Iterator[Clock]:
+    """Read ``clock`` instead of the machine's until the block ends."""
+    global _clock
+    previous, _clock = _clock, clock
+    try:
+        yield clock
+    finally:
+        _clock = previous

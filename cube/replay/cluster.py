@@ -1,0 +1,347 @@
+"""A whole Cube cluster inside one simulated world: the real manager, the real workers.
+
+Every component is the production object (:class:`~cube.manager.Manager` with its
+:class:`~cube.manager.control.Control`, :class:`~cube.worker.Worker` behind its real API
+app), built over stores that play the disk (they outlive a crash, as files do), a
+:class:`~cube.replay.machine.Machine` per worker (its processes outlive it too) and the
+simulated network. Instead of threads, the world's queue drives each component's loops:
+
+- the manager's liveness round, its watch of each worker, its health round, and its
+  work queue (done as soon as something is due, as the real loop wakes on it);
+- each worker's work queue (likewise) and its inspection pass.
+
+A component can crash (its object is dropped; its disk and its processes stay), come
+back (a new object over the same disk, which recovers as a restarted process does),
+pause (it does nothing and answers nothing), or be cut off by a partition.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from cube.manager import retention as manager_retention
+from cube.manager.health import RestartPolicy
+from cube.manager.manager import Manager
+from cube.manager.observe import WATCH_WAIT
+from cube.manager.reconcile import given_up
+from cube.manager.retention import Retention
+from cube.manager.stores import Stores
+from cube.replay.machine import Machine, SimRuntime
+from cube.replay.wires import SimNetwork, Wires
+from cube.replay.world import World
+from cube.store import JsonCodec, MemoryStore, WireCodec
+from cube.task import State, Task, TaskEvent
+from cube.worker import retention as worker_retention
+from cube.worker.api import make_app
+from cube.worker.stats import StatsCollector
+from cube.worker.worker import Worker
+
+MANAGER = "manager"
+PORT = 5556
+
+
+class Crash(BaseException):
+    """The component running now dies here, as from SIGKILL."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The cluster's shape and its components' periods (seconds)."""
+
+    workers: int = 3
+    update_interval: float = 1.0
+    health_interval: float = 2.0
+    node_ttl: float = 3.0
+    inspect_every: float = 2.0
+    watch_every: tuple[float, float] = (0.05, 0.6)
+    prune_every: float = 30.0
+    restart: RestartPolicy = field(default_factory=lambda: RestartPolicy(3, 1.0, 8.0))
+    max_events: int = 400
+
+
+class FixedStats:
+    """A worker's ``/stats`` in the simulation: one machine's shape, numbers fixed, so
+    that no reading of the real machine reaches a decision."""
+
+    _shape: dict[str, Any] | None = None
+
+    def sample(self, task_count: int) -> dict[str, Any]:
+        if FixedStats._shape is None:
+            shape = StatsCollector().sample(task_count=0)
+            shape["MemStats"].update(mem_total=8 << 20, mem_free=6 << 20, mem_available=6 << 20)
+            shape["DiskStats"].update({"all": 100 << 30, "used": 10 << 30, "free": 90 << 30})
+            shape.update(CpuPercent=10.0, Cores=4)
+            FixedStats._shape = shape
+        return {**copy.deepcopy(FixedStats._shape), "TaskCount": task_count}
+
+
+@dataclass
+class Disk:
+    """What a worker keeps across its lives."""
+
+    tasks: MemoryStore[Task] = field(default_factory=lambda: MemoryStore(WireCodec(Task)))
+    timers: MemoryStore[Any] = field(default_factory=lambda: MemoryStore(JsonCodec()))
+    forgotten: MemoryStore[Any] = field(default_factory=lambda: MemoryStore(JsonCodec()))
+    leader: MemoryStore[Any] = field(default_factory=lambda: MemoryStore(JsonCodec()))
+
+
+class SimCluster:
+    """One manager and ``settings.workers`` workers in ``world``."""
+
+    def __init__(self, world: World, settings: Settings | None = None) -> None:
+        self.world, self.settings = world, settings or Settings()
+        self.wires = Wires(world, task_health=self._task_health)
+        self.names = [f"w{i + 1}" for i in range(self.settings.workers)]
+        self.machines = {name: Machine(name, world) for name in self.names}
+        self.disks = {name: Disk() for name in self.names}
+        self.workers: dict[str, Worker | None] = dict.fromkeys(self.names)
+        self.manager_stores = Stores.open("memory", None)
+        self.manager: Manager | None = None
+        self.paused: set[str] = set()
+        self.running = ""  # the component whose code runs now (for crash points)
+        self.armed: dict[str, str] = {}  # component -> the fault point it dies at
+        self.on_boot: list[Callable[[str], None]] = []
+        self.given_up: set[str] = set()
+        self._wake_at: float | None = None
+        self._lives: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def boot(self) -> None:
+        for name in self.names:
+            self.start(name)
+        self.start(MANAGER)
+
+    def start(self, name: str) -> None:
+        """Start ``name`` on its disk (a first start, or a restart after a crash)."""
+        life = self._lives[name] = self._lives.get(name, 0) + 1
+        self.paused.discard(name)
+        if name == MANAGER:
+            self._run(name, self._start_manager)
+        else:
+            self._run(name, lambda: self._start_worker(name))
+        self._every(name, life)
+        self.world.say(name, "started" if life == 1 else f"restarted (life {life})")
+        for hook in self.on_boot:
+            hook(name)
+
+    def crash(self, name: str, why: str = "crashed") -> None:
+        """``name`` dies now: its object is dropped; its disk and processes stay."""
+        if not self.up(name):
+            return
+        self._lives[name] += 1  # its loops end: they belong to the life that died
+        if name == MANAGER:
+            self.manager = None
+        else:
+            self.workers[name] = None
+            self.wires.host(name).app = None
+        self.paused.discard(name)
+        self.world.say(name, why)
+
+    def pause(self, name: str) -> None:
+        if self.up(name):
+            self.paused.add(name)
+            self.wires.host(name).paused = True
+            self.world.say(name, "paused")
+
+    def resume(self, name: str) -> None:
+        if name in self.paused:
+            self.paused.discard(name)
+            self.wires.host(name).paused = False
+            self.world.say(name, "resumed")
+
+    def up(self, name: str) -> bool:
+        return (self.manager if name == MANAGER else self.workers.get(name)) is not None
+
+    def acting(self, name: str) -> bool:
+        return self.up(name) and name not in self.paused
+
+    def _start_manager(self) -> None:
+        self.manager = Manager(
+            [f"{name}:{PORT}" for name in self.names],
+            "roundrobin",
+            self.manager_stores,
+            update_interval=self.settings.update_interval,
+            health_interval=self.settings.health_interval,
+            node_ttl=self.settings.node_ttl,
+            restart=self.settings.restart,
+            http_timeout=1.0,
+            retention=Retention(max_events=self.settings.max_events),
+            network=SimNetwork(self.wires, MANAGER),
+        )
+
+    def _start_worker(self, name: str) -> None:
+        disk = self.disks[name]
+        worker = Worker(
+            name,
+            disk.tasks,
+            SimRuntime(self.machines[name], owner=name),
+            timers=disk.timers,
+            forgotten=disk.forgotten,
+            leader=disk.leader,
+            reconcile_interval=self.settings.inspect_every,
+        )
+        worker._stats = FixedStats()  # type: ignore[assignment]
+        self.workers[name] = worker
+        host = self.wires.host(name)
+        host.app, host.paused = make_app(worker), False
+        worker.recover()
+
+    # ------------------------------------------------------------------ the loops
+
+    def _every(self, name: str, life: int) -> None:
+        s = self.settings
+        if name == MANAGER:
+            self._loop(name, life, "liveness", s.update_interval, self._liveness)
+            self._loop(name, life, "health", s.health_interval, self._health)
+            self._loop(name, life, "prune", s.prune_every, self._prune_manager)
+            for worker in self.names:
+                self._loop(name, life, f"watch {worker}", 0.0, self._watcher(worker))
+        else:
+            self._loop(name, life, "inspect", s.inspect_every, lambda: self._inspect(name))
+
+    def _loop(
+        self, name: str, life: int, what: str, period: float, body: Callable[[], None]
+    ) -> None:
+        """Run ``body`` about every ``period`` seconds while this life of ``name`` lasts
+        (paused: skipped, as a frozen process does nothing)."""
+
+        def tick() -> None:
+            if self._lives.get(name) != life:
+                return  # that life ended
+            if name not in self.paused:
+                self._run(name, body)
+            if self._lives.get(name) == life:
+                gap = self.world.rng.uniform(*self.settings.watch_every) if not period else None
+                self.world.after(gap or self.world.jitter(period), what, tick)
+
+        self.world.after(self.world.rng.uniform(0.0, max(period, 0.3)), what, tick)
+
+    def _liveness(self) -> None:
+        if self.manager is not None and self.manager.control is not None:
+            self.manager.control.probe_all()
+
+    def _health(self) -> None:
+        if self.manager is not None and self.manager.control is not None:
+            self.manager.control.check_health()
+
+    def _prune_manager(self) -> None:
+        if self.manager is not None:
+            manager_retention.prune(self.manager)
+
+    def _watcher(self, worker: str) -> Callable[[], None]:
+        def watch() -> None:
+            if self.manager is not None and self.manager.control is not None:
+                self.manager.control.watchers[f"{worker}:{PORT}"].once(WATCH_WAIT)
+
+        return watch
+
+    def _inspect(self, name: str) -> None:
+        worker = self.workers[name]
+        if worker is not None:
+            worker.reconcile()
+            worker_retention.prune(worker)
+
+    # -------------------------------------------------------------- doing what is due
+
+    def settle(self) -> None:
+        """Every acting component does what is due now (in an order the seed picks),
+        then the world is told when the next due time is."""
+        order = [MANAGER, *self.names]
+        self.world.rng.shuffle(order)
+        for name in order:
+            if self.acting(name):
+                self._run(name, lambda n=name: self._work(n))
+        self._watch_invariants()
+        self._arm_wake()
+
+    def _work(self, name: str) -> None:
+        if name == MANAGER:
+            if self.manager is not None and self.manager.control is not None:
+                self.manager.control.drain()
+        else:
+            worker = self.workers[name]
+            if worker is not None:
+                worker.work_due()
+
+    def _arm_wake(self) -> None:
+        dues = []
+        if self.acting(MANAGER) and self.manager is not None:
+            dues.append(self.manager.timers.next_due())
+        for name in self.names:
+            worker = self.workers[name]
+            if worker is not None and name not in self.paused:
+                dues.append(worker.timers.next_due())
+        due = min((d for d in dues if d is not None), default=None)
+        if due is None:
+            return
+        due = max(due, self.world.now)
+        if self._wake_at is None or due < self._wake_at or self._wake_at < self.world.now:
+            self._wake_at = due
+            self.world.at(due - self.world.now + self.world.elapsed, "due", lambda: None)
+
+    def _run(self, name: str, body: Callable[[], None]) -> None:
+        """Run one component's code; a crash point it reaches kills it."""
+        self.running = name
+        try:
+            body()
+        except Crash:
+            self.crash(name, f"crashed at {self.armed.pop(name, 'a fault point')}")
+        finally:
+            self.running = ""
+
+    def at_point(self, point: str) -> None:
+        """The fault-point handler (:func:`cube.faults.simulated`)."""
+        if self.running and self.armed.get(self.running) == point:
+            raise Crash(point)
+
+    # ------------------------------------------------------------------ tasks
+
+    def _task_health(self, host: str, port: int) -> str:
+        process = self.machines[host].by_port(port) if host in self.machines else None
+        if process is None or not process.running:
+            return f"GET {host}:{port} failed: ConnectionError"
+        return "" if process.healthy else f"GET {host}:{port} answered 500"
+
+    def submit(self, task: Task) -> bool:
+        """A client's submission; False when the manager cannot take it now."""
+        if not self.acting(MANAGER) or self.manager is None:
+            return False
+        self.manager.submit(TaskEvent(id=_uuid(self.world), task=task, state=State.Running))
+        return True
+
+    def stop(self, task_id: str) -> bool:
+        if not self.acting(MANAGER) or self.manager is None:
+            return False
+        self.manager.stop(
+            task_id,
+            TaskEvent(
+                id=_uuid(self.world), task=self.manager.get_task(task_id), state=State.Completed
+            ),
+        )
+        return True
+
+    def copies(self) -> dict[str, list[str]]:
+        """task ID -> the machines where a copy of it runs now."""
+        where: dict[str, list[str]] = {}
+        for name, machine in self.machines.items():
+            for process in machine.live():
+                where.setdefault(process.task_id, []).append(name)
+        return where
+
+    def _watch_invariants(self) -> None:
+        if self.manager is None:
+            return
+        policy = self.settings.restart
+        for task in self.manager.records.all():
+            key = str(task.id)
+            if given_up(task, policy):
+                self.given_up.add(key)
+
+
+def _uuid(world: World) -> UUID:
+    return UUID(int=world.rng.getrandbits(128), version=4)

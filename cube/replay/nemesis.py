@@ -1,0 +1,122 @@
+"""The nemesis: a seeded schedule of faults, as data.
+
+A schedule is a list of :class:`Fault`, each at a time into the run, on one component
+(or the network), lasting a while. It is made from the seed alone, before the run, so
+it can be printed, cut down (:func:`cube.replay.run.shrink` looks for the shortest
+prefix that still fails) and replayed. What a fault picks at the moment it strikes (which
+process to kill) comes from the run's own random source, which the seed fixes too.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from cube.replay.cluster import MANAGER, SimCluster
+
+KINDS = (
+    "crash",  # the component dies (SIGKILL); it comes back after `lasts`
+    "crash at point",  # it dies at the next fault point it reaches (`point`)
+    "pause",  # it freezes (SIGSTOP) for `lasts`
+    "partition",  # it is cut off from everyone for `lasts`
+    "kill task",  # one of the worker's task processes dies
+    "hang task",  # one of the worker's task processes stops answering its health check
+    "lossy network",  # requests and answers are lost for `lasts`
+    "late requests",  # requests arrive late (after later ones) for `lasts`
+)
+POINTS = {MANAGER: ("manager-saved", "manager-sending"), "worker": ("worker-started",)}
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float
+    kind: str
+    target: str = ""
+    lasts: float = 0.0
+    point: str = ""
+
+    def __str__(self) -> str:
+        what = f"{self.kind} {self.target}".strip()
+        if self.point:
+            what += f" ({self.point})"
+        return f"t={self.at:.2f}s {what}" + (f" for {self.lasts:.1f}s" if self.lasts else "")
+
+
+def schedule(
+    seed: int, workers: list[str], start: float, end: float, count: tuple[int, int] = (3, 12)
+) -> list[Fault]:
+    """The faults of run ``seed``, between ``start`` and ``end`` seconds."""
+    rng = random.Random(f"nemesis-{seed}")
+    faults = []
+    for _ in range(rng.randint(*count)):
+        at = round(rng.uniform(start, end), 3)
+        kind = rng.choices(KINDS, weights=(6, 3, 3, 3, 3, 2, 1, 2))[0]
+        target = MANAGER if rng.random() < 0.25 else rng.choice(workers)
+        if kind in ("kill task", "hang task"):
+            target = rng.choice(workers)
+        if kind in ("lossy network", "late requests"):
+            target = ""
+        point = ""
+        if kind == "crash at point":
+            point = rng.choice(POINTS[MANAGER if target == MANAGER else "worker"])
+        lasts = round(rng.uniform(0.5, 12.0), 3)
+        faults.append(Fault(at, kind, target, lasts, point))
+    return sorted(faults, key=lambda f: f.at)
+
+
+def strike(cluster: SimCluster, fault: Fault) -> None:
+    """Do ``fault`` now (and undo it when it lasts no longer)."""
+    world, name = cluster.world, fault.target
+    world.say("nemesis", str(fault))
+    if fault.kind == "crash":
+        cluster.crash(name)
+        world.after(fault.lasts, f"restart {name}", lambda: _restart(cluster, name))
+    elif fault.kind == "crash at point":
+        cluster.armed[name] = fault.point
+        world.after(fault.lasts, f"restart {name}", lambda: _restart(cluster, name))
+    elif fault.kind == "pause":
+        cluster.pause(name)
+        world.after(fault.lasts, f"resume {name}", lambda: cluster.resume(name))
+    elif fault.kind == "partition":
+        cluster.wires.cut_off.add(name)
+        world.after(fault.lasts, f"heal {name}", lambda: _heal(cluster, name))
+    elif fault.kind in ("kill task", "hang task"):
+        live = cluster.machines[name].live()
+        if live:
+            process = world.rng.choice(live)
+            if fault.kind == "kill task":
+                cluster.machines[name].end(process, 137, "killed (SIGKILL)")
+            else:
+                process.healthy = False
+            world.say("nemesis", f"{fault.kind}: {process.container_id} of {process.task_id[:8]}")
+    elif fault.kind == "lossy network":
+        cluster.wires.loss = 0.2
+        world.after(fault.lasts, "network heals", lambda: setattr(cluster.wires, "loss", 0.0))
+    elif fault.kind == "late requests":
+        cluster.wires.late = 0.2
+        world.after(fault.lasts, "network heals", lambda: setattr(cluster.wires, "late", 0.0))
+
+
+def heal_all(cluster: SimCluster) -> None:
+    """The end of the faults: every component back, the network whole."""
+    cluster.world.say("nemesis", "every fault ends")
+    cluster.wires.loss = cluster.wires.late = 0.0
+    for name in list(cluster.wires.cut_off):
+        _heal(cluster, name)
+    cluster.armed.clear()
+    for name in [MANAGER, *cluster.names]:
+        cluster.resume(name)
+        if not cluster.up(name):
+            cluster.start(name)
+
+
+def _restart(cluster: SimCluster, name: str) -> None:
+    cluster.armed.pop(name, None)
+    if not cluster.up(name):
+        cluster.start(name)
+
+
+def _heal(cluster: SimCluster, name: str) -> None:
+    if name in cluster.wires.cut_off:
+        cluster.wires.cut_off.discard(name)
+        cluster.world.say(name, "partition healed")

@@ -1,0 +1,217 @@
+"""The simulated network: every call between components, in-process, with faults.
+
+The manager's clients are the real :class:`~cube.client.WorkerClient`, and a worker's
+API is its real Bottle app: only what is between them is swapped. A ``requests``
+transport adapter (:class:`WireAdapter`) hands each request to the addressed host's
+WSGI app, in the calling thread, unless the seed says otherwise:
+
+- the host is down: the connection is refused;
+- the host is paused, or cut off by a partition: the call times out;
+- the request is lost, or its answer is: the call times out (in the second case the
+  request *was* carried out, which a caller cannot tell apart);
+- the request is late: the call times out now, and the request arrives later, after
+  whatever happened meanwhile (this is how an old order overtakes a newer one).
+
+Blocking queries answer at once here (their ``wait`` is made 0): time only moves
+between events, so a request must never wait inside one.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from cube.client import CubeError, WorkerClient
+from cube.manager.network import Network
+from cube.replay.world import World
+
+App = Callable[..., Any]
+
+
+@dataclass
+class Host:
+    """One addressable component: its app while it is up, and whether it is paused."""
+
+    name: str
+    app: App | None = None
+    paused: bool = False
+
+
+@dataclass
+class Wires:
+    """Who can reach whom, and what each call meets on the way."""
+
+    world: World
+    hosts: dict[str, Host] = field(default_factory=dict)
+    cut_off: set[str] = field(default_factory=set)  # hosts partitioned from the rest
+    loss: float = 0.0  # chance a request, or its answer, is lost
+    late: float = 0.0  # chance a request arrives later than asked
+    task_health: Callable[[str, int], str] | None = None  # (host, port) -> problem
+
+    def host(self, name: str) -> Host:
+        return self.hosts.setdefault(name, Host(name))
+
+    def deliver(self, source: str, request: requests.PreparedRequest) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        name = parts.hostname or ""
+        host = self.hosts.get(name)
+        if host is None or host.app is None:
+            raise requests.ConnectionError(f"connection to {name} refused")
+        if host.paused or name in self.cut_off or source in self.cut_off:
+            raise requests.ReadTimeout(f"{name} did not answer")
+        rng = self.world.rng
+        if self.late and rng.random() < self.late:
+            delay = rng.uniform(0.5, 5.0)
+            self.world.after(delay, f"late {request.method} to {name}", lambda: self._late(request))
+            raise requests.ReadTimeout(f"{name} did not answer (the request is on its way)")
+        if self.loss and rng.random() < self.loss:
+            raise requests.ReadTimeout(f"{name} did not answer (the request was lost)")
+        response = call_wsgi(host.app, request)
+        if self.loss and rng.random() < self.loss:
+            raise requests.ReadTimeout(f"{name} did not answer (the answer was lost)")
+        return response
+
+    def _late(self, request: requests.PreparedRequest) -> None:
+        host = self.hosts.get(urlsplit(request.url or "").hostname or "")
+        if host is not None and host.app is not None and not host.paused:
+            call_wsgi(host.app, request)
+            self.world.say("network", f"a late {request.method} {urlsplit(request.url).path}")
+
+    def probe_task(self, source: str, host: str, port: int) -> str:
+        """A task's health check, from ``source`` to ``host:port``."""
+        if host in self.cut_off or source in self.cut_off:
+            return f"GET {host}:{port} failed: ReadTimeout"
+        return self.task_health(host, port) if self.task_health else ""
+
+
+class WireAdapter(BaseAdapter):
+    """A ``requests`` transport over :class:`Wires`."""
+
+    def __init__(self, wires: Wires, source: str) -> None:
+        super().__init__()
+        self.wires, self.source = wires, source
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        return self.wires.deliver(self.source, request)
+
+    def close(self) -> None:
+        pass
+
+
+def call_wsgi(app: App, request: requests.PreparedRequest) -> requests.Response:
+    """Run one request through a WSGI app, in this thread."""
+    parts = urlsplit(request.url or "")
+    query = urlencode([(k, "0s" if k == "wait" else v) for k, v in parse_qsl(parts.query)])
+    body = request.body or b""
+    if isinstance(body, str):
+        body = body.encode()
+    environ = {
+        "REQUEST_METHOD": request.method,
+        "PATH_INFO": parts.path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": parts.hostname or "",
+        "SERVER_PORT": str(parts.port or 80),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.url_scheme": "http",
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for key, value in request.headers.items():
+        name = key.upper().replace("-", "_")
+        if name == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif name != "CONTENT_LENGTH":
+            environ[f"HTTP_{name}"] = value
+    said: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        said["status"], said["headers"] = status, headers
+        return lambda data: None
+
+    chunks = app(environ, start_response)
+    try:
+        content = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    response = requests.Response()
+    response.status_code = int(said["status"].split()[0])
+    response.reason = said["status"].partition(" ")[2]
+    response.headers = CaseInsensitiveDict(said["headers"])
+    response._content = content
+    response.url = request.url or ""
+    response.request = request
+    response.encoding = "utf-8"
+    return response
+
+
+class InlineExecutor(Executor):
+    """Runs each call at once, in the caller's thread: one thread, one order."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+class ClientProber:
+    """The liveness probe (``get(path)``) over a simulated client."""
+
+    def __init__(self, client: WorkerClient) -> None:
+        self.client = client
+
+    @property
+    def epoch(self) -> Any:
+        return self.client.epoch
+
+    @epoch.setter
+    def epoch(self, value: Any) -> None:
+        self.client.epoch = value
+
+    def get(self, path: str) -> Any:
+        return self.client._call("GET", path)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class SimNetwork(Network):
+    """The manager's :class:`~cube.manager.network.Network`, over :class:`Wires`."""
+
+    def __init__(self, wires: Wires, source: str) -> None:
+        self.wires, self.source = wires, source
+
+    def client(self, api: str, token: str | None, timeout: float) -> WorkerClient:
+        client = WorkerClient(api, token, timeout)
+        client._session.mount("http://", WireAdapter(self.wires, self.source))
+        return client
+
+    def prober(self, api: str, token: str | None, timeout: float) -> Any:
+        return ClientProber(self.client(api, token, timeout))
+
+    def probe_task(self, host: str, port: int, path: str, timeout: float) -> str:
+        return self.wires.probe_task(self.source, host, port)
+
+    def pool(self, name: str, size: int) -> Executor:
+        return InlineExecutor()
+
+
+__all__ = ["CubeError", "InlineExecutor", "SimNetwork", "WireAdapter", "Wires"]
