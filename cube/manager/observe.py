@@ -125,6 +125,11 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
 
+    @property
+    def index(self) -> int:
+        """The worker's index its list is known up to (0: the next fetch is a whole list)."""
+        return self._index
+
     def start(self) -> Watcher:
         self._thread.start()
         return self

@@ -29,7 +29,7 @@ Every change of state goes through the one transition table (``check_transition`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -120,10 +120,23 @@ class Timing:
 def reconcile(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
     """The next step for ``task`` (see the module doc)."""
     if task.state is State.Completed or given_up(task, timing.restart):
-        return Plan(task, _stops(task, seen, cluster, everywhere=True))
-    if task.desired is State.Completed:
-        return _stop(task, seen, cluster, now, timing)
-    return _run(task, seen, cluster, now, timing)
+        plan = Plan(task, _stops(task, seen, cluster, everywhere=True))
+    elif task.desired is State.Completed:
+        plan = _stop(task, seen, cluster, now, timing)
+    else:
+        plan = _run(task, seen, cluster, now, timing)
+    return _confirm(plan, now, timing)
+
+
+def _confirm(plan: Plan, now: datetime, timing: Timing) -> Plan:
+    """An order is done only once a worker's list says so, and one can be lost on the
+    way: a plan that sends any has a look again after ``retry`` at the latest."""
+    if not plan.actions:
+        return plan
+    due = _later(now, timing.retry)
+    if plan.wake is not None and plan.wake <= due:
+        return plan
+    return replace(plan, wake=due)
 
 
 def given_up(task: Task, policy: RestartPolicy) -> bool:

@@ -234,9 +234,21 @@ class SimCluster:
             manager_retention.prune(self.manager)
 
     def _watcher(self, worker: str) -> Callable[[], None]:
+        """The manager's watch of ``worker``: a blocking query answers once the worker's
+        index moved past the one asked (or after ``WATCH_WAIT``), so it is asked only
+        then; a first list, or a failed one, is asked for at once."""
+        asked_at = [0.0]
+
         def watch() -> None:
-            if self.manager is not None and self.manager.control is not None:
-                self.manager.control.watchers[f"{worker}:{PORT}"].once(WATCH_WAIT)
+            if self.manager is None or self.manager.control is None:
+                return
+            watcher = self.manager.control.watchers[f"{worker}:{PORT}"]
+            held = self.workers.get(worker)
+            moved = held is None or held.index != watcher.index
+            if watcher.index and not moved and self.world.now - asked_at[0] < WATCH_WAIT:
+                return  # the query still waits
+            asked_at[0] = self.world.now
+            watcher.once(WATCH_WAIT)
 
         return watch
 
@@ -251,13 +263,24 @@ class SimCluster:
     def settle(self) -> None:
         """Every acting component does what is due now (in an order the seed picks),
         then the world is told when the next due time is."""
-        order = [MANAGER, *self.names]
-        self.world.rng.shuffle(order)
+        order = [name for name in (MANAGER, *self.names) if self._due(name)]
+        if len(order) > 1:
+            self.world.rng.shuffle(order)
         for name in order:
             if self.acting(name):
                 self._run(name, lambda n=name: self._work(n))
         self._watch_invariants()
         self._arm_wake()
+
+    def _due(self, name: str) -> bool:
+        """Whether ``name`` has work due now (its loop would wake)."""
+        if name == MANAGER:
+            queue = self.manager.timers if self.manager is not None else None
+        else:
+            worker = self.workers[name]
+            queue = worker.timers if worker is not None else None
+        due = queue.next_due() if queue is not None and name not in self.paused else None
+        return due is not None and due <= self.world.now
 
     def _work(self, name: str) -> None:
         if name == MANAGER:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cube import clock, faults
+from cube import clock, faults, text
 from cube.replay import check
 from cube.replay.cluster import SimCluster
 from cube.replay.nemesis import Fault, heal_all, schedule, strike
@@ -62,9 +62,11 @@ def run(
     fault_list: list[Fault] | None = None,
     *,
     sample_every: float = 0.0,
+    verbose: bool = False,
 ) -> Outcome:
     """Run seed ``seed`` (with ``fault_list`` instead of its own schedule, when given).
-    ``sample_every`` > 0 records where each task's copies run, for the picture."""
+    ``sample_every`` > 0 records where each task's copies run, for the picture;
+    ``verbose`` puts what the components log into the story too."""
     scenario = scenario or Scenario()
     world = World(seed)
     cluster = SimCluster(world)
@@ -73,7 +75,7 @@ def run(
     watch = check.Watch(cluster)
     samples: list[tuple[float, dict[str, list[str]]]] = []
     began = time.perf_counter()
-    with _simulated(world, cluster):
+    with _simulated(world, cluster, verbose):
         cluster.on_boot.append(watch.booted)
         cluster.boot()
         names = _workload(world, cluster, watch, scenario)
@@ -164,13 +166,27 @@ def _sample(world: World, cluster: SimCluster, samples: list, every: float) -> N
 
 
 @contextlib.contextmanager
-def _simulated(world: World, cluster: SimCluster) -> Iterator[None]:
-    """Virtual time and crash points for the run; the components' own logging off (the
-    run's story is its log)."""
+def _simulated(world: World, cluster: SimCluster, verbose: bool) -> Iterator[None]:
+    """Virtual time and crash points for the run. What the components log goes into the
+    run's story (``verbose``) or nowhere: never to the terminal of whoever runs it."""
     cube_log = logging.getLogger("cube")
-    level, cube_log.level = cube_log.level, logging.CRITICAL + 1
+    saved = cube_log.level, cube_log.propagate, list(cube_log.handlers)
+    cube_log.handlers = [_Story(world, cluster)] if verbose else []
+    cube_log.setLevel(logging.INFO if verbose else logging.CRITICAL + 1)
+    cube_log.propagate = False
     try:
         with clock.simulated(world), faults.simulated(cluster.at_point):
             yield
     finally:
-        cube_log.setLevel(level)
+        cube_log.level, cube_log.propagate, cube_log.handlers = saved
+
+
+class _Story(logging.Handler):
+    """Log records as lines of the run's story, stamped with virtual time."""
+
+    def __init__(self, world: World, cluster: SimCluster) -> None:
+        super().__init__(logging.INFO)
+        self.world, self.cluster = world, cluster
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.world.say(self.cluster.running or "-", text.printable(record.getMessage()))

@@ -201,6 +201,7 @@ class SimNetwork(Network):
 
     def client(self, api: str, token: str | None, timeout: float) -> WorkerClient:
         client = WorkerClient(api, token, timeout)
+        client._session.trust_env = False  # no proxies from the environment: nothing leaves
         client._session.mount("http://", WireAdapter(self.wires, self.source))
         return client
 
