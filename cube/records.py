@@ -143,8 +143,10 @@ class Records:
             return out[::-1]
 
     def forgotten_since(self, index: int) -> list[str]:
+        """The IDs forgotten after ``index`` and not held again since (a task forgotten,
+        then ordered anew, is in the list, not gone)."""
         with self.cond:
-            return [key for at, key in self._forgotten if at > index]
+            return [key for at, key in self._forgotten if at > index and key not in self._tasks]
 
     def page(self, after: str = "", limit: int = 0, state: State | None = None) -> list[Task]:
         """Records in ID order, after the ID ``after``, at most ``limit`` (0: all)."""

@@ -29,6 +29,7 @@ COLOURS = {
     "cut short": "#f87171",  # a simulated run ended by its node's failure
     "leading": "#15803d",  # one of several managers: the one that acts
     "waiting": "#93c5fd",  # ...and the others, in line behind it
+    "two copies": "#7f1d1d",  # a replayed run: one task running in two places at once
 }
 OTHER = "#a78bfa"
 FAULT = "#f59e0b"

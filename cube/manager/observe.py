@@ -43,13 +43,13 @@ class Reports:
         changed = set()
         with self._lock:
             known = self._lists.setdefault(worker, {})
+            for key in forgotten:  # first: a task forgotten, then ordered anew, is held
+                if known.pop(key, None) is not None:
+                    changed.add(key)
             for task in tasks:
                 key = str(task.id)
                 if known.get(key) != task:
                     known[key] = task
-                    changed.add(key)
-            for key in forgotten:
-                if known.pop(key, None) is not None:
                     changed.add(key)
         return changed
 

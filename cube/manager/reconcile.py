@@ -352,18 +352,32 @@ def _done(task: Task, reason: str, now: datetime, finished: datetime | None = No
 
 def _stops(task: Task, seen: Observed, cluster: Cluster, *, everywhere: bool) -> tuple[Stop, ...]:
     """Stop orders for the live copies on workers that answer: everywhere, or all but
-    the task's own worker. A copy already told to stop by this order is left to it."""
+    the task's own worker. A copy already told to stop by this order is left to it.
+
+    A stray (a copy anywhere but the task's own worker) is stopped at its *own* order's
+    generation, not the task's: a stop that arrives late, after that worker was given
+    the task's newer order, is then older than what the worker follows, and refused,
+    instead of stopping the copy that is wanted."""
     return tuple(
-        Stop(worker, str(task.id), task.generation)
+        Stop(worker, str(task.id), _stop_at(task, worker, copy))  # type: ignore[arg-type]
         for worker, copy in sorted(seen.copies.items())
         if _live(copy)
         and cluster.state(worker) == "up"
         and (everywhere or worker != task.worker)
-        and not (copy.desired is State.Completed and copy.generation >= task.generation)  # type: ignore[union-attr]
+        and not (
+            copy.desired is State.Completed and copy.generation >= _stop_at(task, worker, copy)
+        )  # type: ignore[union-attr]
     )
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _stop_at(task: Task, worker: str, copy: Task) -> int:
+    """The generation a stop of ``copy`` on ``worker`` carries (see :func:`_stops`)."""
+    if worker == task.worker or copy.generation == 0:
+        return task.generation
+    return min(task.generation, copy.generation)
 
 
 def _live(copy: Task | None) -> bool:

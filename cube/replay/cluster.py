@@ -199,6 +199,7 @@ class SimCluster:
             self._loop(name, life, "liveness", s.update_interval, self._liveness)
             self._loop(name, life, "health", s.health_interval, self._health)
             self._loop(name, life, "prune", s.prune_every, self._prune_manager)
+            self._loop(name, life, "given up?", 1.0, self._watch_invariants)
             for worker in self.names:
                 self._loop(name, life, f"watch {worker}", 0.0, self._watcher(worker))
         else:
@@ -269,7 +270,6 @@ class SimCluster:
         for name in order:
             if self.acting(name):
                 self._run(name, lambda n=name: self._work(n))
-        self._watch_invariants()
         self._arm_wake()
 
     def _due(self, name: str) -> bool:

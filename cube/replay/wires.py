@@ -1,9 +1,9 @@
 """The simulated network: every call between components, in-process, with faults.
 
 The manager's clients are the real :class:`~cube.client.WorkerClient`, and a worker's
-API is its real Bottle app: only what is between them is swapped. A ``requests``
-transport adapter (:class:`WireAdapter`) hands each request to the addressed host's
-WSGI app, in the calling thread, unless the seed says otherwise:
+API is its real Bottle app: only what is between them is swapped. The client's session
+(:class:`SimSession`) hands each request to the addressed host's WSGI app, in the
+calling thread, unless the seed says otherwise:
 
 - the host is down: the connection is refused;
 - the host is paused, or cut off by a partition: the call times out;
@@ -19,6 +19,7 @@ between events, so a request must never wait inside one.
 from __future__ import annotations
 
 import io
+import json as _json
 import sys
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -27,7 +28,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
-from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
 from cube.client import CubeError, WorkerClient
@@ -60,9 +60,8 @@ class Wires:
     def host(self, name: str) -> Host:
         return self.hosts.setdefault(name, Host(name))
 
-    def deliver(self, source: str, request: requests.PreparedRequest) -> requests.Response:
-        parts = urlsplit(request.url or "")
-        name = parts.hostname or ""
+    def deliver(self, source: str, request: Request) -> requests.Response:
+        name = urlsplit(request.url).hostname or ""
         host = self.hosts.get(name)
         if host is None or host.app is None:
             raise requests.ConnectionError(f"connection to {name} refused")
@@ -80,8 +79,8 @@ class Wires:
             raise requests.ReadTimeout(f"{name} did not answer (the answer was lost)")
         return response
 
-    def _late(self, request: requests.PreparedRequest) -> None:
-        host = self.hosts.get(urlsplit(request.url or "").hostname or "")
+    def _late(self, request: Request) -> None:
+        host = self.hosts.get(urlsplit(request.url).hostname or "")
         if host is not None and host.app is not None and not host.paused:
             call_wsgi(host.app, request)
             self.world.say("network", f"a late {request.method} {urlsplit(request.url).path}")
@@ -93,27 +92,53 @@ class Wires:
         return self.task_health(host, port) if self.task_health else ""
 
 
-class WireAdapter(BaseAdapter):
-    """A ``requests`` transport over :class:`Wires`."""
+@dataclass
+class Request:
+    """What a client sends: enough of an HTTP request for a WSGI app."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+class SimSession:
+    """What :class:`~cube.client.Client` needs of a ``requests.Session`` (``headers``,
+    ``request``, ``close``), carried over :class:`Wires` instead of sockets. The client
+    code above it is the real one: its errors, timeouts and headers."""
 
     def __init__(self, wires: Wires, source: str) -> None:
-        super().__init__()
         self.wires, self.source = wires, source
+        self.headers: dict[str, str] = {}
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        return self.wires.deliver(self.source, request)
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        **_: Any,
+    ) -> requests.Response:
+        if params:
+            url = f"{url}?{urlencode(params)}"
+        body = b""
+        if json is not None:
+            body = _json.dumps(json).encode()
+        merged = {**self.headers, **(headers or {})}
+        if json is not None:
+            merged["Content-Type"] = "application/json"
+        return self.wires.deliver(self.source, Request(method, url, merged, body))
 
     def close(self) -> None:
         pass
 
 
-def call_wsgi(app: App, request: requests.PreparedRequest) -> requests.Response:
+def call_wsgi(app: App, request: Request) -> requests.Response:
     """Run one request through a WSGI app, in this thread."""
-    parts = urlsplit(request.url or "")
+    parts = urlsplit(request.url)
     query = urlencode([(k, "0s" if k == "wait" else v) for k, v in parse_qsl(parts.query)])
-    body = request.body or b""
-    if isinstance(body, str):
-        body = body.encode()
+    body = request.body
     environ = {
         "REQUEST_METHOD": request.method,
         "PATH_INFO": parts.path,
@@ -154,8 +179,7 @@ def call_wsgi(app: App, request: requests.PreparedRequest) -> requests.Response:
     response.reason = said["status"].partition(" ")[2]
     response.headers = CaseInsensitiveDict(said["headers"])
     response._content = content
-    response.url = request.url or ""
-    response.request = request
+    response.url = request.url
     response.encoding = "utf-8"
     return response
 
@@ -201,8 +225,9 @@ class SimNetwork(Network):
 
     def client(self, api: str, token: str | None, timeout: float) -> WorkerClient:
         client = WorkerClient(api, token, timeout)
-        client._session.trust_env = False  # no proxies from the environment: nothing leaves
-        client._session.mount("http://", WireAdapter(self.wires, self.source))
+        session = SimSession(self.wires, self.source)
+        session.headers.update(client._session.headers)
+        client._session = session  # type: ignore[assignment]
         return client
 
     def prober(self, api: str, token: str | None, timeout: float) -> Any:
@@ -215,4 +240,4 @@ class SimNetwork(Network):
         return InlineExecutor()
 
 
-__all__ = ["CubeError", "InlineExecutor", "SimNetwork", "WireAdapter", "Wires"]
+__all__ = ["CubeError", "InlineExecutor", "SimNetwork", "SimSession", "Wires"]
