@@ -8,7 +8,7 @@ LAB    := $(VENV)/.installed-lab
 # (each notebook) stays on one worker, in order.
 JOBS   ?= 3
 
-.PHONY: lab test bench lint format clean
+.PHONY: lab test bench replay lint format clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Cube needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -34,6 +34,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# A long campaign of the simulator: `make replay SEEDS=0-9999` (two processes).
+SEEDS ?= 0-999
+replay: $(STAMP)
+	$(BIN)/python -m cube.replay --seeds $(SEEDS) --jobs 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check cube tests bench notebooks/solutions

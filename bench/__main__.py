@@ -16,6 +16,7 @@ SUITES = [
     "bench_wire",
     "bench_api",
     "bench_e2e",
+    "bench_replay",
 ]
 
 if __name__ == "__main__":

@@ -149,8 +149,11 @@ class TimerQueue:
 
     def _put(self, key: str, due: float, why: str) -> None:
         if due > clock.now() + DURABLE_AFTER:
-            self.store.put(key, {"Due": due, "Why": why})
-            self._durable.add(key)
+            try:
+                self.store.put(key, {"Due": due, "Why": why})
+                self._durable.add(key)
+            except (OSError, StoreError) as exc:  # a full disk: still due in this life
+                log.warning("the due time of %s is kept in memory only: %s", key, exc)
         self._due[key], self._why[key] = due, why
         heapq.heappush(self._heap, (due, next(self._seq), key))
         self.changed.notify_all()

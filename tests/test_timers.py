@@ -74,3 +74,19 @@ def test_waiting_wakes_on_a_new_entry():
     queue.schedule("now")
     assert woke.wait(2)
     thread.join()
+
+
+def test_a_due_time_the_disk_has_no_room_for_is_still_due_in_this_life():
+    """Found by the simulator (seeds 9 and 13): a full disk made the work loop's
+    "look again at T" raise, and the look was lost for good."""
+    from cube.store import StoreFull
+
+    class Full(MemoryStore):
+        def _raw_put(self, key: str, text: str) -> None:
+            raise StoreFull("no space left on device")
+
+    queue = WorkQueue(Full(JsonCodec()))
+    soon = time.time() + 0.2
+    queue.schedule("task-1", soon, why="retry")
+    assert queue.due_at("task-1") == soon
+    assert queue.take(now=soon + 1) == ["task-1"]

@@ -257,13 +257,19 @@ class Control:
         pause = 0.0  # the first round at once: nothing is placed before it
         while not self._stopping.wait(pause):
             pause = self.m.update_interval
-            try:
-                self.probe_all()
-                if clock.monotonic() >= next_pruning:
-                    next_pruning = clock.monotonic() + PRUNE_EVERY
-                    retention.prune(self.m)
-            except Exception:
-                log.exception("liveness round failed; carrying on")
+            self.liveness_round(prune=clock.monotonic() >= next_pruning)
+            if clock.monotonic() >= next_pruning:
+                next_pruning = clock.monotonic() + PRUNE_EVERY
+
+    def liveness_round(self, prune: bool = False) -> None:
+        """Probe every worker (and forget what is past retention, if ``prune``); a
+        failure is logged, and the next round comes all the same."""
+        try:
+            self.probe_all()
+            if prune:
+                retention.prune(self.m)
+        except Exception:
+            log.exception("liveness round failed; carrying on")
 
     def probe_all(self) -> None:
         """Probe every worker at once; a worker going up or down gets its tasks, and the
@@ -283,10 +289,15 @@ class Control:
 
     def _health_loop(self) -> None:
         while not self._stopping.wait(self.m.health_interval):
-            try:
-                self.check_health()
-            except Exception:
-                log.exception("health round failed; carrying on")
+            self.health_round()
+
+    def health_round(self) -> None:
+        """Probe every running task's health check; a failure is logged, and the next
+        round comes all the same."""
+        try:
+            self.check_health()
+        except Exception:
+            log.exception("health round failed; carrying on")
 
     def check_health(self) -> None:
         """Probe every running task with a health check; queue those whose verdict

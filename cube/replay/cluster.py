@@ -12,7 +12,8 @@ simulated network. Instead of threads, the world's queue drives each component's
 
 A component can crash (its object is dropped; its disk and its processes stay), come
 back (a new object over the same disk, which recovers as a restarted process does),
-pause (it does nothing and answers nothing), or be cut off by a partition.
+pause (it does nothing and answers nothing), be cut off by a partition, or find its
+disk full (:mod:`cube.replay.disk`).
 """
 
 from __future__ import annotations
@@ -23,19 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from cube.manager import retention as manager_retention
 from cube.manager.health import RestartPolicy
 from cube.manager.manager import Manager
 from cube.manager.observe import WATCH_WAIT
 from cube.manager.reconcile import given_up
 from cube.manager.retention import Retention
-from cube.manager.stores import Stores
+from cube.replay.disk import Volume, WorkerDisk, manager_stores
 from cube.replay.machine import Machine, SimRuntime
 from cube.replay.wires import SimNetwork, Wires
 from cube.replay.world import World
-from cube.store import JsonCodec, MemoryStore, WireCodec
 from cube.task import State, Task, TaskEvent
-from cube.worker import retention as worker_retention
 from cube.worker.api import make_app
 from cube.worker.stats import StatsCollector
 from cube.worker.worker import Worker
@@ -79,16 +77,6 @@ class FixedStats:
         return {**copy.deepcopy(FixedStats._shape), "TaskCount": task_count}
 
 
-@dataclass
-class Disk:
-    """What a worker keeps across its lives."""
-
-    tasks: MemoryStore[Task] = field(default_factory=lambda: MemoryStore(WireCodec(Task)))
-    timers: MemoryStore[Any] = field(default_factory=lambda: MemoryStore(JsonCodec()))
-    forgotten: MemoryStore[Any] = field(default_factory=lambda: MemoryStore(JsonCodec()))
-    leader: MemoryStore[Any] = field(default_factory=lambda: MemoryStore(JsonCodec()))
-
-
 class SimCluster:
     """One manager and ``settings.workers`` workers in ``world``."""
 
@@ -97,9 +85,10 @@ class SimCluster:
         self.wires = Wires(world, task_health=self._task_health)
         self.names = [f"w{i + 1}" for i in range(self.settings.workers)]
         self.machines = {name: Machine(name, world) for name in self.names}
-        self.disks = {name: Disk() for name in self.names}
+        self.volumes = {name: Volume(name) for name in (MANAGER, *self.names)}
+        self.disks = {name: WorkerDisk(self.volumes[name]) for name in self.names}
         self.workers: dict[str, Worker | None] = dict.fromkeys(self.names)
-        self.manager_stores = Stores.open("memory", None)
+        self.manager_stores = manager_stores(self.volumes[MANAGER])
         self.manager: Manager | None = None
         self.paused: set[str] = set()
         self.running = ""  # the component whose code runs now (for crash points)
@@ -224,15 +213,15 @@ class SimCluster:
 
     def _liveness(self) -> None:
         if self.manager is not None and self.manager.control is not None:
-            self.manager.control.probe_all()
+            self.manager.control.liveness_round()
 
     def _health(self) -> None:
         if self.manager is not None and self.manager.control is not None:
-            self.manager.control.check_health()
+            self.manager.control.health_round()
 
     def _prune_manager(self) -> None:
-        if self.manager is not None:
-            manager_retention.prune(self.manager)
+        if self.manager is not None and self.manager.control is not None:
+            self.manager.control.liveness_round(prune=True)
 
     def _watcher(self, worker: str) -> Callable[[], None]:
         """The manager's watch of ``worker``: a blocking query answers once the worker's
@@ -256,8 +245,7 @@ class SimCluster:
     def _inspect(self, name: str) -> None:
         worker = self.workers[name]
         if worker is not None:
-            worker.reconcile()
-            worker_retention.prune(worker)
+            worker.inspect_round()
 
     # -------------------------------------------------------------- doing what is due
 
@@ -334,19 +322,33 @@ class SimCluster:
         """A client's submission; False when the manager cannot take it now."""
         if not self.acting(MANAGER) or self.manager is None:
             return False
-        self.manager.submit(TaskEvent(id=_uuid(self.world), task=task, state=State.Running))
-        return True
+        event = TaskEvent(id=_uuid(self.world), task=task, state=State.Running)
+        return self._answered(lambda: self.manager.submit(event))  # type: ignore[union-attr]
 
     def stop(self, task_id: str) -> bool:
-        if not self.acting(MANAGER) or self.manager is None:
+        """A client's stop; False when the manager cannot take it now."""
+        manager = self.manager
+        if not self.acting(MANAGER) or manager is None:
             return False
-        self.manager.stop(
-            task_id,
-            TaskEvent(
-                id=_uuid(self.world), task=self.manager.get_task(task_id), state=State.Completed
-            ),
-        )
-        return True
+
+        def stop() -> None:
+            task = manager.get_task(task_id)
+            manager.stop(task_id, TaskEvent(id=_uuid(self.world), task=task, state=State.Completed))
+
+        return self._answered(stop)
+
+    def _answered(self, call: Callable[[], object]) -> bool:
+        """A client's call to the manager, as its API would answer it: False for an
+        error the API answers with a status of 500 or more (the client tries again);
+        anything else is a bug of the simulation or of Cube, and is raised."""
+        try:
+            self._run(MANAGER, call)
+        except Exception as exc:
+            if getattr(exc, "http_status", 500) < 500:
+                raise
+            self.world.say("client", f"the manager answered an error: {exc}")
+            return False
+        return self.up(MANAGER)
 
     def copies(self) -> dict[str, list[str]]:
         """task ID -> the machines where a copy of it runs now."""

@@ -24,6 +24,7 @@ KINDS = (
     "lossy network",  # requests and answers are lost for `lasts`
     "late requests",  # requests arrive late (after later ones) for `lasts`
 )
+DISK_FULL = "disk full"  # every write to the component's disk fails for `lasts`
 POINTS = {MANAGER: ("manager-saved", "manager-sending"), "worker": ("worker-started",)}
 
 
@@ -61,6 +62,12 @@ def schedule(
             point = rng.choice(POINTS[MANAGER if target == MANAGER else "worker"])
         lasts = round(rng.uniform(0.5, 12.0), 3)
         faults.append(Fault(at, kind, target, lasts, point))
+    # Full disks come from a stream of their own: added later, they leave every other
+    # fault of a seed where it was, so a seed that failed before still means that run.
+    disks = random.Random(f"disks-{seed}")
+    for _ in range(disks.choice((0, 0, 1, 2))):
+        at, lasts = round(disks.uniform(start, end), 3), round(disks.uniform(0.5, 10.0), 3)
+        faults.append(Fault(at, DISK_FULL, disks.choice([MANAGER, *workers]), lasts))
     return sorted(faults, key=lambda f: f.at)
 
 
@@ -89,6 +96,10 @@ def strike(cluster: SimCluster, fault: Fault) -> None:
             else:
                 process.healthy = False
             world.say("nemesis", f"{fault.kind}: {process.container_id} of {process.task_id[:8]}")
+    elif fault.kind == DISK_FULL:
+        volume = cluster.volumes[name]
+        volume.full = True
+        world.after(fault.lasts, f"room on {name}", lambda: setattr(volume, "full", False))
     elif fault.kind == "lossy network":
         cluster.wires.loss = 0.2
         world.after(fault.lasts, "network heals", lambda: setattr(cluster.wires, "loss", 0.0))
@@ -104,6 +115,8 @@ def heal_all(cluster: SimCluster) -> None:
     for name in list(cluster.wires.cut_off):
         _heal(cluster, name)
     cluster.armed.clear()
+    for volume in cluster.volumes.values():
+        volume.full = False
     for name in [MANAGER, *cluster.names]:
         cluster.resume(name)
         if not cluster.up(name):

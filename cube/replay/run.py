@@ -85,13 +85,14 @@ def run(
         if sample_every:
             _sample(world, cluster, samples, sample_every)
         end = scenario.faults_until + scenario.quiet
-        while (at := world.next_at()) is not None and at <= end:
-            event = world.step()
-            assert event is not None
-            event.action()
-            cluster.settle()
-        world.advance(end)
-        violations = watch.violations + check.quiet(cluster, watch)
+        try:
+            _drive(world, cluster, end)
+            violations = watch.violations + check.quiet(cluster, watch)
+        except Exception as exc:  # what escapes a component's loops: a finding too
+            where = cluster.running or "the simulation"
+            what = f"{type(exc).__name__} escaped {where}: {text.printable(exc)}"
+            watch.fail(what)
+            violations = watch.violations
     return Outcome(
         seed,
         fault_list,
@@ -103,6 +104,16 @@ def run(
         samples,
         names,
     )
+
+
+def _drive(world: World, cluster: SimCluster, end: float) -> None:
+    """Run the world's events up to ``end`` seconds, each followed by what it made due."""
+    while (at := world.next_at()) is not None and at <= end:
+        event = world.step()
+        assert event is not None
+        event.action()
+        cluster.settle()
+    world.advance(end)
 
 
 def shrink(seed: int, outcome: Outcome, scenario: Scenario | None = None) -> list[Fault]:

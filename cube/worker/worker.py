@@ -232,9 +232,15 @@ class Worker:
         done = 0
         while ready := self.timers.take():
             for key in ready:
-                self._apply(key)
+                self._guard(self._apply, key)
             done += len(ready)
         return done
+
+    def inspect_round(self) -> None:
+        """What the loop does every ``reconcile_interval``: inspect every running task,
+        then forget what is past retention; a failure of one never stops the other."""
+        self._guard(self.reconcile)
+        self._guard(retention.prune, self)
 
     def recover(self) -> None:
         """Adopt what still runs, stop what nobody owns, queue what is left to do.
@@ -259,8 +265,7 @@ class Worker:
             for key in ready:
                 self._pool.submit(self._guard, self._apply, key)
             if clock.monotonic() >= next_inspection:
-                self._guard(self.reconcile)
-                self._guard(retention.prune, self)
+                self.inspect_round()
                 next_inspection = clock.monotonic() + self.reconcile_interval
 
     def _pause(self, next_inspection: float) -> float:
