@@ -69,6 +69,11 @@ class DeposedLeader(Conflict):
         self.epoch = epoch
 
 
+class Gone(CubeError):
+    """410: a watch asked from an index the server no longer has (it restarted, or the
+    index is older than the history it keeps): list again from index 0."""
+
+
 class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
 
@@ -92,7 +97,7 @@ class WillNotHappen(RuntimeError):
         self.task, self.states = task, states
 
 
-_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 410: Gone}
 EPOCH_HEADER = "X-Cube-Epoch"  # what cube.worker.epoch reads
 
 
@@ -182,10 +187,19 @@ class Client:
 
     def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
         """A blocking query: ``path``'s answer once it changed after ``index`` (or after
-        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
+        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once.
+
+        An index the server no longer has (410: it restarted) starts over: the answer is
+        then the whole of ``path`` again, as at index 0. A delta (``since`` among
+        ``params``) cannot start over by itself: :class:`Gone` tells the caller to."""
         query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
         began = time.monotonic()
-        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        try:
+            response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        except Gone:
+            if not index or "since" in params:
+                raise
+            return self.watch(path, 0, wait, **params)
         header = response.headers.get("X-Cube-Index", "0")
         now = int(header) if header.isdigit() else 0
         if index and now == index and time.monotonic() - began < wait / 2:

@@ -22,7 +22,17 @@ from typing import Any
 import bottle
 
 from cube.client import CubeError
-from cube.http import ListQuery, block, fail, json_app, list_query, query_int, read_json, send_json
+from cube.http import (
+    FORGOTTEN_HEADER,
+    ListQuery,
+    block,
+    fail,
+    json_app,
+    list_query,
+    query_int,
+    read_json,
+    send_json,
+)
 from cube.manager.manager import Manager
 from cube.messages import Logs, ManagerHealth, NodeInfo
 from cube.openapi import LIST, Doc, Query, count, document, serve_document, submit_doc
@@ -67,12 +77,15 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
 
     @app.get(
         "/tasks",
-        doc=Doc("list manager tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+        doc=Doc("list manager tasks", list[Task], said="The tasks.", errors=(400, 410), query=LIST),
     )
     def list_tasks() -> bytes:
         query = list_query()
         block(manager.records.changes)
         tasks = manager.list_tasks() if query == ListQuery() else manager.records.select(query)
+        if query.since is not None:
+            gone = manager.records.forgotten_since(query.since)
+            bottle.response.set_header(FORGOTTEN_HEADER, ",".join(gone))
         return send_json(listing.encode(tasks))
 
     @app.post("/tasks", doc=submit_doc("manager"))

@@ -5,8 +5,10 @@ worker is watched by one thread. The first request takes the whole list; after t
 *blocking query* asks only for what changed (``GET /tasks?index=N&since=N&wait=30s``,
 answered the moment anything changes there, the way Consul and Nomad clients watch),
 and acknowledges that everything up to N was seen (``ack=1``), so the worker may forget
-its finished tasks. A worker that keeps no index (the book's Go worker) is asked for its
-whole list every ``interval`` seconds instead. What changed is handed to ``on_change``
+its finished tasks. A worker that cannot resume from N (it restarted, or has forgotten
+that far back) answers 410 Gone, and the whole list is fetched again at once, so a task
+it forgot meanwhile is seen gone. A worker that keeps no index (the book's Go worker) is
+asked for its whole list every ``interval`` seconds instead. What changed is handed to ``on_change``
 (the task IDs), so only those tasks are looked at again.
 
 A list of a worker counts only once it has been fetched since the worker was last heard
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cube.client import CubeError, WorkerClient
+from cube.client import CubeError, Gone, WorkerClient
 from cube.http import FORGOTTEN_HEADER, INDEX_HEADER
 from cube.task import Task
 
@@ -138,6 +140,9 @@ class Watcher:
         asked = self._index if wait else 0
         try:
             answer = fetch(self.client, asked, wait)
+        except Gone:  # it restarted, or forgot what we missed: list it all again now
+            self._index = 0
+            return self.once(0.0)
         except (CubeError, ValueError) as exc:
             log.debug("cannot list the tasks of %s: %s", self.name, exc)
             self._index = 0
