@@ -194,6 +194,10 @@ class Records:
             changed = [t for t in changed if t.state is query.state]
         return changed[: query.limit] if query.limit else changed
 
+    def revision_of(self, task_id: str) -> int:
+        """The shared store's revision of the record as known here (0: not shared)."""
+        return self._revisions.get(task_id, 0) if self._revisions is not None else 0
+
     def changed_at(self, task_id: str) -> int | None:
         return self._changed.get(task_id)
 

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from cube.client import NotFound
 from cube.etcd import CasConflict, Election, EtcdClient
+from cube.manager.consistency import Catchup
 from cube.manager.control import Control
 from cube.manager.health import RestartPolicy
 from cube.manager.history import History
@@ -291,6 +292,29 @@ class Manager:
         hears of the change through its watch)."""
         if self.acting:
             self.timers.schedule(task_id, why=why)
+
+    def catch_up(self, revision: int, task_id: str | None = None) -> None:
+        """Read-your-writes with several managers: before answering about ``task_id``
+        (None: every task), hold every write up to ``revision``, and confirm with etcd
+        that a task unknown here is unknown there (:mod:`cube.manager.consistency`).
+        One manager alone holds every write already."""
+        if self.leadership is not None:
+            Catchup(self, self.leadership.mirror.position).reach(revision, task_id)
+
+    def reread(self, task_id: str) -> None:
+        """Read one task again from etcd, taking it in if it is newer than ours."""
+        with self.lock:
+            taken, old = self.records.refresh(task_id)
+            if taken:
+                task = self.records.get(task_id)
+                self._took(task_id, old, task)
+                if task is not None:
+                    self.enqueue(task_id, "read again from etcd")
+
+    def reread_all(self) -> None:
+        """Read every task again from etcd (a client has seen newer writes)."""
+        if self.leadership is not None:
+            self.leadership.mirror.read_all()
 
     def take_in(self, task_id: str, task: Task | None, revision: int) -> None:
         """A change another manager wrote (or etcd holds, read again): into memory,
