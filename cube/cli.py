@@ -656,7 +656,8 @@ def node(manager: str, token: str | None, as_json: bool) -> None:
 @click.option("--tail", type=click.IntRange(1, 100_000), default=200, help="How many lines.")
 @manager_options
 def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool) -> None:
-    """Print what a task's container or process wrote.
+    """Print what a task's container or process wrote. A task that printed nothing says
+    so (on stderr); one whose output is gone says why, and exits with 1.
 
     \b
     Example:
@@ -668,6 +669,9 @@ def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool
         text = client.logs(task.id, tail)
     if as_json:
         _echo_json({"ID": str(task.id), "Logs": text})
+    elif not text:
+        yet = "" if task.state in (State.Completed, State.Failed) else " yet"
+        click.echo(f"task {task.name} ({str(task.id)[:8]}) has printed nothing{yet}", err=True)
     else:
         click.echo(printable(text, keep="\n\t"), nl=not text.endswith("\n"))
 

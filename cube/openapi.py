@@ -39,8 +39,9 @@ ERRORS = {
     404: "No such task.",
     408: "The request did not arrive in time.",
     409: "The task's state does not allow this (see the state machine).",
-    410: "The index asked for is gone: the server restarted since, or it no longer keeps "
-    "that much history. List again without it (or from index 0) and watch from there.",
+    410: "Gone: a watch's index from before the server restarted, or older than the "
+    "history it keeps (list again without it, or from index 0, and watch from there); or "
+    "the output of a task that ran, which neither the manager kept nor its worker has.",
     411: "A body must come with a Content-Length.",
     413: f"The body is over {MAX_BODY} bytes.",
     415: "The body is not sent as JSON.",

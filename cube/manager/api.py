@@ -146,8 +146,8 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
         doc=Doc(
             "get a manager task's logs",
             Logs,
-            said="Its last lines of output.",
-            errors=(400, 404, 502),
+            said="Its last lines of output (of a finished task, those the manager kept).",
+            errors=(400, 404, 410, 502),
             query=(TAIL,),
         ),
     )

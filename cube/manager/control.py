@@ -68,7 +68,14 @@ class Control:
         self.pool = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-work")
         self.io = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-io")
         self.watchers = {
-            name: Watcher(name, client, manager.reports, self._reported, manager.update_interval)
+            name: Watcher(
+                name,
+                client,
+                manager.reports,
+                self._reported,
+                manager.update_interval,
+                ready=manager.keeper.ready,
+            )
             for name, client in manager.cluster.clients.items()
         }
         self._threads: list[threading.Thread] = []

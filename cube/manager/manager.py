@@ -31,6 +31,7 @@ from cube.manager.history import History
 from cube.manager.leadership import Leadership, Lookout
 from cube.manager.nodes import Nodes
 from cube.manager.observe import Reports
+from cube.manager.outputs import Keeper, Outputs, last_lines
 from cube.manager.reconcile import Timing, given_up
 from cube.manager.retention import Retention
 from cube.manager.stores import Stores
@@ -96,6 +97,8 @@ class Manager:
         self.reports = Reports()
         self.records = Records(self.stores.tasks, versioned=self.stores.shared)
         self.history = History(self.stores.events, self.stores.history)
+        self.outputs = Outputs(self.stores.outputs)
+        self.keeper = Keeper(self)
         self.problems: dict[str, str] = {}  # task ID -> its latest failed health check
         self._file_lock = lock
         # several managers on etcd: the control loops run only while this one leads,
@@ -193,14 +196,24 @@ class Manager:
         return self.history.newest(limit or None, task_id)
 
     def logs(self, task_id: str, tail: int = 200) -> str:
+        """A task's last ``tail`` lines of output: of a finished task, what this manager
+        kept (:mod:`cube.manager.outputs`), else what its worker says. Raises
+        :class:`OutputGone` when the task ran but its output can be read nowhere."""
         task = self.get_task(task_id)
+        kept = self.outputs.get(task_id)
+        if kept is not None:
+            return last_lines(kept, tail)
         client = self.cluster.clients.get(task.worker)
         if client is None:
-            return ""
+            if task.start_time is None:
+                return ""  # it never ran: there is no output
+            raise OutputGone(task_id, f"its worker {task.worker or '?'} is not one of ours now")
         try:
             return client.logs(task_id, tail)
         except NotFound:
-            return ""  # its worker never had it (it refused the task): there is no output
+            if task.start_time is None:
+                return ""  # its worker never had it (it refused the task): there is no output
+            raise OutputGone(task_id, f"its worker {task.worker} has forgotten it") from None
 
     def list_nodes(self) -> list[Node]:
         """The workers, with the cores, memory and disk promised to their live tasks."""
@@ -365,6 +378,7 @@ class Manager:
         """Drop a finished task (past retention) from memory and the store."""
         with self.lock:
             task = self.records.forget(task_id)
+            self.outputs.forget(task_id)
             self.cluster.account(task, None)
             self.problems.pop(task_id, None)
             self.timers.remove(task_id)
@@ -426,6 +440,16 @@ class TaskExists(ValueError):
     def __init__(self, task_id: str, state: State, why: str = "") -> None:
         why = why or f"task {task_id} already exists ({state.name})"
         super().__init__(f"{why}; submit with a new ID to run another")
+
+
+class OutputGone(LookupError):
+    """A task that ran, whose output neither this manager kept nor its worker has
+    (410: it was there once, and will not be again)."""
+
+    http_status = 410
+
+    def __init__(self, task_id: str, why: str) -> None:
+        super().__init__(f"the output of task {task_id} is gone: {why}, and it was not kept")
 
 
 class Busy(RuntimeError):

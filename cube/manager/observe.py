@@ -97,11 +97,14 @@ class Answer:
     index: int | None
 
 
-def fetch(client: WorkerClient, index: int, wait: float) -> Answer:
+def fetch(client: WorkerClient, index: int, wait: float, ack: bool = True) -> Answer:
     """A worker's tasks: all of them (``index`` 0), or what changed after ``index``,
-    waiting up to ``wait`` seconds for something to. A Go worker's ``null`` for "no tasks"
-    is an empty list."""
-    params = {"index": index, "since": index, "wait": f"{wait:g}s", "ack": 1} if index else None
+    waiting up to ``wait`` seconds for something to, and saying (``ack``) that
+    everything up to ``index`` was seen. A Go worker's ``null`` for "no tasks" is an
+    empty list."""
+    params = {"index": index, "since": index, "wait": f"{wait:g}s"} if index else None
+    if params and ack:
+        params["ack"] = 1
     response = client.get_raw("/tasks", params=params, timeout=client.timeout + wait)
     data: Any = response.json()
     tasks = [Task.from_wire(item) for item in data or ()]
@@ -120,9 +123,12 @@ class Watcher:
         reports: Reports,
         on_change: Callable[[str, set[str], bool], None],
         interval: float,
+        ready: Callable[[str, list[Task]], bool] | None = None,
     ) -> None:
         self.name, self.client, self.reports = name, client, reports
         self.on_change, self.interval = on_change, interval
+        self.ready = ready  # may what was reported be acknowledged? (outputs kept first)
+        self._ack = True
         self._index = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
@@ -139,7 +145,7 @@ class Watcher:
         ``wait`` for some. False when it failed (the next fetch is a whole list)."""
         asked = self._index if wait else 0
         try:
-            answer = fetch(self.client, asked, wait)
+            answer = fetch(self.client, asked, wait, self._ack)
         except Gone:  # it restarted, or forgot what we missed: list it all again now
             self._index = 0
             return self.once(0.0)
@@ -157,6 +163,8 @@ class Watcher:
             changed, first = self.reports.replace(self.name, answer.tasks)
         if changed or first:
             self.on_change(self.name, changed, first)
+        if self.ready is not None:
+            self._ack = self.ready(self.name, answer.tasks)
         return True
 
     def _run(self) -> None:
