@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
+from cube.client import CubeError, ManagerClient, Revision, Unauthorized, Unreachable
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
 
@@ -391,7 +391,47 @@ def _talking_to(manager: str) -> Iterator[None]:
 
 
 def _client(manager: str, token: str | None) -> ManagerClient:
-    return ManagerClient(manager, token=token, timeout=10)
+    """A client for ``manager`` that reads what earlier commands wrote, whichever manager
+    they asked (several managers on etcd): it starts from the revision they were
+    answered with, and leaves the highest it is answered with for the next command."""
+    revision = Revision(_remembered())
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: _remember(revision.value))
+    return ManagerClient(manager, token=token, timeout=10, revision=revision)
+
+
+def _revision_file() -> Path:
+    """Where the CLI keeps the highest ``X-Cube-Revision`` it was answered with:
+    ``CUBE_STATE_DIR``, else the user's state directory (``XDG_STATE_HOME``)."""
+    given = os.environ.get("CUBE_STATE_DIR")
+    if given:
+        return Path(given) / "revision"
+    state = os.environ.get("XDG_STATE_HOME")
+    return (Path(state) if state else Path.home() / ".local" / "state") / "cube" / "revision"
+
+
+def _remembered() -> int:
+    try:
+        text = _revision_file().read_text().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
+def _remember(revision: int) -> None:
+    """Keep ``revision`` for the next command, if it is newer (a failure to write only
+    costs that command a catch-up read)."""
+    if revision <= _remembered():
+        return
+    path = _revision_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".revision-{os.getpid()}")
+        scratch.write_text(f"{revision}\n")
+        scratch.replace(path)
+    except OSError as exc:
+        logging.getLogger("cube").debug("could not keep the revision in %s: %s", path, exc)
 
 
 def _echo_json(data: Any) -> None:

@@ -4,11 +4,17 @@ tasks, which an etcd watch keeps current a few milliseconds behind)."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import requests
+from click.testing import CliRunner
 from etcd_helpers import unique_prefix, wipe
 from test_managers_etcd import Managers
 
+from cube.cli import cli
 from cube.client import ManagerClient
 from cube.etcd import EtcdClient
 from cube.task import State, Task
@@ -62,6 +68,30 @@ def test_a_stop_through_another_manager_finds_the_task_without_a_revision(cluste
         task_id = created.json()["ID"]
         stopped = requests.delete(f"{urls[1 - n % 2]}/tasks/{task_id}", timeout=10)
         assert stopped.status_code == 204, stopped.text
+
+
+def test_the_cli_reads_what_an_earlier_command_wrote_through_another_manager(cluster):
+    """Each `cube` command is a process of its own: what one was answered with is left
+    for the next (CUBE_STATE_DIR, a scratch folder here)."""
+    cluster.start_worker("w1")
+    cluster.start_managers("m1", "m2")
+    urls = [cluster.manager_url("m1"), cluster.manager_url("m2")]
+    runner = CliRunner()
+
+    def cube(*args: str) -> dict:
+        result = runner.invoke(cli, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout) if result.stdout.strip() else {}
+
+    for n in range(TRIES // 4):
+        one, other = urls[n % 2], urls[1 - n % 2]
+        task = cube("run", "--name", f"cli-{n}", "--image", "cube/echo", "--memory", str(1 << 50),
+                    "--manager", one)  # fmt: skip
+        kept = Path(os.environ["CUBE_STATE_DIR"], "revision").read_text()
+        assert int(kept) > 0  # what the next command starts from
+        assert cube("status", task["ID"], "--manager", other)["ID"] == task["ID"]
+        runner.invoke(cli, ["stop", task["ID"], "--manager", other], catch_exceptions=False)
+        assert cube("status", task["ID"], "--manager", one)["Desired"] == int(State.Completed)
 
 
 def test_a_bad_revision_is_refused_naming_the_header(cluster):

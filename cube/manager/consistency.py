@@ -14,12 +14,14 @@ the manager it asks first catches up to it (:meth:`Catchup.reach`):
 - for one task (a GET, a DELETE, its logs), by reading that one key from etcd (a
   linearizable range: one round trip) when its copy has not reached the revision;
 - for a list, by waiting for its copy to reach the revision (woken by the watch, at
-  most ``CATCH_UP`` seconds), then, if it still has not, by reading every task again.
+  most ``CATCH_UP`` seconds), then, if it still has not, by reading every task again;
+  a revision beyond etcd's own was given by another cluster and is not waited for.
 
 A DELETE, or a GET, of a task this manager does not know also reads that key before
 answering 404, so a client that sends no revision (curl) is not told a task it just
 created through another manager is missing. ``ManagerClient`` and the CLI remember the
-revisions they are given and send them back by default. Kubernetes's API servers answer
+revisions they are given and send them back by default (the CLI from one command to the
+next, in a small file in the user's state directory). Kubernetes's API servers answer
 from a watch cache the same way, and a read that names a resourceVersion waits for it.
 """
 
@@ -75,12 +77,22 @@ class Catchup:
             if task_id is not None:
                 if revision > self.position.revision or task_id not in self.m.records:
                     self.m.reread(task_id)
-            elif revision > self.position.revision and not self.position.reached(
-                revision, CATCH_UP
-            ):
+            elif revision > self.position.revision and not self._caught_up(revision):
                 self.m.reread_all()
         except EtcdError as exc:
             raise fail(503, f"cannot read etcd to catch up to revision {revision}: {exc}") from None
+
+    def _caught_up(self, revision: int) -> bool:
+        """Whether the copy reaches ``revision`` within ``CATCH_UP`` seconds (woken by
+        the watch), or the revision is not this etcd's to wait for."""
+        return revision > self._current() or self.position.reached(revision, CATCH_UP)
+
+    def _current(self) -> int:
+        """etcd's revision now (a linearizable read of no key). A client's revision
+        beyond it was given by another etcd (another cluster's managers): it says
+        nothing about this one, and is not waited for."""
+        etcd = self.m.stores.etcd
+        return etcd.range("/", count_only=True).revision if etcd is not None else 0
 
 
 def asked() -> int:
