@@ -94,11 +94,17 @@ def test_the_cli_reads_what_an_earlier_command_wrote_through_another_manager(clu
         assert cube("status", task["ID"], "--manager", one)["Desired"] == int(State.Completed)
 
 
-def test_a_bad_revision_is_refused_naming_the_header(cluster):
+def test_a_bad_revision_is_refused_naming_the_header_and_changes_nothing(cluster):
     cluster.start_worker("w1")
     cluster.start_managers("m1")
-    for bad in ("x", "0", "-1", str(1 << 63)):
-        answer = requests.get(
-            cluster.manager_url("m1") + "/tasks", headers={"X-Cube-Revision": bad}, timeout=5
-        )
-        assert answer.status_code == 400 and "X-Cube-Revision" in answer.json()["Message"]
+    url = cluster.manager_url("m1")
+    for bad in ("", "x", "0", "-1", "1.5", str(1 << 63)):
+        headers = {"X-Cube-Revision": bad}
+        body = {"Name": "refused", "Image": "cube/echo"}
+        for answer in (
+            requests.get(url + "/tasks", headers=headers, timeout=5),
+            requests.post(url + "/tasks", json=body, headers=headers, timeout=5),
+        ):
+            assert answer.status_code == 400, (bad, answer.status_code)
+            assert "X-Cube-Revision" in answer.json()["Message"]
+    assert requests.get(url + "/tasks", timeout=5).json() == []

@@ -75,6 +75,7 @@ REVISION = Header(
 def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
     """Build the manager API around ``manager`` (one app per manager, no globals)."""
     app = json_app("cube manager", token)
+    app.install(consistency.plugin)
     takes_header(app, REVISION)
     listing = ListCache(key=lambda task: task.id)
 

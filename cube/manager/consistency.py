@@ -28,7 +28,8 @@ from a watch cache the same way, and a read that names a resourceVersion waits f
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import bottle
 
@@ -98,12 +99,24 @@ class Catchup:
 def asked() -> int:
     """The revision this request's client has seen written (``X-Cube-Revision``), or 0;
     a value that is not a whole number from 1 to 2**63-1 is a 400."""
-    text = bottle.request.get_header(HEADER, "")
-    if not text:
+    text = bottle.request.get_header(HEADER)
+    if text is None:
         return 0
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= MAX_REVISION:
+    plain = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_REVISION))
+    if not plain or not 0 < int(text) <= MAX_REVISION:
         raise fail(400, f"{HEADER} must be a whole number from 1 to {MAX_REVISION}, not {text!r}")
     return int(text)
+
+
+def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """Read ``X-Cube-Revision`` on every route, before it changes anything: a bad value
+    is a 400 wherever it is sent (a route that does not catch up ignores a good one)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        asked()
+        return callback(*args, **kwargs)
+
+    return wrapper
 
 
 def tell(manager: Manager, task_id: str) -> None:
