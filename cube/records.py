@@ -56,9 +56,9 @@ class Changes:
 
     def __init__(self) -> None:
         self.index = int(time.time() * 1000)
-        self.first = self.index  # a watch from before this is from another run
         self.cond = threading.Condition(threading.RLock())
         self._released = False
+        self.first = self.index  # a watch from before this is from another run
 
     def bump(self) -> int:
         with self.cond:
