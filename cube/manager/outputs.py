@@ -85,9 +85,10 @@ class Keeper:
         pending = self._pending.setdefault(worker, set())
         pending |= {str(t.id) for t in reported if t.state is State.Completed and t.generation}
         for task_id in sorted(pending):
-            if self._keep(worker, task_id):
-                pending.discard(task_id)
-        return not pending
+            if not self._keep(worker, task_id):
+                return False  # the worker stopped answering: the rest would wait too
+            pending.discard(task_id)
+        return True
 
     def _keep(self, worker: str, task_id: str) -> bool:
         """Keep one task's output; False when its worker could not be asked (try again
