@@ -104,7 +104,8 @@ def asked() -> int:
         return 0
     plain = text.isascii() and text.isdigit() and len(text) <= len(str(MAX_REVISION))
     if not plain or not 0 < int(text) <= MAX_REVISION:
-        raise fail(400, f"{HEADER} must be a whole number from 1 to {MAX_REVISION}, not {text!r}")
+        shown = repr(text[:40]) + ("..." if len(text) > 40 else "")
+        raise fail(400, f"{HEADER} must be a whole number from 1 to {MAX_REVISION}, not {shown}")
     return int(text)
 
 
