@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
+from cube.client import CubeError, ManagerClient, Revision, Unauthorized, Unreachable
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
 
@@ -391,7 +391,47 @@ def _talking_to(manager: str) -> Iterator[None]:
 
 
 def _client(manager: str, token: str | None) -> ManagerClient:
-    return ManagerClient(manager, token=token, timeout=10)
+    """A client for ``manager`` that reads what earlier commands wrote, whichever manager
+    they asked (several managers on etcd): it starts from the revision they were
+    answered with, and leaves the highest it is answered with for the next command."""
+    revision = Revision(_remembered())
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: _remember(revision.value))
+    return ManagerClient(manager, token=token, timeout=10, revision=revision)
+
+
+def _revision_file() -> Path:
+    """Where the CLI keeps the highest ``X-Cube-Revision`` it was answered with:
+    ``CUBE_STATE_DIR``, else the user's state directory (``XDG_STATE_HOME``)."""
+    given = os.environ.get("CUBE_STATE_DIR")
+    if given:
+        return Path(given) / "revision"
+    state = os.environ.get("XDG_STATE_HOME")
+    return (Path(state) if state else Path.home() / ".local" / "state") / "cube" / "revision"
+
+
+def _remembered() -> int:
+    try:
+        text = _revision_file().read_text().strip()
+    except OSError:
+        return 0
+    return int(text) if text.isascii() and text.isdigit() else 0
+
+
+def _remember(revision: int) -> None:
+    """Keep ``revision`` for the next command, if it is newer (a failure to write only
+    costs that command a catch-up read)."""
+    if revision <= _remembered():
+        return
+    path = _revision_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f".revision-{os.getpid()}")
+        scratch.write_text(f"{revision}\n")
+        scratch.replace(path)
+    except OSError as exc:
+        logging.getLogger("cube").debug("could not keep the revision in %s: %s", path, exc)
 
 
 def _echo_json(data: Any) -> None:
@@ -656,7 +696,8 @@ def node(manager: str, token: str | None, as_json: bool) -> None:
 @click.option("--tail", type=click.IntRange(1, 100_000), default=200, help="How many lines.")
 @manager_options
 def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool) -> None:
-    """Print what a task's container or process wrote.
+    """Print what a task's container or process wrote. A task that printed nothing says
+    so (on stderr); one whose output is gone says why, and exits with 1.
 
     \b
     Example:
@@ -668,6 +709,9 @@ def logs(task_id: str, tail: int, manager: str, token: str | None, as_json: bool
         text = client.logs(task.id, tail)
     if as_json:
         _echo_json({"ID": str(task.id), "Logs": text})
+    elif not text:
+        yet = "" if task.state in (State.Completed, State.Failed) else " yet"
+        click.echo(f"task {task.name} ({str(task.id)[:8]}) has printed nothing{yet}", err=True)
     else:
         click.echo(printable(text, keep="\n\t"), nl=not text.endswith("\n"))
 

@@ -24,6 +24,7 @@ and a worker that follows a newer leader refuses the orders with :class:`Deposed
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -69,6 +70,11 @@ class DeposedLeader(Conflict):
         self.epoch = epoch
 
 
+class Gone(CubeError):
+    """410: a watch asked from an index the server no longer has (it restarted, or the
+    index is older than the history it keeps): list again from index 0."""
+
+
 class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
 
@@ -92,8 +98,9 @@ class WillNotHappen(RuntimeError):
         self.task, self.states = task, states
 
 
-_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict}
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 410: Gone}
 EPOCH_HEADER = "X-Cube-Epoch"  # what cube.worker.epoch reads
+REVISION_HEADER = "X-Cube-Revision"  # what cube.manager.consistency reads and answers
 
 
 class Client:
@@ -182,10 +189,19 @@ class Client:
 
     def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
         """A blocking query: ``path``'s answer once it changed after ``index`` (or after
-        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
+        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once.
+
+        An index the server no longer has (410: it restarted) starts over: the answer is
+        then the whole of ``path`` again, as at index 0. A delta (``since`` among
+        ``params``) cannot start over by itself: :class:`Gone` tells the caller to."""
         query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
         began = time.monotonic()
-        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        try:
+            response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        except Gone:
+            if not index or "since" in params:
+                raise
+            return self.watch(path, 0, wait, **params)
         header = response.headers.get("X-Cube-Index", "0")
         now = int(header) if header.isdigit() else 0
         if index and now == index and time.monotonic() - began < wait / 2:
@@ -300,10 +316,61 @@ class WorkerClient(Client):
         return data.get("Runtime") if isinstance(data, dict) else None
 
 
+class Revision:
+    """The highest etcd revision a client's writes were answered with
+    (``X-Cube-Revision``), shared by its clients for every manager of one cluster."""
+
+    def __init__(self, value: int = 0) -> None:
+        self.value = value
+        self._lock = threading.Lock()
+
+    def heard(self, text: str) -> None:
+        if text.isascii() and text.isdigit():
+            with self._lock:
+                self.value = max(self.value, int(text))
+
+
 class ManagerClient(Client):
-    """Talks to the manager (``cube manager``, default port 5555)."""
+    """Talks to the manager (``cube manager``, default port 5555).
+
+    With several managers on etcd it reads its own writes whichever it asks: it keeps
+    the revision each submission and stop was answered with (``X-Cube-Revision``) and
+    sends the highest back on every request, which the manager catches up to first
+    (:mod:`cube.manager.consistency`). :meth:`at` gives a client for another manager
+    that shares what this one has written."""
 
     restarts = True
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        timeout: float = 5.0,
+        revision: Revision | None = None,
+    ) -> None:
+        super().__init__(url, token, timeout)
+        self.revision = revision or Revision()
+
+    def at(self, url: str) -> ManagerClient:
+        """A client for the manager at ``url``, with the same credentials, reading what
+        this one wrote."""
+        other = ManagerClient(url, timeout=self.timeout, revision=self.revision)
+        other._session.headers.update(self._session.headers)
+        return other
+
+    def with_timeout(self, seconds: float) -> ManagerClient:
+        other = cast(ManagerClient, super().with_timeout(seconds))
+        other.revision = self.revision
+        return other
+
+    def _headers(self) -> dict[str, str]:
+        seen = self.revision.value
+        return {REVISION_HEADER: str(seen)} if seen else {}
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = super()._request(method, path, **kwargs)
+        self.revision.heard(response.headers.get(REVISION_HEADER, ""))
+        return response
 
     def nodes(self) -> list[dict[str, Any]]:
         """The workers, each with every field of :class:`cube.node.NodeInfo` (a Go

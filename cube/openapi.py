@@ -39,6 +39,9 @@ ERRORS = {
     404: "No such task.",
     408: "The request did not arrive in time.",
     409: "The task's state does not allow this (see the state machine).",
+    410: "Gone: a watch's index from before the server restarted, or older than the "
+    "history it keeps (list again without it, or from index 0, and watch from there); or "
+    "the output of a task that ran, which neither the manager kept nor its worker has.",
     411: "A body must come with a Content-Length.",
     413: f"The body is over {MAX_BODY} bytes.",
     415: "The body is not sent as JSON.",
@@ -78,7 +81,14 @@ def count(name: str, description: str, default: int, limit: int = MAX_TAIL) -> Q
 
 # What ``cube.http.list_query`` reads: a task list narrowed and paged.
 LIST = (
-    count("since", "Only the tasks changed after this index (X-Cube-Index).", 0, 1 << 62),
+    count(
+        "since",
+        "Only the tasks changed after this index (X-Cube-Index); those forgotten since are "
+        "named in X-Cube-Forgotten. An index from before the server's restart, or older "
+        "than the history it keeps, answers 410: list again.",
+        0,
+        1 << 62,
+    ),
     Query(
         "state",
         "Only the tasks in this state, by name or number (Running or 2).",

@@ -5,8 +5,14 @@ Every write goes to the store first (it is the durable truth) and then to memory
 bumps a counter, the **index**, as Consul's and Nomad's do: a reader that saw index N
 asks for what changed after N and gets exactly that, or waits until there is some
 (:meth:`Records.wait`). The index starts from the clock in milliseconds when the process
-starts, so it keeps growing across restarts and a watcher from before one simply gets
-everything again.
+starts, so it keeps growing across restarts.
+
+A watch can be resumed only from an index this process handed out and still has the
+history for. One from before a restart (what was forgotten then is not known here), from
+beyond the index now (another run's), or older than the oldest tombstone still kept is
+answered **410 Gone** (:class:`IndexGone`), as a Kubernetes watch says "too old": the
+client lists everything again (index 0) and watches from there. Index 0 is always a
+fresh start, never gone.
 
 A record that is forgotten (pruned once nobody needs it) leaves a tombstone with the
 last order it followed, so an old order arriving late cannot start it again, and the
@@ -31,6 +37,19 @@ if TYPE_CHECKING:
 FORGOTTEN_KEPT = 100_000  # tombstones remembered in memory for watchers (ids only)
 
 
+class IndexGone(LookupError):
+    """A watch resumed from an index this server cannot answer for: it restarted since,
+    or the index is older than the history it keeps. List again, from index 0."""
+
+    http_status = 410
+
+    def __init__(self, index: int, first: int, now: int) -> None:
+        super().__init__(
+            f"index {index} is gone: this server keeps changes from {first} to {now} "
+            "(it restarted, or that is older than it remembers); list again from index 0"
+        )
+
+
 class Changes:
     """A change counter to wait on: what one blocking query watches (the tasks, the
     nodes, the events each have their own, so a watcher wakes only for what it reads)."""
@@ -39,6 +58,7 @@ class Changes:
         self.index = int(clock.now() * 1000)
         self.cond = threading.Condition(threading.RLock())
         self._released = False
+        self.first = self.index  # a watch from before this is from another run
 
     def bump(self) -> int:
         with self.cond:
@@ -48,11 +68,17 @@ class Changes:
 
     def wait(self, index: int, timeout: float, stop: Callable[[], bool] = lambda: False) -> int:
         """Block until the index passes ``index`` (or ``timeout``, or :meth:`release`);
-        returns the index now. An ``index`` ahead of ours (from before a restart, when
-        the clock went back) answers at once."""
+        returns the index now. An ``index`` not from this run raises :class:`IndexGone`."""
+        self.check(index)
         with self.cond:
             self.cond.wait_for(lambda: self.index != index or self._released or stop(), timeout)
             return self.index
+
+    def check(self, index: int, floor: int = 0) -> None:
+        """Raise :class:`IndexGone` unless ``index`` is 0 or one this run handed out
+        (at ``floor`` or later, when older history is gone)."""
+        if index and not max(self.first, floor) <= index <= self.index:
+            raise IndexGone(index, max(self.first, floor), self.index)
 
     def release(self) -> None:
         """Answer every blocked :meth:`wait` now, and every later one at once, until
@@ -96,6 +122,7 @@ class Records:
             (k, self.changes.index) for k in self._tasks
         )
         self._forgotten: deque[tuple[int, str]] = deque(maxlen=FORGOTTEN_KEPT)
+        self._floor = 0  # a delta from before this would miss tombstones no longer kept
         self._by_state: dict[State, set[str]] = {s: set() for s in State}
         self._by_worker: dict[str, set[str]] = {}
         for key, task in self._tasks.items():
@@ -145,6 +172,7 @@ class Records:
     def forgotten_since(self, index: int) -> list[str]:
         """The IDs forgotten after ``index`` and not held again since (a task forgotten,
         then ordered anew, is in the list, not gone)."""
+        self.changes.check(index, self._floor)
         with self.cond:
             return [key for at, key in self._forgotten if at > index and key not in self._tasks]
 
@@ -162,10 +190,15 @@ class Records:
         """The records a :class:`~cube.http.ListQuery` asks for."""
         if query.since is None:
             return self.page(query.after, query.limit, query.state)
+        self.changes.check(query.since, self._floor)
         changed = self.since(query.since)
         if query.state is not None:
             changed = [t for t in changed if t.state is query.state]
         return changed[: query.limit] if query.limit else changed
+
+    def revision_of(self, task_id: str) -> int:
+        """The shared store's revision of the record as known here (0: not shared)."""
+        return self._revisions.get(task_id, 0) if self._revisions is not None else 0
 
     def changed_at(self, task_id: str) -> int | None:
         return self._changed.get(task_id)
@@ -206,7 +239,7 @@ class Records:
                 self._tasks.pop(key, None)
                 self._revisions.pop(key, None)
                 self._changed.pop(key, None)
-                self._forgotten.append((self.changes.bump(), key))
+                self._tombstone(key)
             else:
                 self._tasks[key] = task
                 self._revisions[key] = revision
@@ -238,7 +271,7 @@ class Records:
                 self.store.delete(task_id)
             self._index(task_id, task, None)
             self._changed.pop(task_id, None)
-            self._forgotten.append((self.changes.bump(), task_id))
+            self._tombstone(task_id)
             return task
 
     def tombstone(self, task_id: str) -> tuple[int, int] | None:
@@ -269,6 +302,13 @@ class Records:
         if new is not None:
             self._by_state[new.state].add(key)
             self._by_worker.setdefault(new.worker, set()).add(key)
+
+    def _tombstone(self, key: str) -> None:
+        """Remember that ``key`` went, for deltas; the oldest kept sets how far back a
+        delta can be asked for."""
+        if len(self._forgotten) == self._forgotten.maxlen:
+            self._floor = self._forgotten[0][0]
+        self._forgotten.append((self.changes.bump(), key))
 
     def _bump(self, key: str) -> int:
         index = self.changes.bump()

@@ -76,6 +76,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.fixturenames.insert(0, "etcd_ok")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cli_state(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What the CLI remembers between commands (the revision it last wrote) stays in a
+    scratch folder, for this process and the cube processes it starts."""
+    os.environ["CUBE_STATE_DIR"] = str(tmp_path_factory.mktemp("cli-state"))
+
+
 @pytest.fixture(autouse=True)
 def _learner_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see the checkers as a learner does: a failing check answers with its

@@ -194,6 +194,30 @@ def test_names_become_distinct_dns_labels():
     assert len({c.task for c in out.caveats if c.field == "Name"}) == 3
 
 
+def clashing_tasks() -> list[Task]:
+    """Three tasks whose names clash once made DNS labels, the second fallback landing
+    on the first task's own name (all three IDs start alike)."""
+    ids = (f"aaaaaaaa-0000-4000-8000-00000000000{n}" for n in (1, 2, 3))
+    names = ("web-aaaaaaaa", "web", "Web")
+    return [
+        Task(id=uuid.UUID(i), name=n, image="x", exposed_ports=("80/tcp",))
+        for i, n in zip(ids, names, strict=True)
+    ]
+
+
+def test_fallback_names_are_checked_for_clashes_too():
+    documents, out = manifests(*clashing_tasks())
+    for kind in ("Deployment", "Service"):
+        named = [d["metadata"]["name"] for d in documents if d["kind"] == kind]
+        assert len(named) == 3 and len(set(named)) == 3, named
+    job, nomad_out = nomad(*clashing_tasks())
+    groups = [g["Name"] for g in job["TaskGroups"]]
+    assert len(set(groups)) == 3, groups
+    for caveats in (out.caveats, nomad_out.caveats):
+        said = [c.message for c in caveats if c.task == "Web" and c.field == "Name"]
+        assert said and "another task's" in said[0], said
+
+
 # ------------------------------------------------------------------------------ Nomad
 
 # The shape of a Nomad job in JSON, as Nomad's HTTP API takes it (POST /v1/jobs, wrapped

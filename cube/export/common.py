@@ -179,16 +179,45 @@ def dns_label(name: str, limit: int = 63) -> str:
 
 
 def names(tasks: list[Task], caveats: list[Caveat]) -> list[str]:
-    """A distinct DNS label per task, saying so when a name had to change."""
+    """A distinct DNS label per task, saying so when a name had to change.
+
+    Two tasks may share a name, or differ only in what a DNS label cannot hold (``Web``
+    and ``web``); the later one then takes a suffix of its ID, longer until it is free.
+    Every candidate is checked against every name already given in this export, the
+    fallbacks too: an object that took another's name would replace it when applied."""
+    taken: set[str] = set()
     out: list[str] = []
     for task in tasks:
-        label = dns_label(task.name)
-        if label in out:
-            label = dns_label(f"{label[:50]}-{str(task.id)[:8]}")
-        if label != task.name:
+        wanted = dns_label(task.name)
+        label = wanted if wanted not in taken else _free(wanted, task, taken)
+        if label != wanted:
+            caveats.append(
+                Caveat(
+                    task.name,
+                    "Name",
+                    f"exported as {label!r}: {wanted!r} is another task's in this export",
+                )
+            )
+        elif label != task.name:
             caveats.append(Caveat(task.name, "Name", f"exported as {label!r} (a DNS label)"))
+        taken.add(label)
         out.append(label)
     return out
+
+
+def _free(label: str, task: Task, taken: set[str]) -> str:
+    """``label`` with the shortest suffix of the task's ID (8 hex digits, then more)
+    that no name in ``taken`` has, and a counter past the whole ID."""
+    digits = task.id.hex
+    for width in range(8, len(digits) + 1, 4):
+        suffix = digits[:width]
+        candidate = dns_label(f"{label[: 62 - width]}-{suffix}")
+        if candidate not in taken:
+            return candidate
+    count = 2
+    while (candidate := dns_label(f"{label[:40]}-{digits[:8]}-{count}")) in taken:
+        count += 1
+    return candidate
 
 
 def mebibytes(task: Task, what: str, value: int, caveats: list[Caveat]) -> int:

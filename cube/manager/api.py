@@ -12,7 +12,9 @@
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 
-``/tasks`` reuses each task's JSON until the task changes.
+``/tasks`` reuses each task's JSON until the task changes. With several managers on
+etcd, a write answers ``X-Cube-Revision`` and every route takes it back, so a client
+reads its own writes through any manager (:mod:`cube.manager.consistency`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,31 @@ from typing import Any
 import bottle
 
 from cube.client import CubeError
-from cube.http import ListQuery, block, fail, json_app, list_query, query_int, read_json, send_json
+from cube.http import (
+    FORGOTTEN_HEADER,
+    ListQuery,
+    block,
+    fail,
+    json_app,
+    list_query,
+    query_int,
+    read_json,
+    send_json,
+)
+from cube.manager import consistency
 from cube.manager.manager import Manager
 from cube.messages import Logs, ManagerHealth, NodeInfo
-from cube.openapi import LIST, Doc, Query, count, document, serve_document, submit_doc
+from cube.openapi import (
+    LIST,
+    Doc,
+    Header,
+    Query,
+    count,
+    document,
+    serve_document,
+    submit_doc,
+    takes_header,
+)
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache
 
@@ -39,10 +62,21 @@ EVENTS = (
     ),
 )
 
+REVISION = Header(
+    consistency.HEADER,
+    "The highest X-Cube-Revision this client was answered by a write (several managers "
+    "on etcd): the manager first catches up to it, so the client reads its own writes "
+    "whichever manager it asks. Submissions and stops answer with it. Without it, a "
+    "request is served as before.",
+    {"type": "integer", "minimum": 1, "maximum": consistency.MAX_REVISION},
+)
+
 
 def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
     """Build the manager API around ``manager`` (one app per manager, no globals)."""
     app = json_app("cube manager", token)
+    app.install(consistency.plugin)
+    takes_header(app, REVISION)
     listing = ListCache(key=lambda task: task.id)
 
     def changes() -> tuple[Any, ...]:
@@ -67,21 +101,28 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
 
     @app.get(
         "/tasks",
-        doc=Doc("list manager tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+        doc=Doc("list manager tasks", list[Task], said="The tasks.", errors=(400, 410), query=LIST),
     )
     def list_tasks() -> bytes:
         query = list_query()
+        manager.catch_up(consistency.asked())
         block(manager.records.changes)
         tasks = manager.list_tasks() if query == ListQuery() else manager.records.select(query)
+        if query.since is not None:
+            gone = manager.records.forgotten_since(query.since)
+            bottle.response.set_header(FORGOTTEN_HEADER, ",".join(gone))
         return send_json(listing.encode(tasks))
 
     @app.post("/tasks", doc=submit_doc("manager"))
     def submit() -> bytes:
-        return send_json(manager.submit(parse_submission(read_json())), 201)
+        task = manager.submit(parse_submission(read_json()))
+        consistency.tell(manager, str(task.id))
+        return send_json(task, 201)
 
     @app.get("/tasks/<task_id>", doc=Doc("get a manager task", Task, errors=(400, 404)))
     def get_task(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
+        manager.catch_up(consistency.asked(), task_uuid)
         block(manager.records.changes)
         return send_json(manager.get_task(task_uuid))
 
@@ -95,7 +136,10 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
         ),
     )
     def stop_task(task_id: str) -> None:
-        manager.stop(str(parse_uuid(task_id)))
+        task_uuid = str(parse_uuid(task_id))
+        manager.catch_up(consistency.asked(), task_uuid)
+        manager.stop(task_uuid)
+        consistency.tell(manager, task_uuid)
         bottle.response.status = 204
 
     @app.get(
@@ -103,14 +147,15 @@ def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
         doc=Doc(
             "get a manager task's logs",
             Logs,
-            said="Its last lines of output.",
-            errors=(400, 404, 502),
+            said="Its last lines of output (of a finished task, those the manager kept).",
+            errors=(400, 404, 410, 502),
             query=(TAIL,),
         ),
     )
     def logs(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
         tail = query_int("tail", 200)
+        manager.catch_up(consistency.asked(), task_uuid)
         try:
             text = manager.logs(task_uuid, tail)
         except CubeError as exc:

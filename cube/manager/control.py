@@ -76,7 +76,14 @@ class Control:
         self.pool = manager.network.pool("manager-work", max(4, workers))
         self.io = manager.network.pool("manager-io", max(4, workers))
         self.watchers = {
-            name: Watcher(name, client, manager.reports, self._reported, manager.update_interval)
+            name: Watcher(
+                name,
+                client,
+                manager.reports,
+                self._reported,
+                manager.update_interval,
+                ready=manager.keeper.ready,
+            )
             for name, client in manager.cluster.clients.items()
         }
         self._threads: list[threading.Thread] = []

@@ -27,6 +27,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from cube.etcd import Election, EtcdError, StoreEvent, Watch
+from cube.manager.consistency import Position
 from cube.task import Task
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class Mirror:
     def __init__(self, manager: Manager) -> None:
         self.m = manager
         self._watches: list[Watch] = []
+        self.position = Position(manager.records.revision)  # what reads catch up to
 
     def start(self) -> None:
         records, stores = self.m.records, self.m.stores
@@ -66,16 +68,24 @@ class Mirror:
             log.warning("task %s was written unreadable: %s", event.key, event.error)
             return
         self.m.take_in(event.key, event.value, event.revision)
+        self.position.advance(event.revision)
 
-    def _reload(self, oldest: int) -> int:
-        """etcd no longer has the history this mirror needs: read every task again."""
+    def read_all(self) -> int:
+        """Read every task again from etcd (one linearizable range); returns the
+        revision read at."""
         snapshot = self.m.stores.tasks.snapshot()  # type: ignore[attr-defined]
         for key, versioned in snapshot.entries.items():
             self.m.take_in(key, versioned.value, versioned.mod_revision)
         for key in {str(t.id) for t in self.m.records.all()} - set(snapshot.entries):
             self.m.take_in(key, None, snapshot.revision)
+        self.position.advance(snapshot.revision)
+        return int(snapshot.revision)
+
+    def _reload(self, oldest: int) -> int:
+        """etcd no longer has the history this mirror needs: read every task again."""
+        revision = self.read_all()
         log.warning("the task watch lost history before %d; read every task again", oldest)
-        return snapshot.revision + 1
+        return revision + 1
 
 
 class Leadership:

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from cube.client import NotFound
 from cube.etcd import CasConflict, Election, EtcdClient
+from cube.manager.consistency import Catchup
 from cube.manager.control import Control
 from cube.manager.health import RestartPolicy
 from cube.manager.history import History
@@ -31,6 +32,7 @@ from cube.manager.leadership import Leadership, Lookout
 from cube.manager.network import Network
 from cube.manager.nodes import Nodes
 from cube.manager.observe import Reports
+from cube.manager.outputs import Keeper, Outputs, last_lines
 from cube.manager.reconcile import Timing, given_up
 from cube.manager.retention import Retention
 from cube.manager.stores import Stores
@@ -99,6 +101,8 @@ class Manager:
         self.reports = Reports()
         self.records = Records(self.stores.tasks, versioned=self.stores.shared)
         self.history = History(self.stores.events, self.stores.history)
+        self.outputs = Outputs(self.stores.outputs)
+        self.keeper = Keeper(self)
         self.problems: dict[str, str] = {}  # task ID -> its latest failed health check
         self._file_lock = lock
         # several managers on etcd: the control loops run only while this one leads,
@@ -196,14 +200,24 @@ class Manager:
         return self.history.newest(limit or None, task_id)
 
     def logs(self, task_id: str, tail: int = 200) -> str:
+        """A task's last ``tail`` lines of output: of a finished task, what this manager
+        kept (:mod:`cube.manager.outputs`), else what its worker says. Raises
+        :class:`OutputGone` when the task ran but its output can be read nowhere."""
         task = self.get_task(task_id)
+        kept = self.outputs.get(task_id)
+        if kept is not None:
+            return last_lines(kept, tail)
         client = self.cluster.clients.get(task.worker)
         if client is None:
-            return ""
+            if task.start_time is None:
+                return ""  # it never ran: there is no output
+            raise OutputGone(task_id, f"its worker {task.worker or '?'} is not one of ours now")
         try:
             return client.logs(task_id, tail)
         except NotFound:
-            return ""  # its worker never had it (it refused the task): there is no output
+            if task.start_time is None:
+                return ""  # its worker never had it (it refused the task): there is no output
+            raise OutputGone(task_id, f"its worker {task.worker} has forgotten it") from None
 
     def list_nodes(self) -> list[Node]:
         """The workers, with the cores, memory and disk promised to their live tasks."""
@@ -296,6 +310,29 @@ class Manager:
         if self.acting:
             self.timers.schedule(task_id, why=why)
 
+    def catch_up(self, revision: int, task_id: str | None = None) -> None:
+        """Read-your-writes with several managers: before answering about ``task_id``
+        (None: every task), hold every write up to ``revision``, and confirm with etcd
+        that a task unknown here is unknown there (:mod:`cube.manager.consistency`).
+        One manager alone holds every write already."""
+        if self.leadership is not None:
+            Catchup(self, self.leadership.mirror.position).reach(revision, task_id)
+
+    def reread(self, task_id: str) -> None:
+        """Read one task again from etcd, taking it in if it is newer than ours."""
+        with self.lock:
+            taken, old = self.records.refresh(task_id)
+            if taken:
+                task = self.records.get(task_id)
+                self._took(task_id, old, task)
+                if task is not None:
+                    self.enqueue(task_id, "read again from etcd")
+
+    def reread_all(self) -> None:
+        """Read every task again from etcd (a client has seen newer writes)."""
+        if self.leadership is not None:
+            self.leadership.mirror.read_all()
+
     def take_in(self, task_id: str, task: Task | None, revision: int) -> None:
         """A change another manager wrote (or etcd holds, read again): into memory,
         and, when this manager acts, to the control loop."""
@@ -345,6 +382,7 @@ class Manager:
         """Drop a finished task (past retention) from memory and the store."""
         with self.lock:
             task = self.records.forget(task_id)
+            self.outputs.forget(task_id)
             self.cluster.account(task, None)
             self.problems.pop(task_id, None)
             self.timers.remove(task_id)
@@ -406,6 +444,16 @@ class TaskExists(ValueError):
     def __init__(self, task_id: str, state: State, why: str = "") -> None:
         why = why or f"task {task_id} already exists ({state.name})"
         super().__init__(f"{why}; submit with a new ID to run another")
+
+
+class OutputGone(LookupError):
+    """A task that ran, whose output neither this manager kept nor its worker has
+    (410: it was there once, and will not be again)."""
+
+    http_status = 410
+
+    def __init__(self, task_id: str, why: str) -> None:
+        super().__init__(f"the output of task {task_id} is gone: {why}, and it was not kept")
 
 
 class Busy(RuntimeError):

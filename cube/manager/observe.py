@@ -5,8 +5,10 @@ worker is watched by one thread. The first request takes the whole list; after t
 *blocking query* asks only for what changed (``GET /tasks?index=N&since=N&wait=30s``,
 answered the moment anything changes there, the way Consul and Nomad clients watch),
 and acknowledges that everything up to N was seen (``ack=1``), so the worker may forget
-its finished tasks. A worker that keeps no index (the book's Go worker) is asked for its
-whole list every ``interval`` seconds instead. What changed is handed to ``on_change``
+its finished tasks. A worker that cannot resume from N (it restarted, or has forgotten
+that far back) answers 410 Gone, and the whole list is fetched again at once, so a task
+it forgot meanwhile is seen gone. A worker that keeps no index (the book's Go worker) is
+asked for its whole list every ``interval`` seconds instead. What changed is handed to ``on_change``
 (the task IDs), so only those tasks are looked at again.
 
 A list of a worker counts only once it has been fetched since the worker was last heard
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cube.client import CubeError, WorkerClient
+from cube.client import CubeError, Gone, WorkerClient
 from cube.http import FORGOTTEN_HEADER, INDEX_HEADER
 from cube.task import Task
 
@@ -95,11 +97,14 @@ class Answer:
     index: int | None
 
 
-def fetch(client: WorkerClient, index: int, wait: float) -> Answer:
+def fetch(client: WorkerClient, index: int, wait: float, ack: bool = True) -> Answer:
     """A worker's tasks: all of them (``index`` 0), or what changed after ``index``,
-    waiting up to ``wait`` seconds for something to. A Go worker's ``null`` for "no tasks"
-    is an empty list."""
-    params = {"index": index, "since": index, "wait": f"{wait:g}s", "ack": 1} if index else None
+    waiting up to ``wait`` seconds for something to, and saying (``ack``) that
+    everything up to ``index`` was seen. A Go worker's ``null`` for "no tasks" is an
+    empty list."""
+    params = {"index": index, "since": index, "wait": f"{wait:g}s"} if index else None
+    if params and ack:
+        params["ack"] = 1
     response = client.get_raw("/tasks", params=params, timeout=client.timeout + wait)
     data: Any = response.json()
     tasks = [Task.from_wire(item) for item in data or ()]
@@ -118,9 +123,12 @@ class Watcher:
         reports: Reports,
         on_change: Callable[[str, set[str], bool], None],
         interval: float,
+        ready: Callable[[str, list[Task]], bool] | None = None,
     ) -> None:
         self.name, self.client, self.reports = name, client, reports
         self.on_change, self.interval = on_change, interval
+        self.ready = ready  # may what was reported be acknowledged? (outputs kept first)
+        self._ack = True
         self._index = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
@@ -142,7 +150,10 @@ class Watcher:
         ``wait`` for some. False when it failed (the next fetch is a whole list)."""
         asked = self._index if wait else 0
         try:
-            answer = fetch(self.client, asked, wait)
+            answer = fetch(self.client, asked, wait, self._ack)
+        except Gone:  # it restarted, or forgot what we missed: list it all again now
+            self._index = 0
+            return self.once(0.0)
         except (CubeError, ValueError) as exc:
             log.debug("cannot list the tasks of %s: %s", self.name, exc)
             self._index = 0
@@ -157,6 +168,8 @@ class Watcher:
             changed, first = self.reports.replace(self.name, answer.tasks)
         if changed or first:
             self.on_change(self.name, changed, first)
+        if self.ready is not None:
+            self._ack = self.ready(self.name, answer.tasks)
         return True
 
     def _run(self) -> None:

@@ -6,7 +6,9 @@
   event ID, so a retried submission is recognised; ``history`` lists them by time
   (:mod:`cube.manager.history`);
 - ``timers``: the durable work queue (:mod:`cube.timers`): which task to look at when;
-- ``nodes``: the last known state of each worker, for the first decisions after a start.
+- ``nodes``: the last known state of each worker, for the first decisions after a start;
+- ``outputs``: the last lines each finished task printed, kept before its worker may
+  forget it (:mod:`cube.manager.outputs`).
 
 They live in a local directory (diskcache, the default), in memory, or on etcd
 (:meth:`Stores.on_etcd`), where several managers share them
@@ -40,6 +42,7 @@ class Stores:
     history: Store[Any]
     timers: Store[Any]
     nodes: Store[Any]
+    outputs: Store[Any]
     etcd: EtcdClient | None = None
 
     @classmethod
@@ -53,6 +56,7 @@ class Stores:
             history=sub("history", JsonCodec()),
             timers=sub("timers", JsonCodec()),
             nodes=sub("nodes", JsonCodec()),
+            outputs=sub("outputs", JsonCodec()),
         )
         if directory is not None and kind == "persistent":
             migrate(Path(directory), stores)
@@ -72,6 +76,7 @@ class Stores:
             history=sub("history", JsonCodec()),
             timers=sub("timers", JsonCodec()),
             nodes=sub("nodes", JsonCodec()),
+            outputs=sub("outputs", JsonCodec()),
             etcd=client,
         )
 
@@ -87,7 +92,7 @@ class Stores:
         return self.etcd is not None
 
     def close(self) -> None:
-        for store in (self.tasks, self.events, self.history, self.timers, self.nodes):
+        for store in (self.tasks, self.events, self.history, self.timers, self.nodes, self.outputs):
             store.close()
         if self.etcd is not None:
             self.etcd.close()

@@ -117,7 +117,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
 
     @app.get(
         "/tasks",
-        doc=Doc("list worker tasks", list[Task], said="The tasks.", errors=(400,), query=LIST),
+        doc=Doc("list worker tasks", list[Task], said="The tasks.", errors=(400, 410), query=LIST),
     )
     def list_tasks() -> bytes:
         query = list_query()

@@ -184,9 +184,13 @@ class Worker:
 
     def acknowledge(self, index: int) -> None:
         """The manager has seen every change up to ``index``: what finished before it may
-        be forgotten (see :mod:`cube.worker.retention`)."""
+        be forgotten (see :mod:`cube.worker.retention`). An index from another run (before
+        a restart) says nothing about what the manager saw of this one."""
+        changes = self.records.changes
+        if not changes.first <= index <= changes.index:
+            return  # not an index of this run: the watch is told it is gone, nothing more
         with self._cond:
-            self.acked = max(self.acked, min(index, self.index))
+            self.acked = max(self.acked, index)
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
         """Block until the task reaches one of ``states`` (woken by each change)."""

@@ -1,6 +1,6 @@
 """Chapter 8: a route of the manager's API, written by the learner: a task's logs.
 
-The manager keeps no output of its own; ``GET /tasks/<id>/logs`` must find the task,
+A running task's output is only on its worker; ``GET /tasks/<id>/logs`` must find the task,
 ask *the worker that runs it* (the task's ``Worker``), and pass the answer on. The
 learner's ``logs_handler(manager, task_id) -> (status, body)`` is served as that route on
 a real server, with ``manager`` standing for the cluster's live manager (its
