@@ -175,7 +175,11 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.is_set():
             asked, began = self._index, time.monotonic()
-            ok = self.once(WATCH_WAIT if asked else 0.0)
+            try:
+                ok = self.once(WATCH_WAIT if asked else 0.0)
+            except Exception:  # the watch of this worker must outlive any one answer
+                log.exception("watching %s failed; listing it again shortly", self.name)
+                self._index, ok = 0, False
             early = asked and self._index == asked and time.monotonic() - began < WATCH_WAIT / 2
             if not ok or not self._index or early:  # no watch here, no answer, or a worker
                 self._stop.wait(self.interval)  # answering at once as it stops: ask later

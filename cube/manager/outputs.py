@@ -24,7 +24,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from cube.client import CubeError, NotFound
-from cube.store import Store
+from cube.etcd.errors import EtcdError
+from cube.store import Store, StoreError
 from cube.task import State, Task
 
 if TYPE_CHECKING:
@@ -106,5 +107,9 @@ class Keeper:
         except CubeError as exc:
             log.info("cannot fetch the output of %s from %s yet: %s", task_id, worker, exc)
             return False
-        self.m.outputs.put(task_id, text)
+        try:
+            self.m.outputs.put(task_id, text)
+        except (OSError, StoreError, EtcdError) as exc:  # a full disk: keep asking, hold the ack
+            log.warning("cannot keep the output of %s yet: %s", task_id, exc)
+            return False
         return True

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cube.etcd import EtcdClient, EtcdStore
-from cube.store import DiskStore, JsonCodec, Store, StoreError, WireCodec, open_store
+from cube.store import Codec, DiskStore, JsonCodec, Store, StoreError, WireCodec, open_store
 from cube.task import State, Task, TaskEvent
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,26 @@ class Stores:
     etcd: EtcdClient | None = None
 
     @classmethod
-    def open(cls, kind: str, directory: str | Path | None) -> Stores:
-        def sub(name: str, codec: Any) -> Store[Any]:
-            return open_store(kind, Path(directory) / name if directory else None, codec)
-
-        stores = cls(
+    def made_by(
+        cls, sub: Callable[[str, Codec[Any]], Store[Any]], etcd: EtcdClient | None = None
+    ) -> Stores:
+        """Every store, each made by ``sub(name, codec)``: the one list of them."""
+        return cls(
             tasks=sub("tasks", WireCodec(Task)),
             events=sub("events", WireCodec(TaskEvent)),
             history=sub("history", JsonCodec()),
             timers=sub("timers", JsonCodec()),
             nodes=sub("nodes", JsonCodec()),
             outputs=sub("outputs", JsonCodec()),
+            etcd=etcd,
+        )
+
+    @classmethod
+    def open(cls, kind: str, directory: str | Path | None) -> Stores:
+        stores = cls.made_by(
+            lambda name, codec: open_store(
+                kind, Path(directory) / name if directory else None, codec
+            )
         )
         if directory is not None and kind == "persistent":
             migrate(Path(directory), stores)
@@ -66,17 +76,8 @@ class Stores:
     def on_etcd(cls, client: EtcdClient, prefix: str = "/cube") -> Stores:
         """The same stores on etcd, under ``prefix`` (``/cube/tasks/<ID>``...), shared by
         every manager of the cluster; the client is closed with them."""
-
-        def sub(name: str, codec: Any) -> Store[Any]:
-            return EtcdStore(client, f"{prefix.rstrip('/')}/{name}", codec)
-
-        return cls(
-            tasks=sub("tasks", WireCodec(Task)),
-            events=sub("events", WireCodec(TaskEvent)),
-            history=sub("history", JsonCodec()),
-            timers=sub("timers", JsonCodec()),
-            nodes=sub("nodes", JsonCodec()),
-            outputs=sub("outputs", JsonCodec()),
+        return cls.made_by(
+            lambda name, codec: EtcdStore(client, f"{prefix.rstrip('/')}/{name}", codec),
             etcd=client,
         )
 

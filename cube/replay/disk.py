@@ -15,7 +15,7 @@ from typing import Any
 
 from cube.manager.stores import Stores
 from cube.store import Codec, JsonCodec, MemoryStore, StoreFull, WireCodec
-from cube.task import Task, TaskEvent
+from cube.task import Task
 
 
 @dataclass
@@ -52,10 +52,4 @@ class WorkerDisk:
 
 def manager_stores(volume: Volume) -> Stores:
     """A manager's stores, on ``volume``."""
-    return Stores(
-        tasks=SimStore(volume, WireCodec(Task), "tasks"),
-        events=SimStore(volume, WireCodec(TaskEvent), "events"),
-        history=SimStore(volume, JsonCodec(), "history"),
-        timers=SimStore(volume, JsonCodec(), "timers"),
-        nodes=SimStore(volume, JsonCodec(), "nodes"),
-    )
+    return Stores.made_by(lambda name, codec: SimStore(volume, codec, name))
