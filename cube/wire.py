@@ -26,6 +26,7 @@ uses them: built without validation, as the dataclasses they replace were.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import typing
@@ -452,11 +453,18 @@ def strict_variant(cls: type[T], name: str) -> type[T]:
     return variant  # type: ignore[return-value]
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[Any, ...]:
+    """A struct type's fields, looked up once (msgspec reads its annotations anew on
+    every call, which showed in every submission's parsing)."""
+    return msgspec.structs.fields(cls)
+
+
 def from_strict(cls: type[T], value: Any) -> T:
     """A value decoded with a strict variant, as an instance of the real type."""
     types = cls.__wire__.types  # type: ignore[attr-defined]
     out = {}
-    for f in msgspec.structs.fields(value):
+    for f in _fields(type(value)):
         item = getattr(value, f.name)
         target = wire_class(types[f.encode_name])
         out[f.name] = from_strict(target, item) if target is not None and item is not None else item
