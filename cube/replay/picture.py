@@ -54,3 +54,12 @@ def _broken(outcome: Outcome) -> set[str]:
 def _close(line: Timeline, at: float) -> None:
     """Close the open spans at ``at`` (virtual time, not the machine's)."""
     line.observe([], at=at)
+
+
+def png(outcome: Outcome, tasks: set[str] | None = None) -> bytes:
+    """The picture as PNG bytes (for a notebook: ``IPython.display.Image(png(...))``)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure(outcome, tasks).savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
