@@ -258,8 +258,9 @@ class Control:
                 log.exception("liveness round failed; carrying on")
 
     def probe_all(self) -> None:
-        """Probe every worker at once; a worker going up or down gets its tasks, and the
-        tasks waiting for room, looked at again."""
+        """Probe every worker at once; a worker going up or down gets its tasks (those
+        placed on it, and those its list mentions), and the tasks waiting for room,
+        looked at again."""
         cluster = self.m.cluster
         asked = {self.io.submit(cluster.ask, name): name for name in cluster.nodes}
         for future in as_completed(asked):
@@ -269,7 +270,8 @@ class Control:
                     self.io.submit(self.watchers[name].once)  # its watch may be stuck
                 else:
                     self.m.reports.forget(name)
-                self.m.timers.schedule_many(self.m.tasks_on(name) | self.m.waiting())
+                listed = self.m.reports.ids(name)  # its strays: their records name others
+                self.m.timers.schedule_many(self.m.tasks_on(name) | listed | self.m.waiting())
 
     def _health_loop(self) -> None:
         while not self._stopping.wait(self.m.health_interval):

@@ -80,6 +80,11 @@ class Reports:
         with self._lock:
             return worker in self._lists
 
+    def ids(self, worker: str) -> set[str]:
+        """The tasks a worker's known list mentions (none while it is not known)."""
+        with self._lock:
+            return set(self._lists.get(worker, ()))
+
     def copies(self, task_id: str) -> dict[str, Task | None]:
         with self._lock:
             return {w: tasks.get(task_id) for w, tasks in self._lists.items()}

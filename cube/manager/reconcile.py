@@ -18,7 +18,7 @@ The rules, for a task wanted Running:
 - the worker reports it Running: copy what it says; a failed health check or a Failed
   copy is a *problem*: restart after an exponential backoff (the due time is stored in
   ``RestartAt``, so a restarted manager keeps it), up to the limit, then give up;
-- copies anywhere else are strays: stop them.
+- copies anywhere else are strays: stop them, on any worker whose list is known.
 
 Wanted Completed: stop every live copy; done once its worker confirms, or cannot (down).
 Completed, or given up: stop any live copy, nothing else.
@@ -339,12 +339,17 @@ def _done(task: Task, reason: str, now: datetime, finished: datetime | None = No
 
 def _stops(task: Task, seen: Observed, cluster: Cluster, *, everywhere: bool) -> tuple[Stop, ...]:
     """Stop orders for the live copies on workers that answer: everywhere, or all but
-    the task's own worker. A copy already told to stop by this order is left to it."""
+    the task's own worker. A copy already told to stop by this order is left to it.
+
+    A worker answers when its list is known (``seen.copies`` holds only those), whatever
+    its liveness says: a restarted worker's list can arrive before the probe that marks
+    it up, and a worker dropped from the configuration is still listed while it holds
+    copies. Either way its copies are stopped now; waiting for "up" lost them for good,
+    since nothing changes on that worker afterwards to look at them again."""
     return tuple(
         Stop(worker, str(task.id), task.generation)
         for worker, copy in sorted(seen.copies.items())
         if _live(copy)
-        and cluster.state(worker) == "up"
         and (everywhere or worker != task.worker)
         and not (copy.desired is State.Completed and copy.generation >= task.generation)  # type: ignore[union-attr]
     )
