@@ -114,6 +114,15 @@ def one_process_each(data_dir: Path, task_ids: set[str]) -> bool:
     return set(counts) == task_ids and set(counts.values()) == {1}
 
 
+def settled(data_dir: Path, ids: set[str], timeout: float, when: str) -> None:
+    """Wait until every task runs as exactly one live process; say what runs if not."""
+    try:
+        eventually(lambda: one_process_each(data_dir, ids), timeout, f"{when}: one per task")
+    except AssertionError as exc:
+        counts = live_processes(data_dir)
+        raise AssertionError(f"{exc}; live processes per task: {counts}") from None
+
+
 def all_in_state(client, state) -> list:
     """The client's tasks when every one of them is in ``state`` (else an empty list)."""
     tasks = client.tasks()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from etcd_helpers import unique_prefix, wipe
-from helpers import Procs, cube_process, eventually, free_port, kill, wait_healthy
+from helpers import Procs, cube_process, eventually, free_port, kill, settled, wait_healthy
 
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd import EtcdClient, EtcdStore
@@ -299,3 +299,37 @@ def test_a_deposed_leaders_order_in_flight_is_refused_by_the_worker(cluster):
     assert [n for n, _ in cluster.copies(str(task.id))] != [stale]
     log = (cluster.tmp / "m1.log").read_text()
     assert "newer leader" in log, log[-2000:]
+
+
+def test_strays_left_across_a_failover_are_stopped_every_round(cluster):
+    """A worker is SIGKILLed (its task processes live on) and its tasks move; then the
+    leader is SIGKILLed, the worker comes back with its old copies before the next
+    leader takes office, and the old leader comes back too. Whoever leads then must stop
+    the old copies: within 15 s of the worker's restart every task runs exactly once."""
+    for name in ("w0", "w1", "w2"):
+        cluster.start_worker(name)
+    cluster.start_managers("m1", "m2", "m3")
+    leader = eventually(cluster.leader, 15, "a leader")
+    ids = {str(cluster.client(leader).submit(echo(f"t{i}")).id) for i in range(30)}
+    settled(cluster.tmp, ids, 90, "at first")
+    names = {cluster.address(n): n for n in cluster.workers}
+    for round_ in range(5):
+        leader = eventually(cluster.leader, 30, f"round {round_ + 1}: a leader")
+        client = cluster.client(leader)
+        placed = [t.worker for t in client.tasks()]
+        gone = max(set(placed), key=placed.count)
+        victim = names[gone]
+        cluster.signal(victim, signal.SIGKILL)
+        eventually(
+            lambda c=client, g=gone: all(
+                t.state is State.Running and t.worker != g for t in c.tasks()
+            ),
+            60,
+            f"round {round_ + 1}: {victim}'s tasks moved and running",
+        )
+        cluster.send(leader, signal.SIGKILL)
+        cluster.start_worker(victim)  # back with its old copies, before a new leader acts
+        restarted = time.monotonic()
+        cluster.start_one(leader, wait=False)
+        settled(cluster.tmp, ids, 15 - (time.monotonic() - restarted), f"round {round_ + 1}")
+        wait_healthy(cluster.manager_url(leader), cluster.managers[leader][0], timeout=30)

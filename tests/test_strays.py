@@ -9,9 +9,8 @@ task has exactly one live process within 15 s of the worker's restart.
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
-from helpers import Procs, eventually, live_processes, one_process_each
+from helpers import Procs, eventually, settled
 
 from cube.client import ManagerClient
 from cube.task import State, Task
@@ -35,15 +34,6 @@ def busiest(client: ManagerClient) -> str:
     return max(set(placed), key=placed.count)
 
 
-def settled(data_dir: Path, ids: set[str], timeout: float, when: str) -> None:
-    """Wait until every task runs as exactly one live process; say what runs if not."""
-    try:
-        eventually(lambda: one_process_each(data_dir, ids), timeout, f"{when}: one per task")
-    except AssertionError as exc:
-        counts = live_processes(data_dir)
-        raise AssertionError(f"{exc}; live processes per task: {counts}") from None
-
-
 def test_a_worker_back_with_its_old_copies_has_them_stopped_every_round(tmp_path):
     cluster = Procs(tmp_path)
     try:
@@ -65,5 +55,36 @@ def test_a_worker_back_with_its_old_copies_has_them_stopped_every_round(tmp_path
             )
             cluster.start_worker(victim)  # it re-adopts its old copies
             settled(tmp_path, ids, SETTLE, f"round {round_ + 1}")
+    finally:
+        cluster.close()
+
+
+def test_a_worker_dropped_from_the_configuration_has_its_copies_stopped(tmp_path):
+    """The manager restarts without one of its workers: that worker's tasks move, and
+    its copies, and the copy of a task stopped meanwhile, are stopped through it."""
+    cluster = Procs(tmp_path)
+    try:
+        for name in ("w1", "w2", "w3"):
+            cluster.start_worker(name)
+        cluster.start_manager("--scheduler", "roundrobin")
+        client = ManagerClient(cluster.url, timeout=10)
+        ids = {str(client.submit(Task(f"t{i}", "cube/echo")).id) for i in range(6)}
+        settled(tmp_path, ids, 60, "at first")
+        dropped = cluster.address("w3")
+        on_dropped = [t for t in client.tasks() if t.worker == dropped]
+        assert on_dropped, "round-robin puts two of six tasks on each worker"
+
+        cluster.signal("manager", signal.SIGTERM)
+        workers = cluster.manager_args.index("--workers") + 1
+        cluster.manager_args[workers] = f"{cluster.address('w1')},{cluster.address('w2')}"
+        cluster.start_manager()
+        stopped = str(on_dropped[0].id)
+        client.stop(stopped)  # its only copy is on the dropped worker
+        settled(tmp_path, ids - {stopped}, SETTLE, "without w3")
+        assert client.task(stopped).state is State.Completed
+        assert {t.worker for t in client.tasks() if t.state is State.Running} <= {
+            cluster.address("w1"),
+            cluster.address("w2"),
+        }
     finally:
         cluster.close()

@@ -243,6 +243,20 @@ class Control:
         if first:
             keys |= self.m.tasks_on(worker)
         self.m.timers.schedule_many(k for k in keys if k in self.m.records)
+        if worker in self.m.cluster.draining:
+            self._drain(worker)
+
+    def _drain(self, worker: str) -> None:
+        """A worker dropped from the configuration is watched only until its list holds
+        no live copy of a task this manager knows (reconcile stops those copies)."""
+        if any(k in self.m.records for k in self.m.reports.live(worker)):
+            return
+        client = self.m.cluster.drained(worker)
+        if client is None:
+            return
+        self.watchers[worker].close()
+        self.m.reports.forget(worker)
+        client.close()
 
     def _liveness_loop(self) -> None:
         next_pruning = time.monotonic() + PRUNE_EVERY

@@ -12,6 +12,14 @@ the manager has promised to the live tasks it placed there (:meth:`Nodes.account
 its runtime and images come from ``/health``, for the feasibility checks. A worker that
 refused a task (``400``: it cannot run that image) is remembered as unable to, so the
 task goes elsewhere instead of back to the same node.
+
+A worker dropped from ``--workers`` while it still ran tasks is *draining*: its stored
+record gives its address, and the manager keeps a client for it, used only to watch its
+list and stop the copies there (they are strays: their tasks move to configured
+workers), until it holds no live copy; then its record is forgotten. It is never probed,
+shown or placed on. The alternative, refusing to finish a stop while a copy may remain,
+would leave a task stopping for ever on a worker that is gone for good, and would still
+leave the copies of moved tasks running.
 """
 
 from __future__ import annotations
@@ -82,6 +90,10 @@ class Nodes:
             self.nodes[node.name] = node
             self.clients[node.name] = WorkerClient(node.api, token, timeout)
             self._probes[node.name] = Prober(node.api, token, probe_timeout)
+        self.draining: set[str] = set()  # dropped from the configuration, maybe not empty
+        for name, api in self._dropped().items():
+            self.clients[name] = WorkerClient(api, token, timeout)
+            self.draining.add(name)
 
     # ------------------------------------------------------------------ liveness
 
@@ -228,6 +240,34 @@ class Nodes:
     def close(self) -> None:
         for client in (*self.clients.values(), *self._probes.values()):
             client.close()
+
+    # ------------------------------------------------------------------ draining
+
+    def _dropped(self) -> dict[str, str]:
+        """The workers stored from an earlier configuration and absent from this one:
+        name -> API address. They may still run copies of tasks this manager knows."""
+        dropped = {}
+        with contextlib.suppress(OSError, StoreError, EtcdError):
+            for name, data in self.store.items():
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    if name not in self.nodes:
+                        dropped[name] = Node.from_wire(data).api
+        if dropped:
+            log.info("draining workers no longer configured: %s", ", ".join(sorted(dropped)))
+        return dropped
+
+    def drained(self, name: str) -> WorkerClient | None:
+        """A dropped worker holds no live copy any more: forget it (here and in the
+        store, so that the next start does not drain it again). Returns its client."""
+        with self._lock:
+            if name not in self.draining:
+                return None
+            self.draining.discard(name)
+            client = self.clients.pop(name, None)
+        with contextlib.suppress(KeyError, OSError, StoreError, EtcdError):
+            self.store.delete(name)
+        log.info("worker %s holds no live copy any more: no longer draining it", name)
+        return client
 
     def _load(self, address: str) -> Node:
         node = Node.for_worker(address)

@@ -24,7 +24,7 @@ from typing import Any
 
 from cube.client import CubeError, WorkerClient
 from cube.http import FORGOTTEN_HEADER, INDEX_HEADER
-from cube.task import Task
+from cube.task import State, Task
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ class Reports:
         with self._lock:
             return set(self._lists.get(worker, ()))
 
+    def live(self, worker: str) -> set[str]:
+        """The tasks of which a worker's known list holds a live copy."""
+        with self._lock:
+            listed = self._lists.get(worker, {})
+            return {k for k, t in listed.items() if t.state in (State.Scheduled, State.Running)}
+
     def copies(self, task_id: str) -> dict[str, Task | None]:
         with self._lock:
             return {w: tasks.get(task_id) for w, tasks in self._lists.items()}
@@ -140,6 +146,8 @@ class Watcher:
     def once(self, wait: float = 0.0) -> bool:
         """Fetch once: the whole list (``wait`` 0), or the changes, blocking up to
         ``wait`` for some. False when it failed (the next fetch is a whole list)."""
+        if self._stop.is_set():
+            return False  # closed: this worker is not watched any more
         asked = self._index if wait else 0
         try:
             answer = fetch(self.client, asked, wait)
