@@ -303,7 +303,7 @@ def test_a_deposed_leaders_order_in_flight_is_refused_by_the_worker(cluster):
 
 def test_strays_left_across_a_failover_are_stopped_every_round(cluster):
     """A worker is SIGKILLed (its task processes live on) and its tasks move; then the
-    leader is SIGKILLed, the worker comes back with its old copies before the next
+    leader is SIGKILLed, the worker comes back with its old copies just as the next
     leader takes office, and the old leader comes back too. Whoever leads then must stop
     the old copies: within 15 s of the worker's restart every task runs exactly once."""
     for name in ("w0", "w1", "w2"):
@@ -328,7 +328,8 @@ def test_strays_left_across_a_failover_are_stopped_every_round(cluster):
             f"round {round_ + 1}: {victim}'s tasks moved and running",
         )
         cluster.send(leader, signal.SIGKILL)
-        cluster.start_worker(victim)  # back with its old copies, before a new leader acts
+        eventually(lambda old=leader: cluster.leader() not in ("", old), 6 * TTL, "a new leader")
+        cluster.start_worker(victim)  # back with its old copies as the new leader starts
         restarted = time.monotonic()
         cluster.start_one(leader, wait=False)
         settled(cluster.tmp, ids, 15 - (time.monotonic() - restarted), f"round {round_ + 1}")
