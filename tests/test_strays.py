@@ -88,3 +88,30 @@ def test_a_worker_dropped_from_the_configuration_has_its_copies_stopped(tmp_path
         }
     finally:
         cluster.close()
+
+
+def test_a_worker_given_under_another_address_is_not_drained(tmp_path):
+    """The same worker, once as 127.0.0.1 and now as localhost, answers with the same
+    name as a configured worker: it is not drained, so its tasks are not taken for
+    strays of themselves and stopped."""
+    cluster = Procs(tmp_path)
+    try:
+        for name in ("w1", "w2"):
+            cluster.start_worker(name)
+        cluster.start_manager("--scheduler", "roundrobin")
+        client = ManagerClient(cluster.url, timeout=10)
+        ids = {str(client.submit(Task(f"t{i}", "cube/echo")).id) for i in range(4)}
+        settled(tmp_path, ids, 60, "at first")
+
+        cluster.signal("manager", signal.SIGTERM)
+        workers = cluster.manager_args.index("--workers") + 1
+        alias = cluster.address("w1").replace("127.0.0.1", "localhost")
+        cluster.manager_args[workers] = f"{alias},{cluster.address('w2')}"
+        cluster.start_manager()
+        log = tmp_path / "manager.log"
+        said = f"no longer draining worker {cluster.address('w1')}: it may be a configured"
+        eventually(lambda: said in log.read_text(), 30, "the alias told apart")
+        eventually(lambda: all(t.state is State.Running for t in client.tasks()), 30, "all Running")
+        settled(tmp_path, ids, SETTLE, "under the new addresses")
+    finally:
+        cluster.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
 from cube import faults
@@ -67,14 +67,16 @@ class Control:
         workers = len(manager.cluster.clients)
         self.pool = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-work")
         self.io = ThreadPoolExecutor(max(4, workers), thread_name_prefix="manager-io")
-        self.watchers = {
-            name: Watcher(name, client, manager.reports, self._reported, manager.update_interval)
+        self.watchers = {  # a dropped worker's once it is surely not a configured one
+            name: self._watcher(name, client)
             for name, client in manager.cluster.clients.items()
+            if name not in manager.cluster.draining
         }
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._deposed: set[tuple[str, int]] = set()  # (worker, epoch) already warned of
         self._deposed_lock = threading.Lock()
+        self._confirming: dict[str, Future[bool | None]] = {}  # dropped workers: distinct?
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -88,17 +90,19 @@ class Control:
     def close(self) -> None:
         self._stopping.set()
         self.m.timers.wake()
-        for watcher in self.watchers.values():
+        for watcher in list(self.watchers.values()):
             watcher.close()
         for thread in self._threads:
             thread.join(timeout=10)
+        for watcher in list(self.watchers.values()):  # one started as this began, if any
+            watcher.close()
         self.pool.shutdown(wait=True)
         self.io.shutdown(wait=True)
 
     def step(self) -> None:
         """One round of everything, in this thread (for notebooks showing each move)."""
         self.probe_all()
-        for watcher in self.watchers.values():
+        for watcher in list(self.watchers.values()):
             watcher.once()
         self.check_health()
         self.drain()
@@ -246,17 +250,38 @@ class Control:
         if worker in self.m.cluster.draining:
             self._drain(worker)
 
+    def _watcher(self, name: str, client: Any) -> Watcher:
+        return Watcher(name, client, self.m.reports, self._reported, self.m.update_interval)
+
+    def _confirm_draining(self) -> None:
+        """Watch a dropped worker, and so stop its copies, only once it is surely not a
+        configured worker under another address (``localhost`` for ``127.0.0.1``):
+        there, every task would look like a stray of itself. A worker that cannot be
+        told apart is left alone, as it was before draining existed."""
+        for name in sorted(self.m.cluster.draining - set(self.watchers)):
+            asked = self._confirming.pop(name, None)
+            if asked is None or not asked.done():  # asked off this thread: it may hang
+                self._confirming[name] = asked or self.io.submit(self.m.cluster.distinct, name)
+                continue
+            distinct = asked.result()
+            if distinct is None or self._stopping.is_set():
+                continue  # not known yet: ask again next round
+            if not distinct:
+                self.m.cluster.drained(name, "it may be a configured worker under another name")
+                continue
+            watcher = self._watcher(name, self.m.cluster.clients[name])
+            self.watchers[name] = watcher
+            if self._threads:  # running as threads; step() asks it itself
+                watcher.start()
+
     def _drain(self, worker: str) -> None:
         """A worker dropped from the configuration is watched only until its list holds
         no live copy of a task this manager knows (reconcile stops those copies)."""
         if any(k in self.m.records for k in self.m.reports.live(worker)):
             return
-        client = self.m.cluster.drained(worker)
-        if client is None:
-            return
         self.watchers[worker].close()
         self.m.reports.forget(worker)
-        client.close()
+        self.m.cluster.drained(worker)
 
     def _liveness_loop(self) -> None:
         next_pruning = time.monotonic() + PRUNE_EVERY
@@ -286,6 +311,8 @@ class Control:
                     self.m.reports.forget(name)
                 listed = self.m.reports.ids(name)  # its strays: their records name others
                 self.m.timers.schedule_many(self.m.tasks_on(name) | listed | self.m.waiting())
+        if self.m.cluster.draining:
+            self._confirm_draining()
 
     def _health_loop(self) -> None:
         while not self._stopping.wait(self.m.health_interval):

@@ -75,6 +75,7 @@ class Nodes:
     ) -> None:
         self.store = store
         self.node_ttl = node_ttl
+        self.probe_timeout = probe_timeout
         self.started = utcnow()
         self._kept_at: dict[str, float] = {}  # when each worker's statistics were stored
         self.nodes: dict[str, Node] = {}
@@ -90,6 +91,7 @@ class Nodes:
             self.nodes[node.name] = node
             self.clients[node.name] = WorkerClient(node.api, token, timeout)
             self._probes[node.name] = Prober(node.api, token, probe_timeout)
+        self._said: dict[str, str] = {}  # node -> the name its /health gives
         self.draining: set[str] = set()  # dropped from the configuration, maybe not empty
         for name, api in self._dropped().items():
             self.clients[name] = WorkerClient(api, token, timeout)
@@ -137,6 +139,7 @@ class Nodes:
             else:
                 if answer.health:
                     node.capable(answer.health)
+                    self._said[name] = str(answer.health.get("Name") or "")
                 if isinstance(answer.stats, dict):
                     node.observe(answer.stats, utcnow())
                 node.state, node.last_seen, node.reason = "up", utcnow(), ""
@@ -256,18 +259,34 @@ class Nodes:
             log.info("draining workers no longer configured: %s", ", ".join(sorted(dropped)))
         return dropped
 
-    def drained(self, name: str) -> WorkerClient | None:
-        """A dropped worker holds no live copy any more: forget it (here and in the
-        store, so that the next start does not drain it again). Returns its client."""
+    def distinct(self, name: str) -> bool | None:
+        """Whether dropped worker ``name`` is surely none of the configured workers: its
+        ``/health`` names it, and no configured worker that answers gives that name.
+        None while that cannot be told (a configured worker not heard from yet, or the
+        dropped one not answering)."""
+        with self._lock:
+            if any(node.state == "unknown" for node in self.nodes.values()):
+                return None
+            said = {self._said.get(n, "") for n, node in self.nodes.items() if node.state == "up"}
+        try:
+            health = self.clients[name].get_raw("/health", timeout=self.probe_timeout).json()
+        except (CubeError, ValueError):
+            return None
+        own = str(health.get("Name") or "") if isinstance(health, dict) else ""
+        return bool(own) and own not in said
+
+    def drained(self, name: str, why: str = "it holds no live copy any more") -> None:
+        """Stop draining a dropped worker: forget it here and in the store, so that the
+        next start does not drain it again."""
         with self._lock:
             if name not in self.draining:
-                return None
+                return
             self.draining.discard(name)
-            client = self.clients.pop(name, None)
+            client = self.clients.pop(name)
         with contextlib.suppress(KeyError, OSError, StoreError, EtcdError):
             self.store.delete(name)
-        log.info("worker %s holds no live copy any more: no longer draining it", name)
-        return client
+        client.close()
+        log.info("no longer draining worker %s: %s", name, why)
 
     def _load(self, address: str) -> Node:
         node = Node.for_worker(address)
