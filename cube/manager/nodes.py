@@ -270,6 +270,8 @@ class Nodes:
             said = {self._said.get(n, "") for n, node in self.nodes.items() if node.state == "up"}
         try:
             health = self.clients[name].get_raw("/health", timeout=self.probe_timeout).json()
+        except NotFound:
+            return False  # no /health (the book's Go worker): it cannot be told apart
         except (CubeError, ValueError):
             return None
         own = str(health.get("Name") or "") if isinstance(health, dict) else ""

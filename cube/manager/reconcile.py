@@ -120,7 +120,7 @@ class Timing:
 def reconcile(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
     """The next step for ``task`` (see the module doc)."""
     if task.state is State.Completed or given_up(task, timing.restart):
-        return Plan(task, _stops(task, seen, cluster, everywhere=True))
+        return Plan(task, _stops(task, seen, everywhere=True))
     if task.desired is State.Completed:
         return _stop(task, seen, cluster, now, timing)
     return _run(task, seen, cluster, now, timing)
@@ -146,7 +146,7 @@ def order(task: Task) -> Task:
 
 
 def _run(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
-    strays = _stops(task, seen, cluster, everywhere=False)
+    strays = _stops(task, seen, everywhere=False)
     if task.restart_at is not None:
         if now < task.restart_at:
             return Plan(task, strays, wake=task.restart_at)
@@ -305,7 +305,7 @@ def _place(
 
 
 def _stop(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
-    stops = _stops(task, seen, cluster, everywhere=True)
+    stops = _stops(task, seen, everywhere=True)
     worker = task.worker
     if not worker:
         return Plan(_done(task, "cancelled before it was placed", now), stops)
@@ -337,7 +337,7 @@ def _done(task: Task, reason: str, now: datetime, finished: datetime | None = No
     )
 
 
-def _stops(task: Task, seen: Observed, cluster: Cluster, *, everywhere: bool) -> tuple[Stop, ...]:
+def _stops(task: Task, seen: Observed, *, everywhere: bool) -> tuple[Stop, ...]:
     """Stop orders for the live copies on workers that answer: everywhere, or all but
     the task's own worker. A copy already told to stop by this order is left to it.
 
