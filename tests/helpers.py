@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import requests
 
 T = TypeVar("T")
@@ -76,6 +80,47 @@ def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> int:
     if proc.poll() is None:
         os.kill(proc.pid, sig)
     return proc.wait(timeout=15)
+
+
+def live_processes(data_dir: Path) -> Counter[str]:
+    """How many live task processes each task has, read from the process table: every
+    process of the process runtime whose files are under ``data_dir`` (its command line
+    names its exit file, beside the record that says which task it runs). A process
+    whose record is gone counts under "?": it belongs to no task any more."""
+    root = str(data_dir.resolve())
+    counts: Counter[str] = Counter()
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.info["cmdline"] or []
+            if "--exit-file" not in cmdline or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            exit_file = Path(cmdline[cmdline.index("--exit-file") + 1])
+            if str(exit_file).startswith(root):
+                counts[_task_of(exit_file.with_suffix(".json"))] += 1
+    return counts
+
+
+def _task_of(record: Path) -> str:
+    try:
+        return str(json.loads(record.read_text())["task_id"])
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+
+def one_process_each(data_dir: Path, task_ids: set[str]) -> bool:
+    """Every one of ``task_ids`` runs as exactly one live process, and nothing else
+    runs under ``data_dir``."""
+    counts = live_processes(data_dir)
+    return set(counts) == task_ids and set(counts.values()) == {1}
+
+
+def settled(data_dir: Path, ids: set[str], timeout: float, when: str) -> None:
+    """Wait until every task runs as exactly one live process; say what runs if not."""
+    try:
+        eventually(lambda: one_process_each(data_dir, ids), timeout, f"{when}: one per task")
+    except AssertionError as exc:
+        counts = live_processes(data_dir)
+        raise AssertionError(f"{exc}; live processes per task: {counts}") from None
 
 
 def all_in_state(client, state) -> list:

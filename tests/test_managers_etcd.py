@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from etcd_helpers import unique_prefix, wipe
-from helpers import Procs, cube_process, eventually, free_port, kill, wait_healthy
+from helpers import Procs, cube_process, eventually, free_port, kill, settled, wait_healthy
 
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd import EtcdClient, EtcdStore
@@ -292,10 +292,45 @@ def test_a_deposed_leaders_order_in_flight_is_refused_by_the_worker(cluster):
         "the new leader to reach the resumed worker (it learns the new epoch)",
     )
     cluster.send("m1", signal.SIGCONT)  # its order goes out now, with its old epoch
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        assert len(cluster.copies(str(task.id))) <= 1, cluster.copies(str(task.id))
-        time.sleep(0.05)
-    assert [n for n, _ in cluster.copies(str(task.id))] != [stale]
-    log = (cluster.tmp / "m1.log").read_text()
-    assert "newer leader" in log, log[-2000:]
+    # the refusal is the condition: a resumed process starved of CPU may take seconds
+    # to send its order, and until it is answered nothing can be said of it
+    m1_log = cluster.tmp / "m1.log"
+    refused = f"worker {first} follows a newer leader"
+    eventually(lambda: refused in m1_log.read_text(), 30, f"{stale} to refuse m1's order")
+    copies = cluster.copies(str(task.id))
+    assert len(copies) == 1 and copies[0][0] != stale, copies
+
+
+def test_strays_left_across_a_failover_are_stopped_every_round(cluster):
+    """A worker is SIGKILLed (its task processes live on) and its tasks move; then the
+    leader is SIGKILLed, the worker comes back with its old copies just as the next
+    leader takes office, and the old leader comes back too. Whoever leads then must stop
+    the old copies: within 15 s of the worker's restart every task runs exactly once."""
+    for name in ("w0", "w1", "w2"):
+        cluster.start_worker(name)
+    cluster.start_managers("m1", "m2", "m3")
+    leader = eventually(cluster.leader, 15, "a leader")
+    ids = {str(cluster.client(leader).submit(echo(f"t{i}")).id) for i in range(30)}
+    settled(cluster.tmp, ids, 90, "at first")
+    names = {cluster.address(n): n for n in cluster.workers}
+    for round_ in range(5):
+        leader = eventually(cluster.leader, 30, f"round {round_ + 1}: a leader")
+        client = cluster.client(leader)
+        placed = [t.worker for t in client.tasks()]
+        gone = max(set(placed), key=placed.count)
+        victim = names[gone]
+        cluster.signal(victim, signal.SIGKILL)
+        eventually(
+            lambda c=client, g=gone: all(
+                t.state is State.Running and t.worker != g for t in c.tasks()
+            ),
+            60,
+            f"round {round_ + 1}: {victim}'s tasks moved and running",
+        )
+        cluster.send(leader, signal.SIGKILL)
+        eventually(lambda old=leader: cluster.leader() not in ("", old), 6 * TTL, "a new leader")
+        cluster.start_worker(victim)  # back with its old copies as the new leader starts
+        restarted = time.monotonic()
+        cluster.start_one(leader, wait=False)
+        settled(cluster.tmp, ids, 15 - (time.monotonic() - restarted), f"round {round_ + 1}")
+        wait_healthy(cluster.manager_url(leader), cluster.managers[leader][0], timeout=30)

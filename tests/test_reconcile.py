@@ -286,3 +286,27 @@ def test_reasons_built_from_a_long_worker_reason_stay_within_the_limit():
     assert world.task.reason.startswith("gave up after 3 restarts")
     Task.from_wire(world.task.to_wire())  # readable back: within the limit, marked as cut
     assert world.task.reason.endswith("[...cut]")
+
+
+def test_a_stray_is_stopped_on_any_worker_whose_list_is_known_whatever_its_liveness():
+    """A worker back from a crash with its old copy can be listed before the probe that
+    marks it up, and a worker dropped from the configuration is listed while it drains:
+    its list is the proof it answers, so the stray is stopped there and then."""
+
+    class Liveness(World):
+        said: dict[str, str] = {"b": "down", "c": "gone"}  # noqa: RUF012 - read only
+
+        def state(self, worker: str) -> str:
+            return self.said.get(worker, "up")
+
+    moved = fresh_task().replace(state=State.Running, worker="a", generation=2)
+    old = orders.started(orders.fresh(moved.replace(generation=1)), "old", {})
+    running = orders.started(orders.fresh(moved), "new", {})
+    for stray_on in ("b", "c"):
+        world = Liveness(moved)
+        seen = Observed({"a": running, stray_on: old})
+        plan = reconcile(moved, seen, world, T0, TIMING)
+        assert plan.actions == (Stop(stray_on, str(moved.id), 2),)
+        stopping = moved.replace(desired=State.Completed, generation=3)
+        plan = reconcile(stopping, seen, world, T0, TIMING)
+        assert Stop(stray_on, str(moved.id), 3) in plan.actions

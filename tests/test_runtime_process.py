@@ -270,3 +270,52 @@ def test_kill_leaves_a_record_that_says_so(runtime):
     assert status.state == "exited" and status.reason == "process was killed by SIGKILL"
     runtime.kill(started.container_id)  # killing it again is not an error
     runtime.stop(started.container_id)
+
+
+UNREAPING_PARENT = """
+import sys, time
+from pathlib import Path
+from cube.runtime.process import ProcessRuntime
+from cube.task import Task
+ProcessRuntime(sys.argv[1], Path(sys.argv[2])).start(Task("web", "cube/echo"))
+print("started", flush=True)
+time.sleep(300)  # alive, and never reaping its child
+"""
+
+
+@pytest.fixture
+def unreaping_parent(state_dir: Path) -> Iterator[subprocess.Popen]:
+    """A process that started a task and lives on without ever reaping it: what a task
+    process left by a dead worker has for a parent where the first process of a
+    container reaps nothing, or while the old worker is paused."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", UNREAPING_PARENT, OWNER, str(state_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "started"
+        yield parent
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+def test_a_process_another_parent_never_reaps_is_stopped_by_its_sigterm(
+    runtime, unreaping_parent, paused, caplog
+):
+    """Its exit is seen at once, zombie or not, so a restarted worker's recovery does not
+    wait out two timeouts per stray before it can listen; a paused one is continued so
+    that it acts on the SIGTERM."""
+    [managed] = runtime.list_managed()
+    pid = pid_of(Started(managed.status.container_id, managed.status.host_ports))
+    if paused:
+        os.kill(pid, signal.SIGSTOP)
+    with caplog.at_level("INFO", logger="cube.runtime.process"):
+        runtime.stop(managed.status.container_id)
+    assert psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # exited, never reaped
+    assert psutil.Process(pid).ppid() == unreaping_parent.pid
+    assert "did not exit" not in caplog.text  # no SIGKILL was needed
+    assert runtime.list_managed() == []

@@ -75,21 +75,16 @@ class Control:
         workers = len(manager.cluster.clients)
         self.pool = manager.network.pool("manager-work", max(4, workers))
         self.io = manager.network.pool("manager-io", max(4, workers))
-        self.watchers = {
-            name: Watcher(
-                name,
-                client,
-                manager.reports,
-                self._reported,
-                manager.update_interval,
-                ready=manager.keeper.ready,
-            )
+        self.watchers = {  # a dropped worker's once it is surely not a configured one
+            name: self._watcher(name, client)
             for name, client in manager.cluster.clients.items()
+            if name not in manager.cluster.draining
         }
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._deposed: set[tuple[str, int]] = set()  # (worker, epoch) already warned of
         self._deposed_lock = threading.Lock()
+        self._confirming: dict[str, Future[bool | None]] = {}  # dropped workers: distinct?
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -103,17 +98,19 @@ class Control:
     def close(self) -> None:
         self._stopping.set()
         self.m.timers.wake()
-        for watcher in self.watchers.values():
+        for watcher in list(self.watchers.values()):
             watcher.close()
         for thread in self._threads:
             thread.join(timeout=10)
+        for watcher in list(self.watchers.values()):  # one started as this began, if any
+            watcher.close()
         self.pool.shutdown(wait=True)
         self.io.shutdown(wait=True)
 
     def step(self) -> None:
         """One round of everything, in this thread (for notebooks showing each move)."""
         self.probe_all()
-        for watcher in self.watchers.values():
+        for watcher in list(self.watchers.values()):
             watcher.once()
         self.check_health()
         self.drain()
@@ -258,6 +255,48 @@ class Control:
         if first:
             keys |= self.m.tasks_on(worker)
         self.m.timers.schedule_many(k for k in keys if k in self.m.records)
+        if worker in self.m.cluster.draining:
+            self._drain(worker)
+
+    def _watcher(self, name: str, client: Any) -> Watcher:
+        return Watcher(
+            name,
+            client,
+            self.m.reports,
+            self._reported,
+            self.m.update_interval,
+            ready=self.m.keeper.ready,
+        )
+
+    def _confirm_draining(self) -> None:
+        """Watch a dropped worker, and so stop its copies, only once it is surely not a
+        configured worker under another address (``localhost`` for ``127.0.0.1``):
+        there, every task would look like a stray of itself. A worker that cannot be
+        told apart is left alone, as it was before draining existed."""
+        for name in sorted(self.m.cluster.draining - set(self.watchers)):
+            asked = self._confirming.pop(name, None)
+            if asked is None or not asked.done():  # asked off this thread: it may hang
+                self._confirming[name] = asked or self.io.submit(self.m.cluster.distinct, name)
+                continue
+            distinct = asked.result()
+            if distinct is None or self._stopping.is_set():
+                continue  # not known yet: ask again next round
+            if not distinct:
+                self.m.cluster.drained(name, "it may be a configured worker under another name")
+                continue
+            watcher = self._watcher(name, self.m.cluster.clients[name])
+            self.watchers[name] = watcher
+            if self._threads:  # running as threads; step() asks it itself
+                watcher.start()
+
+    def _drain(self, worker: str) -> None:
+        """A worker dropped from the configuration is watched only until its list holds
+        no live copy of a task this manager knows (reconcile stops those copies)."""
+        if any(k in self.m.records for k in self.m.reports.live(worker)):
+            return
+        self.watchers[worker].close()
+        self.m.reports.forget(worker)
+        self.m.cluster.drained(worker)
 
     def _liveness_loop(self) -> None:
         next_pruning = clock.monotonic() + PRUNE_EVERY
@@ -279,20 +318,24 @@ class Control:
             log.exception("liveness round failed; carrying on")
 
     def probe_all(self) -> None:
-        """Probe every worker at once; a worker going up or down gets its tasks, and the
-        tasks waiting for room, looked at again."""
+        """Probe every worker at once; a worker going up or down gets its tasks (those
+        placed on it, and those its list mentions), and the tasks waiting for room,
+        looked at again."""
         cluster = self.m.cluster
         asked = {self.io.submit(cluster.ask, name): name for name in cluster.nodes}
         for future in _as_answered(list(asked)):
             name = asked[future]
             if cluster.take(name, future.result()):
-                # Up or down, what it held is known again only from a list fetched now:
-                # a list taken while it was still down may hold copies moved elsewhere
-                # since, and only a first list has every one of them looked at again.
+                listed = self.m.reports.ids(name)  # its strays: their records name others
+                # Up or down, what it holds is known again only from a list fetched now:
+                # a list taken while it was still down may miss copies moved since, and
+                # a first list has every task it mentions looked at again.
                 self.m.reports.forget(name)
                 if cluster.state(name) == "up":
                     self.io.submit(self.watchers[name].once)  # its watch may be stuck
-                self.m.timers.schedule_many(self.m.tasks_on(name) | self.m.waiting())
+                self.m.timers.schedule_many(self.m.tasks_on(name) | listed | self.m.waiting())
+        if self.m.cluster.draining:
+            self._confirm_draining()
 
     def _health_loop(self) -> None:
         while not self._stopping.wait(self.m.health_interval):

@@ -12,6 +12,14 @@ the manager has promised to the live tasks it placed there (:meth:`Nodes.account
 its runtime and images come from ``/health``, for the feasibility checks. A worker that
 refused a task (``400``: it cannot run that image) is remembered as unable to, so the
 task goes elsewhere instead of back to the same node.
+
+A worker dropped from ``--workers`` while it still ran tasks is *draining*: its stored
+record gives its address, and the manager keeps a client for it, used only to watch its
+list and stop the copies there (they are strays: their tasks move to configured
+workers), until it holds no live copy; then its record is forgotten. It is never probed,
+shown or placed on. The alternative, refusing to finish a stop while a copy may remain,
+would leave a task stopping for ever on a worker that is gone for good, and would still
+leave the copies of moved tasks running.
 """
 
 from __future__ import annotations
@@ -70,6 +78,7 @@ class Nodes:
         network = network or Network()
         self.store = store
         self.node_ttl = node_ttl
+        self.probe_timeout = probe_timeout
         self.started = utcnow()
         self._kept_at: dict[str, float] = {}  # when each worker's statistics were stored
         self.nodes: dict[str, Node] = {}
@@ -85,6 +94,11 @@ class Nodes:
             self.nodes[node.name] = node
             self.clients[node.name] = network.client(node.api, token, timeout)
             self._probes[node.name] = network.prober(node.api, token, probe_timeout)
+        self._said: dict[str, str] = {}  # node -> the name its /health gives
+        self.draining: set[str] = set()  # dropped from the configuration, maybe not empty
+        for name, api in self._dropped().items():
+            self.clients[name] = network.client(api, token, timeout)
+            self.draining.add(name)
 
     # ------------------------------------------------------------------ liveness
 
@@ -128,6 +142,7 @@ class Nodes:
             else:
                 if answer.health:
                     node.capable(answer.health)
+                    self._said[name] = str(answer.health.get("Name") or "")
                 if isinstance(answer.stats, dict):
                     node.observe(answer.stats, utcnow())
                 node.state, node.last_seen, node.reason = "up", utcnow(), ""
@@ -231,6 +246,52 @@ class Nodes:
     def close(self) -> None:
         for client in (*self.clients.values(), *self._probes.values()):
             client.close()
+
+    # ------------------------------------------------------------------ draining
+
+    def _dropped(self) -> dict[str, str]:
+        """The workers stored from an earlier configuration and absent from this one:
+        name -> API address. They may still run copies of tasks this manager knows."""
+        dropped = {}
+        with contextlib.suppress(OSError, StoreError, EtcdError):
+            for name, data in self.store.items():
+                with contextlib.suppress(KeyError, ValueError, TypeError):
+                    if name not in self.nodes:
+                        dropped[name] = Node.from_wire(data).api
+        if dropped:
+            log.info("draining workers no longer configured: %s", ", ".join(sorted(dropped)))
+        return dropped
+
+    def distinct(self, name: str) -> bool | None:
+        """Whether dropped worker ``name`` is surely none of the configured workers: its
+        ``/health`` names it, and no configured worker that answers gives that name.
+        None while that cannot be told (a configured worker not heard from yet, or the
+        dropped one not answering)."""
+        with self._lock:
+            if any(node.state == "unknown" for node in self.nodes.values()):
+                return None
+            said = {self._said.get(n, "") for n, node in self.nodes.items() if node.state == "up"}
+        try:
+            health = self.clients[name].get_raw("/health", timeout=self.probe_timeout).json()
+        except NotFound:
+            return False  # no /health (the book's Go worker): it cannot be told apart
+        except (CubeError, ValueError):
+            return None
+        own = str(health.get("Name") or "") if isinstance(health, dict) else ""
+        return bool(own) and own not in said
+
+    def drained(self, name: str, why: str = "it holds no live copy any more") -> None:
+        """Stop draining a dropped worker: forget it here and in the store, so that the
+        next start does not drain it again."""
+        with self._lock:
+            if name not in self.draining:
+                return
+            self.draining.discard(name)
+            client = self.clients.pop(name)
+        with contextlib.suppress(KeyError, OSError, StoreError, EtcdError):
+            self.store.delete(name)
+        client.close()
+        log.info("no longer draining worker %s: %s", name, why)
 
     def _load(self, address: str) -> Node:
         node = Node.for_worker(address)

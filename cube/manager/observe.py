@@ -26,7 +26,7 @@ from typing import Any
 
 from cube.client import CubeError, Gone, WorkerClient
 from cube.http import FORGOTTEN_HEADER, INDEX_HEADER
-from cube.task import Task
+from cube.task import State, Task
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,17 @@ class Reports:
     def known(self, worker: str) -> bool:
         with self._lock:
             return worker in self._lists
+
+    def ids(self, worker: str) -> set[str]:
+        """The tasks a worker's known list mentions (none while it is not known)."""
+        with self._lock:
+            return set(self._lists.get(worker, ()))
+
+    def live(self, worker: str) -> set[str]:
+        """The tasks of which a worker's known list holds a live copy."""
+        with self._lock:
+            listed = self._lists.get(worker, {})
+            return {k for k, t in listed.items() if t.state in (State.Scheduled, State.Running)}
 
     def copies(self, task_id: str) -> dict[str, Task | None]:
         with self._lock:
@@ -148,6 +159,8 @@ class Watcher:
     def once(self, wait: float = 0.0) -> bool:
         """Fetch once: the whole list (``wait`` 0), or the changes, blocking up to
         ``wait`` for some. False when it failed (the next fetch is a whole list)."""
+        if self._stop.is_set():
+            return False  # closed: this worker is not watched any more
         asked = self._index if wait else 0
         try:
             answer = fetch(self.client, asked, wait, self._ack)

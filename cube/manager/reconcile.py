@@ -18,7 +18,7 @@ The rules, for a task wanted Running:
 - the worker reports it Running: copy what it says; a failed health check or a Failed
   copy is a *problem*: restart after an exponential backoff (the due time is stored in
   ``RestartAt``, so a restarted manager keeps it), up to the limit, then give up;
-- copies anywhere else are strays: stop them.
+- copies anywhere else are strays: stop them, on any worker whose list is known.
 
 Wanted Completed: stop every live copy; done once its worker confirms, or cannot (down).
 Completed, or given up: stop any live copy, nothing else.
@@ -120,7 +120,7 @@ class Timing:
 def reconcile(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
     """The next step for ``task`` (see the module doc)."""
     if task.state is State.Completed or given_up(task, timing.restart):
-        plan = Plan(task, _stops(task, seen, cluster, everywhere=True))
+        plan = Plan(task, _stops(task, seen, everywhere=True))
     elif task.desired is State.Completed:
         plan = _stop(task, seen, cluster, now, timing)
     else:
@@ -159,7 +159,7 @@ def order(task: Task) -> Task:
 
 
 def _run(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
-    strays = _stops(task, seen, cluster, everywhere=False)
+    strays = _stops(task, seen, everywhere=False)
     if task.restart_at is not None:
         if now < task.restart_at:
             return Plan(task, strays, wake=task.restart_at)
@@ -318,7 +318,7 @@ def _place(
 
 
 def _stop(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
-    stops = _stops(task, seen, cluster, everywhere=True)
+    stops = _stops(task, seen, everywhere=True)
     worker = task.worker
     if not worker:
         return Plan(_done(task, "cancelled before it was placed", now), stops)
@@ -350,9 +350,15 @@ def _done(task: Task, reason: str, now: datetime, finished: datetime | None = No
     )
 
 
-def _stops(task: Task, seen: Observed, cluster: Cluster, *, everywhere: bool) -> tuple[Stop, ...]:
+def _stops(task: Task, seen: Observed, *, everywhere: bool) -> tuple[Stop, ...]:
     """Stop orders for the live copies on workers that answer: everywhere, or all but
     the task's own worker. A copy already told to stop by this order is left to it.
+
+    A worker answers when its list is known (``seen.copies`` holds only those), whatever
+    its liveness says: a restarted worker's list can arrive before the probe that marks
+    it up, and a worker dropped from the configuration is still listed while it holds
+    copies. Either way its copies are stopped now; waiting for "up" lost them for good,
+    since nothing changes on that worker afterwards to look at them again.
 
     A stray (a copy anywhere but the task's own worker) is stopped at its *own* order's
     generation, not the task's: a stop that arrives late, after that worker was given
@@ -362,7 +368,6 @@ def _stops(task: Task, seen: Observed, cluster: Cluster, *, everywhere: bool) ->
         Stop(worker, str(task.id), _stop_at(task, worker, copy))  # type: ignore[arg-type]
         for worker, copy in sorted(seen.copies.items())
         if _live(copy)
-        and cluster.state(worker) == "up"
         and (everywhere or worker != task.worker)
         and not (
             copy.desired is State.Completed and copy.generation >= _stop_at(task, worker, copy)

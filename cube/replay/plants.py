@@ -56,8 +56,8 @@ def _swap(owner: Any, attribute: str, replacement: Any) -> Iterator[None]:
 def _strays() -> Iterator[None]:
     right = reconcile._stops
 
-    def stops(task: Any, seen: Any, cluster: Any, *, everywhere: bool) -> tuple[Any, ...]:
-        return right(task, seen, cluster, everywhere=everywhere) if everywhere else ()
+    def stops(task: Any, seen: Any, *, everywhere: bool) -> tuple[Any, ...]:
+        return right(task, seen, everywhere=everywhere) if everywhere else ()
 
     with _swap(reconcile, "_stops", stops):
         yield

@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -150,7 +151,7 @@ class ProcessRuntime:
             if child.poll() is None:
                 _terminate(child.pid, child.wait, subprocess.TimeoutExpired)
         elif record is not None and (proc := _same_process(record)) is not None:
-            _terminate(record.pid, proc.wait, psutil.TimeoutExpired)
+            _terminate(record.pid, partial(_wait_exit, proc), psutil.TimeoutExpired)
         for kind in ("json", "exit"):  # its output stays until the task is forgotten
             self._path(container_id, kind).unlink(missing_ok=True)
 
@@ -171,7 +172,7 @@ class ProcessRuntime:
         if child is not None:
             child.wait(timeout=STOP_TIMEOUT)
         else:
-            proc.wait(timeout=STOP_TIMEOUT)
+            _wait_exit(proc, timeout=STOP_TIMEOUT)
 
     def inspect(self, container_id: str) -> Status:
         record = self._load(container_id)
@@ -405,10 +406,13 @@ def _listening_port(proc: psutil.Process) -> int | None:
 
 
 def _terminate(pid: int, wait: Callable[..., object], timeout_error: type[Exception]) -> None:
-    """SIGTERM the process's session, then SIGKILL it if it is not gone in time."""
+    """SIGTERM the process's session, then SIGKILL it if it is not gone in time. A
+    paused process (SIGSTOP) is continued after the SIGTERM, so that it can act on it."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
+            if sig is signal.SIGTERM:
+                os.killpg(pid, signal.SIGCONT)
         except ProcessLookupError:
             return
         try:
@@ -416,6 +420,27 @@ def _terminate(pid: int, wait: Callable[..., object], timeout_error: type[Except
             return
         except timeout_error:
             log.info("process %d did not exit within %g s of %s", pid, STOP_TIMEOUT, sig.name)
+
+
+def _wait_exit(proc: psutil.Process, timeout: float) -> None:
+    """Return once ``proc`` has exited, reaped or not; psutil.TimeoutExpired if it has
+    not within ``timeout``. A process a previous worker started is reaped by whoever
+    adopted it, which may be never (a container's first process that reaps nothing, a
+    paused parent): waiting for its pid to vanish, as psutil does, waited out every
+    timeout, seconds per stop, in the recovery a restarted worker does before it
+    listens. A pidfd is readable from the moment the process exits."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except ProcessLookupError:
+        return  # gone already
+    except (AttributeError, OSError):  # no pidfd here: wait for the pid to go
+        proc.wait(timeout=timeout)
+        return
+    try:
+        if proc.is_running() and not select.select([fd], [], [], timeout)[0]:
+            raise psutil.TimeoutExpired(timeout, proc.pid)
+    finally:
+        os.close(fd)
 
 
 def _read_line(pipe: BinaryIO, timeout: float) -> str | None:
