@@ -306,7 +306,8 @@ def test_a_stray_is_stopped_on_any_worker_whose_list_is_known_whatever_its_liven
         world = Liveness(moved)
         seen = Observed({"a": running, stray_on: old})
         plan = reconcile(moved, seen, world, T0, TIMING)
-        assert plan.actions == (Stop(stray_on, str(moved.id), 2),)
+        # at the stray's own order (1), so that, arriving late, it cannot stop a newer one
+        assert plan.actions == (Stop(stray_on, str(moved.id), 1),)
         stopping = moved.replace(desired=State.Completed, generation=3)
         plan = reconcile(stopping, seen, world, T0, TIMING)
-        assert Stop(stray_on, str(moved.id), 3) in plan.actions
+        assert Stop(stray_on, str(moved.id), 1) in plan.actions
