@@ -311,3 +311,14 @@ def test_a_stray_is_stopped_on_any_worker_whose_list_is_known_whatever_its_liven
         stopping = moved.replace(desired=State.Completed, generation=3)
         plan = reconcile(stopping, seen, world, T0, TIMING)
         assert Stop(stray_on, str(moved.id), 1) in plan.actions
+
+
+def test_a_plan_that_sends_orders_looks_again_in_case_one_is_lost():
+    """Found by the simulator (seeds 2 and 25): the one stop of a stray copy was lost on
+    the network, nothing else changed, and the copy ran for good."""
+    moved = fresh_task().replace(state=State.Running, worker="a", generation=2)
+    old = orders.started(orders.fresh(moved.replace(generation=1)), "old", {})
+    running = orders.started(orders.fresh(moved), "new", {})
+    plan = reconcile(moved, Observed({"a": running, "b": old}), World(moved), T0, TIMING)
+    assert plan.actions and plan.wake is not None
+    assert plan.wake <= T0 + timedelta(seconds=TIMING.retry)
