@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from cube.replay import run, shrink
+from cube.replay import Scenario, run, shrink
 from cube.replay.nemesis import Fault
 from cube.replay.plants import PLANTS, plant
 
@@ -109,3 +109,37 @@ def test_a_run_says_what_it_simulated() -> None:
     outcome = run(3)
     assert outcome.simulated == pytest.approx(120.0)
     assert outcome.steps > 500 and outcome.ok
+
+
+# Fault sequences that need no real process, as explicit schedules: each replays the
+# same way every time, and the invariants judge it.
+FEW = Scenario(tasks=4, arrive_within=1.0, stop_share=0.0, bad_share=0.0, quiet=40.0)
+
+
+def test_a_restart_in_backoff_survives_manager_crashes() -> None:
+    crashing = Scenario(tasks=3, arrive_within=1.0, stop_share=0.0, bad_share=1.0, quiet=60.0)
+    schedule = [Fault(4.0, "crash", "manager", 2.0), Fault(9.0, "crash", "manager", 3.0)]
+    outcome = run(5, crashing, schedule)
+    assert outcome.ok, outcome.violations
+    limit = 3
+    assert all(
+        t.restart_count == limit and t.state.name == "Failed" for t in outcome.final.values()
+    )
+    assert all(t.reason.startswith("gave up") for t in outcome.final.values())
+
+
+def test_a_worker_paused_past_its_ttl_comes_back_and_every_task_runs_once() -> None:
+    outcome = run(5, FEW, [Fault(5.0, "pause", "w1", 8.0)])
+    assert outcome.ok, outcome.violations
+    assert any("w1" in line and "paused" in line for line in outcome.log)
+
+
+@pytest.mark.parametrize(
+    ("target", "point"),
+    [("w2", "worker-started"), ("manager", "manager-saved"), ("manager", "manager-sending")],
+)
+def test_a_crash_at_each_fault_point_leaves_one_copy_per_task(target: str, point: str) -> None:
+    schedule = [Fault(0.5, "crash at point", target, 3.0, point), Fault(6.0, "crash", "w1", 2.0)]
+    outcome = run(5, FEW, schedule)
+    assert outcome.ok, outcome.violations
+    assert any(f"crashed at {point}" in line for line in outcome.log)

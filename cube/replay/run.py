@@ -50,6 +50,7 @@ class Outcome:
     steps: int
     samples: list[tuple[float, dict[str, list[str]]]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # task ID -> name
+    final: dict[str, Task] = field(default_factory=dict)  # name -> the manager's record
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,9 @@ def run(
             what = f"{type(exc).__name__} escaped {where}: {text.printable(exc)}"
             watch.fail(what)
             violations = watch.violations
+    final = {}
+    if cluster.manager is not None:
+        final = {t.name: t for t in cluster.manager.records.all() if str(t.id) in names}
     return Outcome(
         seed,
         fault_list,
@@ -103,6 +107,7 @@ def run(
         world.steps,
         samples,
         names,
+        final,
     )
 
 
