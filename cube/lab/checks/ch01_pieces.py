@@ -21,10 +21,20 @@ from cube.lab.watch import Watch, of_client
 from cube.task import State
 
 PREFIX = "find-"
-HINT = (
-    "loop over cluster.workers (the names), ask each one for its tasks with "
-    "cluster.worker_client(name).tasks(), and return the name of the one that has "
-    "the task Running; None when nobody does"
+HINTS = (
+    (
+        "the manager's record can be wrong or missing: which part of the cluster knows for "
+        "sure what runs where?"
+    ),
+    (
+        "ask every worker for its tasks; only a copy in state Running counts, and the answer "
+        "is a worker's name"
+    ),
+    (
+        "loop over cluster.workers (the names), ask each one for its tasks with "
+        "cluster.worker_client(name).tasks(), and return the name of the one that has "
+        "the task Running; None when nobody does"
+    ),
 )
 
 
@@ -33,7 +43,7 @@ def check_find_worker(
 ) -> Verdict:
     """Run ``find_worker(cluster, task_id)`` on tasks whose whereabouts are known."""
     view = ClusterView(cluster)
-    check = Check("01 · find the worker", HINT, "tasks of the check, by worker")
+    check = Check("01 · find the worker", HINTS, "tasks of the check, by worker")
     client = cluster.client
     direct: tuple[str, str] | None = None
     placed: list[str] = []

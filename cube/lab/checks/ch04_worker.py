@@ -27,10 +27,17 @@ from cube.worker import orders
 
 NextStep = Callable[[Task], str]
 LANE = "worker (in this kernel)"
-HINT = (
-    "compare task.desired with task.state: wanted Running and only Scheduled: start it; "
-    "wanted Completed and not Completed yet: stop it; anything else: nothing to do (a "
-    "Failed task wanted Running waits for the manager's restart order)"
+HINTS = (
+    "compare what is wanted of the task (task.desired) with what it is (task.state)",
+    (
+        "only two cases call for action: wanted Running but not started yet, and wanted "
+        "Completed but not Completed yet; a crash is the manager's to handle"
+    ),
+    (
+        "compare task.desired with task.state: wanted Running and only Scheduled: start it; "
+        "wanted Completed and not Completed yet: stop it; anything else: nothing to do (a "
+        "Failed task wanted Running waits for the manager's restart order)"
+    ),
 )
 EXPECTED = {
     (State.Running, State.Scheduled): "start",
@@ -54,7 +61,7 @@ WHY = {
 
 def check_next_step(next_step: NextStep) -> Verdict:
     """Every (desired, state) pair, then a worker that lives by the answers."""
-    check = Check("04 · the worker's step", HINT, "the worker's tasks, living by your next_step")
+    check = Check("04 · the worker's step", HINTS, "the worker's tasks, living by your next_step")
     with check:
         for (desired, state), want in EXPECTED.items():
             task = Task(name="t", image="cube/echo", state=state, desired=desired)

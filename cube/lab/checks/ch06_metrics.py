@@ -27,10 +27,20 @@ from cube.node import busy_percent
 from cube.worker import stats
 
 CpuBusy = Callable[[Mapping[str, Any], Mapping[str, Any]], float]
-HINT = (
-    "add up idle and iowait for each reading, and user, nice, system, irq, softirq and "
-    "steal for busy time; of the total time that passed between the readings, what "
-    "share was busy? Return 0 when no time passed"
+HINTS = (
+    (
+        "the counters are totals since boot: what matters is how much each grew between the "
+        "two readings"
+    ),
+    (
+        "busy share = busy jiffies that passed / all jiffies that passed; idle and iowait are"
+        " idle, guest is already in user"
+    ),
+    (
+        "add up idle and iowait for each reading, and user, nice, system, irq, softirq and "
+        "steal for busy time; of the total time that passed between the readings, what "
+        "share was busy? Return 0 when no time passed"
+    ),
 )
 BURN = "import time\nend = time.monotonic() + {0}\nwhile time.monotonic() < end: pass"
 CASES: list[tuple[str, dict[str, float], dict[str, float]]] = [
@@ -54,7 +64,7 @@ CASES: list[tuple[str, dict[str, float], dict[str, float]]] = [
 
 def check_cpu_busy(cpu_busy: CpuBusy, worker: Any) -> Verdict:
     """Hold ``cpu_busy`` to Cube's formula; ``worker`` is a WorkerClient for real stats."""
-    check = Check("06 · CPU use between two readings", HINT, "CPU busy, every 0.2 s")
+    check = Check("06 · CPU use between two readings", HINTS, "CPU busy, every 0.2 s")
     figure = None
     with check:
         for what, before, after in CASES:

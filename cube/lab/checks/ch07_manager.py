@@ -25,17 +25,24 @@ from cube.node import NodeTable
 from cube.scheduler import place
 from cube.task import State, Task, TaskEvent
 
-HINT = (
-    "candidates are node indices in increasing order; the turn goes to the first one "
-    "greater than self.last, or, when there is none, back to the first candidate; set "
-    "self.last to your pick before returning it"
+HINTS = (
+    (
+        "round-robin remembers the node it picked last, by its index, not by its position "
+        "among today's candidates"
+    ),
+    "the turn goes to the first candidate after the last pick, wrapping around to the first",
+    (
+        "candidates are node indices in increasing order; the turn goes to the first one "
+        "greater than self.last, or, when there is none, back to the first candidate; set "
+        "self.last to your pick before returning it"
+    ),
 )
 NAMES = ["a", "b", "c"]
 
 
 def check_take_turns(scheduler_class: type, cluster: LocalCluster) -> Verdict:
     """Play ``scheduler_class()`` on paper, then inside a manager, under a pause."""
-    check = Check("07 · take turns", HINT, "the tasks of a manager using your scheduler")
+    check = Check("07 · take turns", HINTS, "the tasks of a manager using your scheduler")
     with check:
         _on_paper(check, scheduler_class)
         with quiet_logs() as logs:

@@ -25,9 +25,16 @@ from cube.lab.watch import Watch, of_manager
 from cube.manager.health import RestartPolicy
 from cube.task import State, Task, TaskEvent
 
-HINT = (
-    "the wait doubles with every restart: self.base * 2 ** restarts_so_far, and "
-    "min(self.cap, ...) keeps it from growing without end"
+HINTS = (
+    "each restart should wait longer than the one before, but never longer than the policy's cap",
+    (
+        "the wait grows geometrically from self.base, doubling with each restart so far, and "
+        "is capped by self.cap"
+    ),
+    (
+        "the wait doubles with every restart: self.base * 2 ** restarts_so_far, and "
+        "min(self.cap, ...) keeps it from growing without end"
+    ),
 )
 POLICIES = [(1.0, 30.0), (0.5, 3.0), (2.0, 60.0)]
 LIVE = {"limit": 3, "base": 0.4, "cap": 0.8}
@@ -36,7 +43,7 @@ EARLY, LATE = 0.1, 0.7  # how far a measured wait may be from the policy's, in s
 
 def check_backoff(policy_class: type[RestartPolicy], cluster: LocalCluster) -> Verdict:
     """Hold ``policy_class`` to the doubling rule, then let a manager restart by it."""
-    check = Check("09 · restart backoff", HINT, "a task crashed twice, restarted by your policy")
+    check = Check("09 · restart backoff", HINTS, "a task crashed twice, restarted by your policy")
     with check:
         for base, cap in POLICIES:
             policy = check.call(policy_class, "Backoff(...)", limit=8, base=base, cap=cap)

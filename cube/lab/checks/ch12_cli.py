@@ -25,18 +25,28 @@ from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
 from cube.task import State
 
-HINT = (
-    "cube.client.ManagerClient(manager).wait_for(task_id, State[state], timeout=timeout) "
-    "does the waiting; it raises WillNotHappen when the task settles elsewhere, "
-    "TimeoutError when time runs out, and CubeError subclasses when the manager says no "
-    "or cannot be reached: turn each into click.ClickException(message), which exits 1"
+HINTS = (
+    (
+        "the command must end in every case, and end cleanly: found, never going to happen, "
+        "out of time, or no manager"
+    ),
+    (
+        "the client's wait_for does the waiting and raises a typed error for each other "
+        "outcome; click.ClickException exits 1 with a message"
+    ),
+    (
+        "cube.client.ManagerClient(manager).wait_for(task_id, State[state], timeout=timeout) "
+        "does the waiting; it raises WillNotHappen when the task settles elsewhere, "
+        "TimeoutError when time runs out, and CubeError subclasses when the manager says no "
+        "or cannot be reached: turn each into click.ClickException(message), which exits 1"
+    ),
 )
 HUGE = 512  # cores: a task that never fits waits in Pending for good
 
 
 def check_wait_command(command: Any, cluster: LocalCluster) -> Verdict:
     """Run the learner's click ``command`` against ``cluster`` in five situations."""
-    check = Check("12 · cube wait", HINT, "the check's tasks, and the manager's crash")
+    check = Check("12 · cube wait", HINTS, "the check's tasks, and the manager's crash")
     ids: list[str] = []
     view = ClusterView(cluster)
     mine = lambda t: str(t.id) in ids  # noqa: E731
@@ -62,7 +72,7 @@ def _runner(check: Check, command: Any, cluster: LocalCluster) -> Any:
         took = time.monotonic() - began
         if isinstance(result.exception, NotImplementedError):
             check.stub = True
-            check.stop("the command is still the stub: it raised NotImplementedError", HINT)
+            check.stop("the command is still the stub: it raised NotImplementedError")
         return result, took
 
     return run

@@ -31,10 +31,20 @@ from cube.lab.watch import Watch, of_client
 from cube.task import State, Task
 
 NAME = "web"
-HINT = (
-    "count the tasks named web-... whose desired state is Running and that can still "
-    "run (not Completed, not Failed with no restart coming: restart_at is None); submit "
-    "the missing ones, stop the extra ones"
+HINTS = (
+    (
+        "which copies are really on their way to running? A crashed one the manager will "
+        "restart is; one it gave up on is not"
+    ),
+    (
+        "count copies wanted Running that can still run: not Completed, and not Failed with "
+        "no restart coming (restart_at is None); submit the missing, stop the extra"
+    ),
+    (
+        "count the tasks named web-... whose desired state is Running and that can still "
+        "run (not Completed, not Failed with no restart coming: restart_at is None); submit "
+        "the missing ones, stop the extra ones"
+    ),
 )
 Controller = Callable[[Any, str, int, str], None]
 
@@ -69,7 +79,7 @@ class Orders:
 
 def check_controller(reconcile: Controller, cluster: LocalCluster) -> Verdict:
     """Drive ``reconcile`` through scale-up, a crash, a hand-made stop and scale-down."""
-    check = Check("13 · a replica controller", HINT, "the copies of web, and the crash")
+    check = Check("13 · a replica controller", HINTS, "the copies of web, and the crash")
     orders, view = Orders(cluster.client), ClusterView(cluster)
     ours = lambda t: t.name.startswith(f"{NAME}-") and str(t.id) in orders.submitted + seen  # noqa: E731
     seen: list[str] = []

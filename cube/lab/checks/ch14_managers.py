@@ -25,9 +25,19 @@ from cube.lab.nemesis import Nemesis
 from cube.lab.verdict import Verdict
 from cube.lab.watch import Observation, Watch
 
-HINT = (
-    "keep the candidates whose lease is alive, then take the one with the smallest "
-    "revision (min(..., key=...)); with nobody left, return None"
+HINTS = (
+    (
+        "etcd gives each key a revision when it is created: who got in line first, and who "
+        "can still lead?"
+    ),
+    (
+        "keep the candidates whose lease is alive, then take the one whose key was created "
+        "first; with nobody left, nobody leads"
+    ),
+    (
+        "keep the candidates whose lease is alive, then take the one with the smallest "
+        "revision (min(..., key=...)); with nobody left, return None"
+    ),
 )
 
 
@@ -37,7 +47,7 @@ def _c(name: str, revision: int, alive: bool = True) -> Candidate:
 
 # (story, candidates, the leader, the hint when the answer is wrong)
 PAPER: list[tuple[str, list[Candidate], str | None, str]] = [
-    ("one candidate", [_c("manager", 7)], "manager", HINT),
+    ("one candidate", [_c("manager", 7)], "manager", HINTS[0]),
     (
         "three candidates, not listed in the order they joined",
         [_c("manager-3", 31), _c("manager", 12), _c("manager-2", 19)],
@@ -77,7 +87,7 @@ def check_who_leads(
 ) -> Verdict:
     """Hold ``who_leads`` to the stories on paper, then (given a cluster of several
     managers on etcd) to the real election while its leader is killed."""
-    check = Check("14 · who leads?", HINT, "each manager's part, as its /health says")
+    check = Check("14 · who leads?", HINTS, "each manager's part, as its /health says")
     check.timeline.row_labels = False  # one row per manager: its name says it all
     several = cluster is not None and bool(cluster.etcd) and len(cluster.managers) > 1
     with check:

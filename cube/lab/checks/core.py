@@ -3,7 +3,7 @@ code without letting its mistakes escape, a quiet log, and a deadline-bound wait
 
 A checker reads like the story it tells::
 
-    with Check("02 · the state machine", hint="...") as check:
+    with Check("02 · the state machine", hints=(nudge, more, answer)) as check:
         table = check.call(transitions, "transitions()")  # stops the check on a stub
         if State.Pending in table[State.Completed]:
             check.fail("Completed may go back to Pending", "nothing leaves Completed")
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -34,10 +34,15 @@ class Stop(Exception):
 
 
 class Check:
-    """Problems, notes and a hint for one exercise, and the timeline of its run."""
+    """Problems, notes and hints for one exercise, and the timeline of its run.
 
-    def __init__(self, exercise: str, hint: str = "", title: str = "") -> None:
-        self.exercise, self.hint, self.title = exercise, hint, title
+    ``hints`` go from a nudge to the answer; a problem's own hint (given to
+    :meth:`fail` with the first problem) goes in front of them, as the nudge that fits
+    the mistake."""
+
+    def __init__(self, exercise: str, hints: Sequence[str] | str = (), title: str = "") -> None:
+        self.exercise, self.title = exercise, title
+        self.hints = [hints] if isinstance(hints, str) else list(hints)
         self.problems: list[str] = []
         self.notes: list[str] = []
         self.timeline = Timeline(title)
@@ -52,8 +57,8 @@ class Check:
     def fail(self, problem: str, hint: str = "") -> None:
         """Record a problem (and the hint for it, when it is the first one)."""
         self.problems.append(problem)
-        if hint and len(self.problems) == 1:
-            self.hint = hint
+        if hint and len(self.problems) == 1 and hint not in self.hints:
+            self.hints.insert(0, hint)
 
     def stop(self, problem: str, hint: str = "") -> None:
         self.fail(problem, hint)
@@ -75,7 +80,7 @@ class Check:
             self.stub = True
             self.stop(
                 f"{what} is still the stub: it raised NotImplementedError",
-                self.hint or "replace the `raise NotImplementedError` line with your code",
+                "" if self.hints else "replace the `raise NotImplementedError` line with your code",
             )
         except Stop:
             raise
@@ -90,7 +95,7 @@ class Check:
         summary = passed if ok else failed or _count(self.problems)
         if self.stub:
             summary = "not written yet"
-        result = Verdict(self.exercise, ok, summary, self.problems, self.hint, self.notes)
+        result = Verdict(self.exercise, ok, summary, self.problems, self.hints, self.notes)
         if figure is not None:
             result.draw(figure)
         else:
