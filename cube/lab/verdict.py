@@ -46,6 +46,7 @@ class Verdict:
     hints: list[str] = field(default_factory=list)  # a nudge first, the answer last
     notes: list[str] = field(default_factory=list)
     png: bytes = b""
+    environment: bool = False  # not checked: the cluster was not ready (not the code's fault)
 
     @property
     def hint(self) -> str:
@@ -78,7 +79,8 @@ class Verdict:
     # ----------------------------------------------------------------- showing it
 
     def __str__(self) -> str:
-        head = f"{'✓' if self.passed else '✗'} {self.exercise}: {self.summary}"
+        mark = "✓" if self.passed else "!" if self.environment else "✗"
+        head = f"{mark} {self.exercise}: {self.summary}"
         lines = [head, *(f"  - {p}" for p in self.problems)]
         lines += [f"  {n}" for n in self.notes]
         if self.hint and not self.passed:
@@ -104,10 +106,13 @@ class Verdict:
             "hint": self.hint,
             "hints": self.hints,
             "picture": bool(self.png),
+            "environment": self.environment,
         }
 
     def _html(self) -> str:
         colour, mark = ("#166534", "✓ Passed") if self.passed else ("#b91c1c", "✗ Not yet")
+        if self.environment:
+            colour, mark = ("#b45309", "⚠ Not checked")
         parts = [
             f'<div style="border:2px solid {colour};border-radius:6px;padding:6px 10px">',
             f'<b style="color:{colour}">{mark}</b> · {html.escape(self.exercise)}: '

@@ -50,7 +50,10 @@ def check_find_worker(
     mine = lambda t: str(t.id) in placed  # noqa: E731
     with check, Watch(of_client(client, view.name, mine), check.timeline):
         try:
+            check.ready(cluster)
+            check.say("asking about a task nobody has")
             _ask(check, find_worker, cluster, str(uuid.uuid4()), None, "a task nobody has")
+            check.say("placing three tasks through the manager")
             for i in (1, 2, 3):
                 placed.append(
                     str(client.submit({"Name": f"{PREFIX}{i}", "Image": cluster.image}).id)
@@ -66,9 +69,11 @@ def check_find_worker(
                     expected,
                     f"{task.name} (placed by the manager)",
                 )
+            check.say("starting a task behind the manager's back")
             direct = _behind_the_managers_back(cluster)
             what = "a task started directly on a worker, which the manager never heard of"
             _ask(check, find_worker, cluster, direct[1], direct[0], what)
+            check.say(f"stopping {PREFIX}1")
             client.stop(placed[0])
             client.wait_for(placed[0], State.Completed)
             what = f"{PREFIX}1 after it was stopped (its worker lists it as Completed)"

@@ -78,7 +78,9 @@ def check_logs_handler(logs_handler: Handler, cluster: LocalCluster) -> Verdict:
     view = ClusterView(cluster)
     try:
         with check, Watch(of_client(cluster.client, view.name, mine), check.timeline):
+            check.ready(cluster)
             ask = _asker(check, server.url, errors)
+            check.say("asking for the logs of tasks nobody has")
             _errors(check, ask)
             _logs(check, ask, cluster, ids)
     finally:
@@ -146,6 +148,7 @@ def _status(check: Check, what: str, answer: requests.Response, *wanted: int) ->
 
 def _logs(check: Check, ask: Callable[[str], Any], cluster: LocalCluster, ids: list[str]) -> None:
     client, view = cluster.client, ClusterView(cluster)
+    check.say("starting tasks on two workers")
     tasks = _two_workers(cluster, ids)
     for task in tasks:
         marker = f"/{task.name}-was-here"
@@ -167,6 +170,7 @@ def _logs(check: Check, ask: Callable[[str], Any], cluster: LocalCluster, ids: l
     if body is not None and body.get("Logs"):
         check.fail("a task that never ran has no output, but you returned some")
     victim = tasks[0]
+    check.say(f"pausing {view.name(victim.worker)} and asking for {victim.name}'s logs")
     with Nemesis(cluster, check.timeline).paused(view.name(victim.worker)):
         answer, took = ask(str(victim.id))
     what = f"{victim.name}, whose worker was paused"

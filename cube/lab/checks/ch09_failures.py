@@ -55,6 +55,7 @@ def check_backoff(policy_class: type[RestartPolicy], cluster: LocalCluster) -> V
                     f"with base={base:g}, cap={cap:g} your waits are "
                     f"{_seconds(mine)}; they should be {_seconds(want)}"
                 )
+        check.ready(cluster)
         with quiet_logs():
             _live(check, policy_class(**LIVE), cluster)
     return check.verdict("the manager waited just what your policy says before each restart")
@@ -72,15 +73,18 @@ def _live(check: Check, policy: RestartPolicy, cluster: LocalCluster) -> None:
         notebook_manager(cluster, "roundrobin", restart=policy) as manager,
         Watch(of_manager(manager, view.name, mine), check.timeline),
     ):
+        check.say("starting crashy on a manager with your policy")
         task = manager.submit(TaskEvent(Task(name="crashy", image=cluster.image)))
         ids.append(str(task.id))
         for restarts in range(2):
             running = wait_until(lambda r=restarts: _running(manager, ids[0], r), timeout=8)
-            check.require(
-                running is not None,
-                f"crashy was not running again after "
-                f"{restarts} restarts: {manager.get_task(ids[0]).reason}",
-            )
+            if running is None:
+                check.ready(cluster)  # a cluster stopped or paused meanwhile is not your code
+                check.stop(
+                    f"crashy was not running again after {restarts} restart(s): "
+                    f"{manager.get_task(ids[0]).reason}"
+                )
+            check.say(f"crashing crashy (crash {restarts + 1} of 2), timing the restart")
             nemesis.crash(view.name(running.worker), running.container_id, "crashy")
             wait = min(float(policy.backoff(restarts)), 5.0)
             back = wait_until(lambda r=restarts: _restarted(manager, ids[0], r), timeout=wait + 3)

@@ -84,9 +84,11 @@ def check_folder_store(store_class: Callable[[Path], Any]) -> Verdict:
     folder = scratch_dir("cube-nb11-check-")
     try:
         with check:
+            check.say("trying put, get and keys")
             _basics(check, store_class, folder / "basics")
             _power_cuts(check, store_class, folder / "cuts")
             if not check.problems:
+                check.say("a worker keeps its tasks in your store, and restarts")
                 with quiet_logs():
                     _live(check, store_class, folder / "worker")
     finally:

@@ -52,7 +52,9 @@ def check_wait_command(command: Any, cluster: LocalCluster) -> Verdict:
     mine = lambda t: str(t.id) in ids  # noqa: E731
     try:
         with check, Watch(of_client(cluster.client, view.name, mine), check.timeline):
+            check.ready(cluster)
             run = _runner(check, command, cluster)
+            check.say("waiting for a task nobody has")
             _clean_exit(check, "a task nobody has", run(str(uuid.uuid4()), "Running", 3), 1)
             _running(check, run, cluster, ids)
             _stopped_while_waiting(check, run, cluster, ids)
@@ -98,6 +100,7 @@ def _clean_exit(check: Check, what: str, outcome: tuple[Result, float], code: in
 
 
 def _running(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("waiting for a task to start")
     task = cluster.client.submit({"Name": "wait-run", "Image": cluster.image})
     ids.append(str(task.id))
     outcome = run(str(task.id), "Running", 10)
@@ -113,6 +116,7 @@ def _in_background(run: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
 
 
 def _stopped_while_waiting(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("stopping a task while your command waits for it")
     task = cluster.client.submit({"Name": "wait-stopped", "Image": cluster.image, "Cpu": HUGE})
     ids.append(str(task.id))
     thread, box = _in_background(run, str(task.id), "Running", 8)
@@ -136,6 +140,7 @@ def _stopped_while_waiting(check: Check, run: Any, cluster: LocalCluster, ids: l
 
 
 def _timeout(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("waiting with --timeout 1 for a task that cannot start")
     task = cluster.client.submit({"Name": "wait-forever", "Image": cluster.image, "Cpu": HUGE})
     ids.append(str(task.id))
     outcome = run(str(task.id), "Running", 1)
@@ -147,6 +152,7 @@ def _timeout(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> N
 
 
 def _manager_dies(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("killing the manager while your command waits")
     with Nemesis(cluster, check.timeline).killed("manager"):
         time.sleep(0.2)
         thread, box = _in_background(run, ids[-1], "Running", 6)
