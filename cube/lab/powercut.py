@@ -290,19 +290,22 @@ def aftermaths(recording: Recording) -> list[Aftermath]:
 
 
 def _torn(recording: Recording) -> list[Aftermath]:
-    """The process (not the power) dies while writing a file: the page cache keeps what
-    it was given, so the file is empty just after its open, then half written. The
-    other files are as they ended (an upper bound on what had happened by then)."""
+    """The process (not the power) dies: the page cache keeps what it was given. Before
+    each operation, the files are as the process saw them then; while a file is being
+    written, it is empty just after its open, then half written."""
     out = []
-    for op in recording.ops:
-        if op.kind != "open" or op.name not in recording.after:
-            continue  # renamed away later: its content is judged under its final name
-        final = recording.after[op.name]
-        if op.truncate or op.name not in recording.before:
-            emptied = {**_before_open(recording, op), op.name: b""}
+    ops = recording.ops
+    for i, op in enumerate(ops):
+        seen = _before_open(recording, op)
+        out.append(Aftermath(f"the process crashed before «{op.describe()}»", seen, False))
+        if op.kind != "open":
+            continue
+        final = recording.after.get(_final_name(ops[i + 1 :], op.name), b"")
+        if op.truncate or op.name not in seen:
+            emptied = {**seen, op.name: b""}
             story = f"the process crashed just after opening {op.name} for writing"
             out.append(Aftermath(story, emptied, finished=False))
-        half = {**_before_open(recording, op), op.name: final[: len(final) // 2]}
+        half = {**seen, op.name: final[: len(final) // 2]}
         story = f"the process crashed half way through writing {op.name}"
         out.append(Aftermath(story, half, finished=False))
     return out
