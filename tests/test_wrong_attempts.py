@@ -502,18 +502,26 @@ def test_progress_is_shown_as_a_check_runs(monkeypatch):
     assert "checked in" in seen[-1][1]
 
 
-def test_a_crash_label_is_not_drawn_over_the_task_name():
-    timeline = Timeline("crash over a name")
-    timeline.observe([("worker", "crashy", "Running")], at=0.0)
-    timeline.fault("crash", lane="worker", row="crashy", instant=True).start = 0.05
-    timeline.observe([("worker", "crashy", "Failed")], at=4.0)
-    timeline.observe([], at=6.0)
-    figure = timeline.figure()
+def _crash_soon_after_start(at: float) -> Timeline:
+    """Chapter 04's picture: web runs and stops, then crashy crashes just after it starts."""
+    lane = "worker (in this kernel)"
+    timeline = Timeline("04")
+    timeline.observe([(lane, "web", "Running")], at=0.0)
+    timeline.observe([(lane, "web", "Completed"), (lane, "crashy", "Running")], at=at)
+    timeline.fault("crash", lane=lane, row="crashy", instant=True).start = at + 0.02
+    timeline.observe([(lane, "web", "Completed"), (lane, "crashy", "Failed")], at=at + 0.1)
+    timeline.observe([], at=at + 1.0)
+    return timeline
+
+
+@pytest.mark.parametrize("at", [1.0, 0.0], ids=["room-before", "at-the-start"])
+def test_a_crash_label_is_not_drawn_over_the_task_name(at):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    figure = _crash_soon_after_start(at).figure()
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw(renderer)
     texts = {t.get_text().strip(): t for t in figure.axes[0].texts}
-    name = texts["crashy"].get_window_extent(renderer)
-    label = texts["crash"].get_window_extent(renderer)
+    name = texts["crashy"].get_window_extent(renderer).expanded(1.0, 1.0).padded(2)
+    label = texts["crash"].get_window_extent(renderer).padded(2)
     assert not name.overlaps(label), (name, label)

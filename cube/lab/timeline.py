@@ -230,11 +230,19 @@ class Timeline:
         low, high = ax.get_xlim()
         per_point = (high - low) / (figure.get_figwidth() * 72 * 0.8)
         names: dict[tuple[str, str], tuple[float, float]] = {}
+        crashes = {(f.lane, f.row): f.start for f in self.faults if f.row is not None}
         for i, key in enumerate(rows if self.row_labels else []):
             box = {"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0}
             start = starts.get(key, 0.0)
+            width = (len(key[1]) + 2) * 7 * 0.62 * per_point
+            crash = crashes.get(key)
+            if crash is not None and start <= crash <= start + width and start - width >= low:
+                # a crash soon after the start: the name goes before the bar, clear of it
+                ax.text(start, i, f"{key[1]} ", va="center", ha="right", fontsize=7, bbox=box)
+                names[key] = (start - width, start)
+                continue
             ax.text(start, i, f" {key[1]}", va="center", fontsize=7, bbox=box)
-            names[key] = (start, start + (len(key[1]) + 2) * 7 * 0.62 * per_point)
+            names[key] = (start, start + width)
         return names
 
     def _legend(self, ax: Axes) -> None:
