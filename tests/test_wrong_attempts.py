@@ -525,3 +525,285 @@ def test_a_crash_label_is_not_drawn_over_the_task_name(at):
     name = texts["crashy"].get_window_extent(renderer).expanded(1.0, 1.0).padded(2)
     label = texts["crash"].get_window_extent(renderer).padded(2)
     assert not name.overlaps(label), (name, label)
+
+
+# ------------------------------------------------------------ 01 find the worker
+
+
+def test_01_trusting_the_managers_record(cluster):
+    from cube.lab.view import ClusterView
+
+    def managers_word(cluster, task_id):
+        try:
+            task = cluster.client.task(task_id)
+        except Exception:
+            return None
+        return ClusterView(cluster).name(task.worker) if task.worker else None
+
+    _fails(checks.check_find_worker(managers_word, cluster), "which the manager never heard of")
+
+
+def test_01_any_state_counts(cluster):
+    def any_state(cluster, task_id):
+        for name in cluster.workers:
+            with cluster.worker_client(name) as worker:
+                if any(str(t.id) == task_id for t in worker.tasks()):
+                    return name
+        return None
+
+    _fails(checks.check_find_worker(any_state, cluster), "nobody runs it, so the answer is None")
+
+
+def test_01_always_the_first_worker(cluster):
+    def first(cluster, task_id):
+        return next(iter(cluster.workers))
+
+    _fails(checks.check_find_worker(first, cluster), "a task nobody has")
+
+
+# ------------------------------------------------------------ 06 CPU use
+
+
+def _cpu(after_only=False, idle=("idle", "iowait"), busy=None, scale=100.0):
+    busy = busy or ("user", "nice", "system", "irq", "softirq", "steal")
+
+    def cpu_busy(before, after):
+        def total(reading, names):
+            return sum(float(reading.get(n, 0)) for n in names)
+
+        was = {} if after_only else before
+        i = total(after, idle) - total(was, idle)
+        b = total(after, busy) - total(was, busy)
+        return 0.0 if i + b <= 0 else scale * b / (i + b)
+
+    return cpu_busy
+
+
+def test_06_iowait_counted_as_busy(cluster):
+    wrong = _cpu(
+        idle=("idle",), busy=("user", "nice", "system", "irq", "softirq", "steal", "iowait")
+    )
+    with cluster.worker_client("worker-1") as worker:
+        _fails(checks.check_cpu_busy(wrong, worker), "iowait is waiting, not working")
+
+
+def test_06_guest_counted_twice(cluster):
+    wrong = _cpu(busy=("user", "nice", "system", "irq", "softirq", "steal", "guest"))
+    with cluster.worker_client("worker-1") as worker:
+        _fails(checks.check_cpu_busy(wrong, worker), "guest time is already counted in user")
+
+
+def test_06_a_fraction_not_a_percentage(cluster):
+    with cluster.worker_client("worker-1") as worker:
+        _fails(checks.check_cpu_busy(_cpu(scale=1.0), worker), "150 busy and 50 idle jiffies")
+
+
+# ------------------------------------------------------------ 07 take turns
+
+
+def _turns() -> type:
+    return solution("ch07_roundrobin").TakeTurns
+
+
+def test_07_always_the_first_candidate(cluster):
+    class First(_turns()):
+        def pick(self, scores, candidates):
+            return int(candidates[0])
+
+    _fails(checks.check_take_turns(First, cluster), "three nodes, all up: your turns were a, a")
+
+
+def test_07_turns_that_forget_where_they_were(cluster):
+    class Forgetful(_turns()):
+        def pick(self, scores, candidates):
+            later = candidates[candidates > self.last]
+            return int(later[0] if len(later) else candidates[0])  # self.last never moves
+
+    _fails(checks.check_take_turns(Forgetful, cluster), "your turns were a, a, a")
+
+
+def test_07_down_nodes_among_the_candidates(cluster):
+    class AllNodes(_turns()):
+        def select_candidates(self, task, nodes):
+            return np.arange(len(nodes.names))
+
+    _fails(checks.check_take_turns(AllNodes, cluster), "with b down")
+
+
+# ------------------------------------------------------------ 08 the logs route
+
+
+def _logs(ask_first_worker=False, waiting_404=False):
+    from cube.client import CubeError, NotFound, WorkerClient
+    from cube.task import UnknownTask, ValidationError, error_body, parse_uuid
+
+    def handler(manager, task_id):
+        try:
+            task = manager.get_task(str(parse_uuid(task_id)))
+        except ValidationError as exc:
+            return 400, error_body(400, str(exc))
+        except UnknownTask as exc:
+            return 404, error_body(404, str(exc))
+        if not task.worker:
+            if waiting_404:
+                return 404, error_body(404, "no worker")
+            return 200, {"ID": str(task.id), "Logs": ""}
+        where = handler.first if ask_first_worker else task.worker
+        try:
+            with WorkerClient(where, timeout=1.0) as worker:
+                text = worker.logs(task.id)
+        except NotFound:
+            text = ""
+        except CubeError as exc:
+            return 502, error_body(502, exc.message)
+        return 200, {"ID": str(task.id), "Logs": text}
+
+    return handler
+
+
+def test_08_asking_always_the_same_worker(cluster):
+    handler = _logs(ask_first_worker=True)
+    handler.first = next(iter(cluster.workers.values())).address
+    _fails(checks.check_logs_handler(handler, cluster), "lack the line its own service")
+
+
+def test_08_a_task_waiting_for_room_is_not_a_404(cluster):
+    verdict = checks.check_logs_handler(_logs(waiting_404=True), cluster)
+    _fails(verdict, "a task still waiting for room (no worker yet) the answer was 404, not 200")
+
+
+# ------------------------------------------------------------ 09 the restart backoff
+
+
+def test_09_a_wait_that_grows_by_one_base(cluster):
+    from cube.manager.health import RestartPolicy
+
+    class Linear(RestartPolicy):
+        def backoff(self, restarts_so_far):
+            return min(self.cap, self.base * (restarts_so_far + 1))
+
+    _fails(checks.check_backoff(Linear, cluster), "with base=1, cap=30 your waits are 1, 2, 3")
+
+
+def test_09_a_wait_one_doubling_ahead(cluster):
+    from cube.manager.health import RestartPolicy
+
+    class Ahead(RestartPolicy):
+        def backoff(self, restarts_so_far):
+            return min(self.cap, self.base * 2 ** (restarts_so_far + 1))
+
+    _fails(checks.check_backoff(Ahead, cluster), "your waits are 2, 4, 8")
+
+
+# ------------------------------------------------------------ 12 cube wait
+
+
+def _wait_command(on_timeout_exit=1, give_up_on_settled=True):
+    import click
+
+    from cube.client import CubeError, ManagerClient
+
+    @click.command("wait")
+    @click.argument("task_id")
+    @click.option("--state", default="Running")
+    @click.option("--timeout", default=10.0)
+    @click.option("--manager", default="127.0.0.1:5555")
+    def wait(task_id, state, timeout, manager):
+        wanted, deadline = State[state], time.monotonic() + timeout
+        with ManagerClient(manager, timeout=1) as client:
+            while time.monotonic() < deadline:
+                try:
+                    task = client.task(task_id)
+                except CubeError as exc:
+                    raise click.ClickException(exc.message) from None
+                if task.state is wanted:
+                    click.echo(f"{task.name} is {task.state.name}")
+                    return
+                if give_up_on_settled and task.state in (State.Completed, State.Failed):
+                    raise click.ClickException(f"{task.name} is {task.state.name}")
+                time.sleep(0.1)
+        if on_timeout_exit:
+            raise click.ClickException("timed out")
+
+    return wait
+
+
+def test_12_waiting_on_after_the_task_was_stopped(cluster):
+    verdict = checks.check_wait_command(_wait_command(give_up_on_settled=False), cluster)
+    _fails(verdict, "a task stopped while the command waited")
+
+
+def test_12_a_timeout_that_exits_0(cluster):
+    verdict = checks.check_wait_command(_wait_command(on_timeout_exit=0), cluster)
+    _fails(verdict, "a task still Pending when the time is up the command exited 0, not 1")
+
+
+# ------------------------------------------------------------ 13 more controllers
+
+
+def _controller(stop_extras=True, look=True):
+    def reconcile(client, name, replicas, image):
+        mine = [t for t in client.tasks() if t.name.startswith(f"{name}-")] if look else []
+        wanted = [
+            t
+            for t in mine
+            if t.desired is State.Running
+            and t.state is not State.Completed
+            and not (t.state is State.Failed and t.restart_at is None)
+        ]
+        number = len(client.tasks()) + 1
+        for i in range(replicas - len(wanted)):
+            client.submit({"Name": f"{name}-{number + i}", "Image": image})
+        if stop_extras:
+            for extra in sorted(wanted, key=lambda t: t.created)[replicas:]:
+                client.stop(extra.id)
+
+    return reconcile
+
+
+def test_13_a_controller_that_never_scales_down(cluster):
+    verdict = checks.check_controller(_controller(stop_extras=False), cluster)
+    _fails(verdict, "from 3 copies down to 1, the controller stopped 0, not 2")
+
+
+def test_13_a_controller_that_does_not_look_first(cluster):
+    verdict = checks.check_controller(_controller(look=False), cluster)
+    _fails(verdict, "called again with 3 copies running, it submitted 3")
+
+
+# ------------------------------------------------------------ 14 on a live election
+
+
+@pytest.fixture(scope="module")
+def managers():
+    from cube.etcd import etcd_binary
+
+    if etcd_binary() is None:
+        why = "no etcd installed (scripts/etcd-up.sh installs Debian's etcd-server)"
+        if os.environ.get("CUBE_REQUIRE_ETCD") == "1":
+            pytest.fail(f"CUBE_REQUIRE_ETCD=1 but {why}")
+        pytest.skip(why)
+    with LocalCluster(workers=1, runtime="process", managers=3, store="etcd", lease_ttl=2) as c:
+        yield c
+
+
+def test_14_the_newest_key_on_a_live_election(managers):
+    """It waited 26.8 s in silence, then said the rule had named the dead leader."""
+    seen: list[float] = []
+    undo = progress_module.add_sink(lambda: lambda text: seen.append(time.monotonic()))
+
+    def newest(candidates):
+        alive = [c for c in candidates if c.alive]
+        return max(alive, key=lambda c: c.revision).name if alive else None
+
+    try:
+        began = time.monotonic()
+        verdict = checks.check_who_leads(newest, managers)
+        ended = time.monotonic()
+    finally:
+        undo()
+    _fails(verdict, "with every manager running: your rule named")
+    assert not any("dead leader" in note for note in verdict.notes), verdict.notes
+    assert ended - began < 10, "a rule that disagrees with a settled leader is told at once"
+    times = [began, *seen, ended]
+    assert max(b - a for a, b in itertools.pairwise(times)) < 2.0
