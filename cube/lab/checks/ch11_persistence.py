@@ -1,13 +1,20 @@
-"""Chapter 11: a store on disk, written by the learner, that a crash cannot corrupt.
+"""Chapter 11: a store on disk, written by the learner, that neither a crash nor a power
+cut can corrupt or roll back.
 
 ``FolderStore(folder)`` keeps text values under keys, one file each: ``put``, ``get``
 (KeyError when absent) and ``keys``. The checker tries the basics, including a second
-instance on the same folder (a restarted process). Then the nemesis cuts the power in
-the middle of a ``put``, at every file operation it makes in turn: each time, a fresh
-store on the folder must read the old value or the new one, never a torn one, and list
-no stray keys. Last, the store goes live: a real worker in this kernel keeps its tasks
-in it, runs two, and is restarted on a fresh instance of the store: it must find both
-tasks in the store and re-adopt their processes (same IDs, no restart).
+instance on the same folder (a restarted process). Then it records the file operations
+of one ``put`` (:mod:`cube.lab.powercut`: however the code opens and writes) and
+replays them against a model of the page cache: the power goes out after each
+operation, and only what was fsynced survives (a file's content by ``fsync`` on it, a
+rename by ``fsync`` on the folder); the process dies before each operation and in the
+middle of each file's writes, and the page cache survives. Each state is opened by a
+fresh store: it must read the old value or the new one, never a torn or empty one, once
+``put`` returned the new one, and list no stray keys. The verdict names the mistake
+behind the first failure (no fsync, no flush before it, the folder never synced, a
+file written in place). Last, the store goes live: a real worker in this kernel keeps
+its tasks in it, runs two, and is restarted on a fresh instance of the store: it must
+find both tasks in the store and re-adopt their processes (same IDs, no restart).
 """
 
 from __future__ import annotations
