@@ -459,6 +459,33 @@ def test_09_a_stopped_cluster_is_said_as_such():
     assert "Not checked" in verdict._html() and not verdict.hints
 
 
+@pytest.fixture(scope="module")
+def stopped():
+    """A cluster after the notebook's clean-up cell: started, then stopped."""
+    cluster = LocalCluster(workers=1, runtime="process").start()
+    client = cluster.worker_client("worker-1")
+    cluster.stop()
+    yield cluster, client
+    client.close()
+
+
+ON_A_CLUSTER = {
+    "01": lambda c, w: checks.check_find_worker(solution("ch01_find_worker").find_worker, c),
+    "06": lambda c, w: checks.check_cpu_busy(solution("ch06_cpu_busy").cpu_busy, w),
+    "07": lambda c, w: checks.check_take_turns(solution("ch07_roundrobin").TakeTurns, c),
+    "08": lambda c, w: checks.check_logs_handler(solution("ch08_logs_handler").logs_handler, c),
+    "12": lambda c, w: checks.check_wait_command(solution("ch12_wait").wait, c),
+    "13": lambda c, w: checks.check_controller(solution("ch13_controller").reconcile, c),
+}
+
+
+@pytest.mark.parametrize("chapter", sorted(ON_A_CLUSTER))
+def test_every_check_says_a_stopped_cluster_as_such(stopped, chapter):
+    verdict = ON_A_CLUSTER[chapter](*stopped)
+    assert not verdict.passed and verdict.environment, verdict
+    assert "LocalCluster(" in verdict.problems[0], "it says which cell to run"
+
+
 def test_09_a_paused_worker_is_said_as_such(cluster):
     cluster.pause("worker-2")
     try:

@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 
+from cube.client import CubeError
 from cube.lab.checks.core import Check
 from cube.lab.verdict import Verdict
 from cube.node import busy_percent
@@ -69,14 +70,10 @@ def check_cpu_busy(cpu_busy: CpuBusy, worker: Any) -> Verdict:
     with check:
         for what, before, after in CASES:
             _compare(check, cpu_busy, what, before, after)
-        first = worker.stats()["CpuStats"]
+        first = _stats(check, worker)
         time.sleep(0.25)
         _compare(
-            check,
-            cpu_busy,
-            "two /stats readings of a real worker",
-            first,
-            worker.stats()["CpuStats"],
+            check, cpu_busy, "two /stats readings of a real worker", first, _stats(check, worker)
         )
         mine, cube, burn = _under_load(check, cpu_busy)
         off = [
@@ -90,6 +87,19 @@ def check_cpu_busy(cpu_busy: CpuBusy, worker: Any) -> Verdict:
             )
         figure = _plot(mine, cube, burn)
     return check.verdict("your figure matches Cube's on every reading", figure=figure)
+
+
+def _stats(check: Check, worker: Any) -> Any:
+    """The worker's CPU counters; a worker that does not answer is the environment."""
+    try:
+        return worker.stats()["CpuStats"]
+    except CubeError as exc:
+        check.environment = True
+        check.stop(
+            f"the worker does not answer ({exc.message}): if the clean-up cell stopped the "
+            "cluster, run the cell that starts it again (cluster = LocalCluster(...)"
+            ".start(), near the top), then this check"
+        )
 
 
 def _value(

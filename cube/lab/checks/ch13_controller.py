@@ -95,11 +95,17 @@ def check_controller(reconcile: Controller, cluster: LocalCluster) -> Verdict:
             _stopped_by_hand(check, call, orders, cluster, seen)
             _scale_down(check, call, orders, cluster)
     finally:
-        for task in cluster.client.tasks():
-            if task.name.startswith(f"{NAME}-") and task.desired is State.Running:
-                with contextlib.suppress(Exception):
-                    cluster.client.stop(task.id)
+        if not check.environment:  # a stopped cluster has nothing to tidy
+            _tidy(cluster)
     return check.verdict("your controller converges, and never starts a copy too many")
+
+
+def _tidy(cluster: LocalCluster) -> None:
+    """Stop every copy of web still wanted running."""
+    for task in cluster.client.tasks():
+        if task.name.startswith(f"{NAME}-") and task.desired is State.Running:
+            with contextlib.suppress(Exception):
+                cluster.client.stop(task.id)
 
 
 def _caller(
