@@ -834,3 +834,29 @@ def test_14_the_newest_key_on_a_live_election(managers):
     assert ended - began < 10, "a rule that disagrees with a settled leader is told at once"
     times = [began, *seen, ended]
     assert max(b - a for a, b in itertools.pairwise(times)) < 2.0
+
+
+def test_11_a_right_store_written_another_way_passes():
+    """The model judges what reaches the disk, not the way the code is written:
+    pathlib, an fsync through a descriptor opened for reading, Path.replace, os.sync."""
+
+    class Pathlib(_store()):
+        def put(self, key, text):
+            temporary = self.folder / f".{key}.tmp"
+            temporary.write_text(text)
+            fd = os.open(temporary, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            temporary.replace(self.folder / f"{key}.json")
+            _sync_folder(self)
+
+    class SyncAll(_store()):
+        def put(self, key, text):
+            _temp_then_replace(self, key, text, sync_file=False)
+            os.sync()
+
+    for store in (Pathlib, SyncAll):
+        verdict = checks.check_folder_store(store)
+        assert verdict.passed, verdict

@@ -119,7 +119,9 @@ _installed: list[bool] = []
 class _Recorder:
     def __init__(self, recording: Recording) -> None:
         self.recording = recording
-        self.inside = str(recording.folder.resolve()) + os.sep
+        folder = recording.folder
+        # the folder as given and as resolved (a temporary folder may be under a symlink)
+        self.insides = {str(p) + os.sep for p in (folder.absolute(), folder.resolve())}
         self.busy = threading.local()  # our own reads must not be recorded
 
     def name(self, path: Any) -> str | None:
@@ -128,9 +130,12 @@ class _Recorder:
             full = os.path.abspath(os.fsdecode(os.fspath(path)))
         except TypeError:
             return None
-        if full + os.sep == self.inside:
-            return "."
-        return full[len(self.inside) :] if full.startswith(self.inside) else None
+        for inside in self.insides:
+            if full + os.sep == inside:
+                return "."
+            if full.startswith(inside):
+                return full[len(inside) :]
+        return None
 
     def event(self, event: str, args: tuple[Any, ...]) -> None:
         if getattr(self.busy, "on", False):
@@ -147,25 +152,35 @@ class _Recorder:
             self.add(Op("remove", name))
 
     def synced(self, fd: Any) -> None:
-        """An fsync of ``fd``: a file (note its content now) or the folder."""
+        """An fsync of ``fd``: a file (note its content now) or the folder. Which one is
+        found by its inode, which works on every system (no /proc on macOS)."""
+        self.busy.on = True
         try:
-            path = os.readlink(f"/proc/self/fd/{int(fd)}")
+            name = _named(self.recording.folder, os.fstat(int(fd)))
+            if name == ".":
+                self.add(Op("fsync-dir"))
+            elif name:
+                content = (self.recording.folder / name).read_bytes()
+                self.add(Op("fsync", name, content=content))
         except (OSError, TypeError, ValueError):
-            return
-        name = self.name(path)
-        if name == ".":
-            self.add(Op("fsync-dir"))
-        elif name:
-            self.busy.on = True
-            try:
-                with open(path, "rb") as f:
-                    content = f.read()
-            finally:
-                self.busy.on = False
-            self.add(Op("fsync", name, content=content))
+            return  # a descriptor gone, or nothing of the folder's
+        finally:
+            self.busy.on = False
 
     def add(self, op: Op) -> None:
         self.recording.ops.append(op)
+
+
+def _named(folder: Path, seen: os.stat_result) -> str | None:
+    """The name in ``folder`` of the file with ``seen``'s inode ("." for the folder)."""
+    here = os.stat(folder)
+    if (seen.st_dev, seen.st_ino) == (here.st_dev, here.st_ino):
+        return "."
+    for entry in os.scandir(folder):
+        mine = os.stat(entry.path, follow_symlinks=False)  # st_ino is 0 in scandir on Windows
+        if (seen.st_dev, seen.st_ino) == (mine.st_dev, mine.st_ino):
+            return entry.name
+    return None
 
 
 def _hook(event: str, args: tuple[Any, ...]) -> None:
