@@ -19,6 +19,7 @@ from jupyter_client.manager import KernelManager
 
 from cube.lab import LocalCluster, checks
 from cube.lab import progress as progress_module
+from cube.lab.checks.core import wait_until
 from cube.lab.exercise import solution
 from cube.lab.timeline import Timeline
 from cube.lab.verdict import Verdict
@@ -489,6 +490,8 @@ def test_every_check_says_a_stopped_cluster_as_such(stopped, chapter):
 def test_09_a_paused_worker_is_said_as_such(cluster):
     cluster.pause("worker-2")
     try:
+        # SIGSTOP lands when the kernel next schedules the process: wait until it has
+        assert wait_until(lambda: cluster.component("worker-2").state == "paused", 10)
         verdict = checks.check_backoff(solution("ch09_backoff").Backoff, cluster)
     finally:
         cluster.resume("worker-2")

@@ -2,9 +2,10 @@
 
 The manager keeps an assignment (the task's ``Worker`` field), but the workers are
 where tasks actually run. The checker puts tasks on the cluster through the manager,
-one directly on a worker behind the manager's back (so only the workers know it), and
-stops one (a stopped task runs nowhere), and compares the learner's answers with the
-truth.
+one directly on a worker behind the manager's back (so only the workers know it), then
+crashes that one (its worker keeps it, Failed: it runs nowhere), and stops one placed
+by the manager (a stopped task runs nowhere either), and compares the learner's answers
+with the truth.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def check_find_worker(
             direct = _behind_the_managers_back(cluster)
             what = "a task started directly on a worker, which the manager never heard of"
             _ask(check, find_worker, cluster, direct[1], direct[0], what)
+            check.say("crashing that task: its worker lists it Failed")
+            _crash(cluster, direct)
+            what = "that task after it crashed (its worker lists it as Failed)"
+            _ask(check, find_worker, cluster, direct[1], None, what)
             check.say(f"stopping {PREFIX}1")
             client.stop(placed[0])
             client.wait_for(placed[0], State.Completed)
@@ -115,6 +120,15 @@ def _behind_the_managers_back(cluster: LocalCluster) -> tuple[str, str]:
         task = worker.submit({"Name": f"{PREFIX}direct", "Image": cluster.image})
         worker.wait_for(task.id, State.Running)
     return name, str(task.id)
+
+
+def _crash(cluster: LocalCluster, direct: tuple[str, str]) -> None:
+    """Kill the direct task's process; its worker marks it Failed, and keeps it so (no
+    manager will order a restart: none knows of it)."""
+    name, task_id = direct
+    with cluster.worker_client(name) as worker:
+        cluster.crash_container(name, worker.task(task_id).container_id)
+        worker.wait_for(task_id, State.Failed)
 
 
 def _tidy(cluster: LocalCluster, placed: list[str], direct: tuple[str, str] | None) -> None:
