@@ -194,15 +194,31 @@ def test_an_exercise_in_jupyterlab_fails_then_passes(lab, chromium, tmp_path):
             _write(page, exercise, code)
             _run_cell(page, exercise)
             _run_cell(page, check)
-            verdict = check.locator(".jp-OutputArea-output")
+            verdict = check.locator(".jp-OutputArea-output").last  # after the progress line
             expect(verdict).to_contain_text(mark, timeout=120_000)
             expect(verdict.locator("img.cube-timeline")).to_be_visible()
+            if mark == "Not yet":
+                _unfold_the_hints(verdict)
             verdict.screenshot(path=str(tmp_path / f"{mark.split()[0].lower()}.png"))
         expect(verdict).not_to_contain_text("Not yet")
         _clean_up(page)
         browser.close()
     failing = (tmp_path / "not.png").stat().st_size
     assert failing > 10_000 and (tmp_path / "passed.png").stat().st_size > 10_000
+
+
+def _unfold_the_hints(verdict) -> None:
+    """The answer shows only after every hint before it was asked for, one click each."""
+    from playwright.sync_api import expect
+
+    answer = verdict.locator("summary", has_text="Show the answer")
+    expect(answer).to_be_hidden()
+    more = verdict.locator("summary", has_text="Show another hint")
+    for n in range(more.count()):
+        more.nth(n).click()
+    expect(answer).to_be_visible()
+    answer.click()
+    expect(verdict.locator("details.cube-hint").last).to_have_attribute("open", "")
 
 
 def test_resume_in_jupyterlab_brings_the_manager_back_at_once(lab, chromium, tmp_path):

@@ -138,11 +138,11 @@ class Timeline:
                 (y[(span.lane, span.row)] - 0.38, 0.76),
                 color=colour,
             )
-        self._draw_faults(ax, rows, y)
-        self._label(ax, rows)
         ax.set_xlabel("seconds")
         ends = [s.end for s in self.spans] + [f.end for f in self.faults if f.end is not None]
         ax.set_xlim(0, max(ends, default=1.0) * 1.02 + 0.05)
+        names = self._label(ax, rows, figure)
+        self._draw_faults(ax, rows, y, names)
         ax.set_title(title or self.title, fontsize=10, loc="left")
         self._legend(ax)
         return figure
@@ -160,18 +160,32 @@ class Timeline:
         return [key for lane in lanes for key in sorted(first, key=first.get) if key[0] == lane]
 
     def _draw_faults(
-        self, ax: Axes, rows: list[tuple[str, str]], y: dict[tuple[str, str], int]
+        self,
+        ax: Axes,
+        rows: list[tuple[str, str]],
+        y: dict[tuple[str, str], int],
+        names: dict[tuple[str, str], tuple[float, float]],
     ) -> None:
         for fault in self.faults:
             end = fault.end if fault.end is not None else self.now()
-            if fault.row is not None and (fault.lane, fault.row) in y:
-                ax.plot(fault.start, y[(fault.lane, fault.row)], "x", color="black", ms=9, mew=2)
+            key = (fault.lane, fault.row)
+            if fault.row is not None and key in y:
+                ax.plot(fault.start, y[key], "x", color="black", ms=9, mew=2, zorder=4)
+                # the label goes after the task's name when the crash is close to its
+                # start, so that neither hides the other
+                name_start, name_end = names.get(key, (0.0, 0.0))  # type: ignore[arg-type]
+                near = name_start - 0.001 <= fault.start <= name_end
                 ax.annotate(
                     fault.label,
-                    (fault.start, y[(fault.lane, fault.row)]),
-                    xytext=(4, 6),
-                    textcoords="offset points",
+                    (fault.start, y[key]),
+                    xytext=(name_end, y[key]) if near else (4, 6),
+                    textcoords="data" if near else "offset points",
+                    va="center" if near else "baseline",
                     fontsize=7,
+                    fontweight="bold",
+                    color="#7f1d1d",
+                    zorder=5,
+                    bbox={"facecolor": "white", "alpha": 0.8, "pad": 0.5, "linewidth": 0},
                 )
                 continue
             hit = [y[k] for k in rows if fault.lane is None or k[0] == fault.lane]
@@ -194,9 +208,12 @@ class Timeline:
                 color="#92400e",
             )
 
-    def _label(self, ax: Axes, rows: list[tuple[str, str]]) -> None:
+    def _label(
+        self, ax: Axes, rows: list[tuple[str, str]], figure: Figure
+    ) -> dict[tuple[str, str], tuple[float, float]]:
         """Workers on the y axis, one per band; each task's name at the start of its
-        first bar."""
+        first bar. Returns where each name runs, from and to, in seconds (roughly: the
+        plot's width is taken as 80 % of the figure's)."""
         ax.set_ylim(len(rows) - 0.5, -0.5)
         bands: dict[str, list[int]] = {}
         for i, (lane, _) in enumerate(rows):
@@ -211,9 +228,23 @@ class Timeline:
         for fault in self.faults:
             if fault.row is not None:
                 starts.setdefault((fault.lane or "", fault.row), fault.start)
+        low, high = ax.get_xlim()
+        per_point = (high - low) / (figure.get_figwidth() * 72 * 0.8)
+        names: dict[tuple[str, str], tuple[float, float]] = {}
+        crashes = {(f.lane, f.row): f.start for f in self.faults if f.row is not None}
         for i, key in enumerate(rows if self.row_labels else []):
             box = {"facecolor": "white", "alpha": 0.7, "pad": 0.5, "linewidth": 0}
-            ax.text(starts.get(key, 0.0), i, f" {key[1]}", va="center", fontsize=7, bbox=box)
+            start = starts.get(key, 0.0)
+            width = (len(key[1]) + 2) * 7 * 0.62 * per_point
+            crash = crashes.get(key)
+            if crash is not None and start <= crash <= start + width and start - width >= low:
+                # a crash soon after the start: the name goes before the bar, clear of it
+                ax.text(start, i, f"{key[1]} ", va="center", ha="right", fontsize=7, bbox=box)
+                names[key] = (start - width, start)
+                continue
+            ax.text(start, i, f" {key[1]}", va="center", fontsize=7, bbox=box)
+            names[key] = (start, start + width)
+        return names
 
     def _legend(self, ax: Axes) -> None:
         from matplotlib.patches import Patch

@@ -14,12 +14,15 @@ from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
 from cube.task import State
 
-HINT = "submit a task with that name, with the form above or cluster.client.submit(...)"
+HINTS = (
+    "the check looks for a task with the name it gave you, on the live cluster",
+    "submit a task with that name, with the form above or cluster.client.submit(...)",
+)
 
 
 def check_own_task(cluster: LocalCluster, name: str) -> Verdict:
     """Is the latest task called ``name`` Running (within five seconds)?"""
-    check = Check("00 · a task of your own", HINT, f"your task, {name}")
+    check = Check("00 · a task of your own", HINTS, f"your task, {name}")
     view = ClusterView(cluster)
     with (
         check,

@@ -25,9 +25,19 @@ from cube.lab.watch import Watch, of_worker
 from cube.task import State, Task, TaskEvent, TransitionError, ValidationError
 
 LANE = "worker (in this kernel)"
-HINT = (
-    "walk through a task's life: it is placed, started, stopped; it may be cancelled "
-    "before it starts, crash, be restarted; and once Completed, it is over"
+HINTS = (
+    (
+        "for each state, ask: what can happen to a task in it? (placed, started, stopped, "
+        "cancelled, crashed, restarted)"
+    ),
+    (
+        "a task can be cancelled or fail from any state before the end, a crashed one can be "
+        "restarted; nothing leaves Completed and nothing goes back to Pending"
+    ),
+    (
+        "walk through a task's life: it is placed, started, stopped; it may be cancelled "
+        "before it starts, crash, be restarted; and once Completed, it is over"
+    ),
 )
 NEEDED: dict[tuple[State, State], str] = {
     (State.Pending, State.Scheduled): "the manager picks a worker for a new task",
@@ -48,7 +58,7 @@ NEEDED: dict[tuple[State, State], str] = {
 
 def check_transitions(transitions: Callable[[], Mapping[State, Any]]) -> Verdict:
     """Read the table ``transitions()`` returns, then let a real worker live by it."""
-    check = Check("02 · the state machine", HINT, "the worker's tasks, living by your table")
+    check = Check("02 · the state machine", HINTS, "the worker's tasks, living by your table")
     with check:
         table = _read(check, check.call(transitions, "transitions()"))
         for (src, dst), why in NEEDED.items():

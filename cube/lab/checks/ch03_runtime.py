@@ -28,17 +28,27 @@ from cube.runtime import Status
 from cube.task import State, Task, TaskEvent
 
 LANE = "worker on the toy runtime"
-HINT = (
-    "process.poll() is None while the process runs; afterwards process.returncode is "
-    "its exit code, or minus the signal that killed it (-9 for SIGKILL), which Docker "
-    "reports as 128 + 9 = 137"
+HINTS = (
+    (
+        "a process that is not running any more has an exit code, or a signal that killed it:"
+        " which one does Docker report, and how?"
+    ),
+    (
+        "poll() tells running from not; returncode is negative for a signal; a person reading"
+        " the reason must learn what happened"
+    ),
+    (
+        "process.poll() is None while the process runs; afterwards process.returncode is "
+        "its exit code, or minus the signal that killed it (-9 for SIGKILL), which Docker "
+        "reports as 128 + 9 = 137"
+    ),
 )
 SLEEPER = "import time; time.sleep(30)"
 
 
 def check_status_of(status_of: StatusOf) -> Verdict:
     """Ask ``status_of`` about real processes, then let a worker rely on it."""
-    check = Check("03 · what became of a process", HINT, "a worker on your runtime")
+    check = Check("03 · what became of a process", HINTS, "a worker on your runtime")
     with check:
         _direct(check, status_of)
         with quiet_logs():  # wrong answers too: the picture shows what they lead to

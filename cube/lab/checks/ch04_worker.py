@@ -27,10 +27,17 @@ from cube.worker import orders
 
 NextStep = Callable[[Task], str]
 LANE = "worker (in this kernel)"
-HINT = (
-    "compare task.desired with task.state: wanted Running and only Scheduled: start it; "
-    "wanted Completed and not Completed yet: stop it; anything else: nothing to do (a "
-    "Failed task wanted Running waits for the manager's restart order)"
+HINTS = (
+    "compare what is wanted of the task (task.desired) with what it is (task.state)",
+    (
+        "only two cases call for action: wanted Running but not started yet, and wanted "
+        "Completed but not Completed yet; a crash is the manager's to handle"
+    ),
+    (
+        "compare task.desired with task.state: wanted Running and only Scheduled: start it; "
+        "wanted Completed and not Completed yet: stop it; anything else: nothing to do (a "
+        "Failed task wanted Running waits for the manager's restart order)"
+    ),
 )
 EXPECTED = {
     (State.Running, State.Scheduled): "start",
@@ -54,11 +61,12 @@ WHY = {
 
 def check_next_step(next_step: NextStep) -> Verdict:
     """Every (desired, state) pair, then a worker that lives by the answers."""
-    check = Check("04 · the worker's step", HINT, "the worker's tasks, living by your next_step")
+    check = Check("04 · the worker's step", HINTS, "the worker's tasks, living by your next_step")
+    answers: dict[tuple[State, State], Any] = {}
     with check:
         for (desired, state), want in EXPECTED.items():
             task = Task(name="t", image="cube/echo", state=state, desired=desired)
-            got = check.call(next_step, "next_step(task)", task)
+            got = answers[(desired, state)] = check.call(next_step, "next_step(task)", task)
             if got != want:
                 why = WHY.get((desired, state), "")
                 check.fail(
@@ -67,7 +75,44 @@ def check_next_step(next_step: NextStep) -> Verdict:
                 )
         with _installed(next_step), quiet_logs():
             _live(check)
-    return check.verdict("a real worker did the right thing with every order, and the crash")
+    wrong = any(answers.get(pair, want) != want for pair, want in EXPECTED.items())
+    # a wrong answer may never be asked in the live run (a worker consults next_step
+    # only when an order or a restart wakes a task), so its picture can look right:
+    # then the picture is the table of answers, the wrong ones in red
+    figure = _answers_figure(answers) if wrong and len(answers) == len(EXPECTED) else None
+    return check.verdict(
+        "a real worker did the right thing with every order, and the crash", figure=figure
+    )
+
+
+def _answers_figure(answers: dict[tuple[State, State], Any]) -> Any:
+    """Your next_step for each wanted state (rows) and current state (columns)."""
+    from matplotlib.figure import Figure
+
+    states = [State.Scheduled, State.Running, State.Failed, State.Completed]
+    wanted = [State.Running, State.Completed]
+    figure = Figure(figsize=(8, 2.4), layout="constrained")
+    ax = figure.add_subplot()
+    for row, desired in enumerate(wanted):
+        for col, state in enumerate(states):
+            got, want = answers[(desired, state)], EXPECTED[(desired, state)]
+            ok = got == want
+            ax.add_patch(_cell(col, row, "#dcfce7" if ok else "#fecaca"))
+            text = f"{got}" if ok else f"you: {got!r}\nright: {want!r}"
+            weight = "normal" if ok else "bold"
+            ax.text(col + 0.5, row + 0.5, text, ha="center", va="center", fontweight=weight)
+    ax.set(xlim=(0, 4), ylim=(2, 0))
+    ax.set_xticks([c + 0.5 for c in range(4)], [f"now {s.name}" for s in states])
+    ax.set_yticks([0.5, 1.5], [f"wanted {d.name}" for d in wanted])
+    ax.tick_params(length=0)
+    ax.set_title("your next_step(task): the wrong answers in red", fontsize=10, loc="left")
+    return figure
+
+
+def _cell(col: int, row: int, colour: str) -> Any:
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((col, row), 1, 1, facecolor=colour, edgecolor="white", linewidth=2)
 
 
 @contextmanager
@@ -93,18 +138,34 @@ def _live(check: Check) -> None:
             _stop(check, worker, web, "a running task")
         crashy = _run(check, worker, "crashy")
         if crashy is not None:
-            check.timeline.fault("crash", lane=LANE, row="crashy", instant=True)
-            worker.runtime.kill(crashy.container_id)
-            failed = wait_until(lambda: _state(worker, crashy) is State.Failed, timeout=3)
-            check.require(failed is not None, "the crashed task was never marked Failed")
-            time.sleep(0.5)
-            if _state(worker, crashy) is not State.Failed:
-                now = worker.get_task(str(crashy.id))
-                check.fail(
-                    f"after the crash the worker took the task from Failed to "
-                    f"{now.state.name} by itself: restarts are the manager's call"
-                )
+            _crash(check, worker, crashy)
             _stop(check, worker, crashy, "a failed task")
+
+
+def _crash(check: Check, worker: Any, crashy: Task) -> None:
+    """The nemesis kills crashy's process: it must stay Failed, with no new process.
+    A restart by the worker takes milliseconds, too quick for the picture's samples,
+    so it is marked on the picture, where the mistake can be seen."""
+    check.say("crashing crashy, and watching that the worker leaves it Failed")
+    check.timeline.fault("crash", lane=LANE, row="crashy", instant=True)
+    worker.runtime.kill(crashy.container_id)
+
+    def restarted() -> bool:
+        return worker.get_task(str(crashy.id)).container_id not in ("", crashy.container_id)
+
+    outcome = wait_until(lambda: restarted() or _state(worker, crashy) is State.Failed, timeout=3)
+    check.require(outcome is not None, "the crashed task was never marked Failed")
+    time.sleep(0.5)  # long enough for a wrong step to act, and for the picture to show it
+    now = worker.get_task(str(crashy.id))
+    if restarted() or now.state is not State.Failed:
+        check.timeline.fault(
+            "restarted by the worker itself", lane=LANE, row="crashy", instant=True
+        )
+        check.fail(
+            f"after the crash the worker started crashy again by itself (it is "
+            f"{now.state.name}, in a new process): restarts are the manager's call, "
+            "with its backoff"
+        )
 
 
 def _state(worker: Any, task: Task) -> State:

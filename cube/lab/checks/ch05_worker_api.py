@@ -28,16 +28,26 @@ from cube.task import State, Task, TaskEvent
 
 Handler = Callable[[Any, str], tuple[int, Any]]
 LANE = "the notebook's worker"
-HINT = (
-    "parse the ID with parse_uuid (ValidationError: 400), then worker.stop_task "
-    "(UnknownTask: 404, TransitionError: 409); answer (204, None) when it worked, and "
-    "(status, error_body(status, str(exc))) when not"
+HINTS = (
+    (
+        "each way the request can go wrong has its own status: a bad ID, a task the worker "
+        "never had, a task that cannot be stopped"
+    ),
+    (
+        "catch each error the worker raises and turn it into a status and Cube's JSON error "
+        "body; an escaping exception is a 500"
+    ),
+    (
+        "parse the ID with parse_uuid (ValidationError: 400), then worker.stop_task "
+        "(UnknownTask: 404, TransitionError: 409); answer (204, None) when it worked, and "
+        "(status, error_body(status, str(exc))) when not"
+    ),
 )
 
 
 def check_stop_handler(stop_handler: Handler, worker: Any) -> Verdict:
     """Serve ``stop_handler`` as ``DELETE /tasks/<id>`` for ``worker`` and call it."""
-    check = Check("05 · the stop route", HINT, "the worker's tasks during the check")
+    check = Check("05 · the stop route", HINTS, "the worker's tasks during the check")
     errors: list[BaseException] = []
     server = Server(_app(stop_handler, worker, errors)).start()
     mine: set[str] = set()
@@ -82,7 +92,7 @@ def _requests(
         answer = requests.delete(f"{url}/tasks/{task_id}", timeout=10)
         if errors and isinstance(errors[-1], NotImplementedError):
             check.stub = True
-            check.stop("stop_handler is still the stub: it raised NotImplementedError", HINT)
+            check.stop("stop_handler is still the stub: it raised NotImplementedError")
         return answer
 
     nobody = str(uuid.uuid4())

@@ -21,16 +21,27 @@ from typing import Any
 
 import psutil
 
+from cube.client import CubeError
 from cube.lab.checks.core import Check
 from cube.lab.verdict import Verdict
 from cube.node import busy_percent
 from cube.worker import stats
 
 CpuBusy = Callable[[Mapping[str, Any], Mapping[str, Any]], float]
-HINT = (
-    "add up idle and iowait for each reading, and user, nice, system, irq, softirq and "
-    "steal for busy time; of the total time that passed between the readings, what "
-    "share was busy? Return 0 when no time passed"
+HINTS = (
+    (
+        "the counters are totals since boot: what matters is how much each grew between the "
+        "two readings"
+    ),
+    (
+        "busy share = busy jiffies that passed / all jiffies that passed; idle and iowait are"
+        " idle, guest is already in user"
+    ),
+    (
+        "add up idle and iowait for each reading, and user, nice, system, irq, softirq and "
+        "steal for busy time; of the total time that passed between the readings, what "
+        "share was busy? Return 0 when no time passed"
+    ),
 )
 BURN = "import time\nend = time.monotonic() + {0}\nwhile time.monotonic() < end: pass"
 CASES: list[tuple[str, dict[str, float], dict[str, float]]] = [
@@ -54,19 +65,15 @@ CASES: list[tuple[str, dict[str, float], dict[str, float]]] = [
 
 def check_cpu_busy(cpu_busy: CpuBusy, worker: Any) -> Verdict:
     """Hold ``cpu_busy`` to Cube's formula; ``worker`` is a WorkerClient for real stats."""
-    check = Check("06 · CPU use between two readings", HINT, "CPU busy, every 0.2 s")
+    check = Check("06 · CPU use between two readings", HINTS, "CPU busy, every 0.2 s")
     figure = None
     with check:
         for what, before, after in CASES:
             _compare(check, cpu_busy, what, before, after)
-        first = worker.stats()["CpuStats"]
+        first = _stats(check, worker)
         time.sleep(0.25)
         _compare(
-            check,
-            cpu_busy,
-            "two /stats readings of a real worker",
-            first,
-            worker.stats()["CpuStats"],
+            check, cpu_busy, "two /stats readings of a real worker", first, _stats(check, worker)
         )
         mine, cube, burn = _under_load(check, cpu_busy)
         off = [
@@ -80,6 +87,19 @@ def check_cpu_busy(cpu_busy: CpuBusy, worker: Any) -> Verdict:
             )
         figure = _plot(mine, cube, burn)
     return check.verdict("your figure matches Cube's on every reading", figure=figure)
+
+
+def _stats(check: Check, worker: Any) -> Any:
+    """The worker's CPU counters; a worker that does not answer is the environment."""
+    try:
+        return worker.stats()["CpuStats"]
+    except CubeError as exc:
+        check.environment = True
+        check.stop(
+            f"the worker does not answer ({exc.message}): if the clean-up cell stopped the "
+            "cluster, run the cell that starts it again (cluster = LocalCluster(...)"
+            ".start(), near the top), then this check"
+        )
 
 
 def _value(

@@ -25,19 +25,28 @@ from cube.node import NodeTable
 from cube.scheduler import place
 from cube.task import State, Task, TaskEvent
 
-HINT = (
-    "candidates are node indices in increasing order; the turn goes to the first one "
-    "greater than self.last, or, when there is none, back to the first candidate; set "
-    "self.last to your pick before returning it"
+HINTS = (
+    (
+        "round-robin remembers the node it picked last, by its index, not by its position "
+        "among today's candidates"
+    ),
+    "the turn goes to the first candidate after the last pick, wrapping around to the first",
+    (
+        "candidates are node indices in increasing order; the turn goes to the first one "
+        "greater than self.last, or, when there is none, back to the first candidate; set "
+        "self.last to your pick before returning it"
+    ),
 )
 NAMES = ["a", "b", "c"]
 
 
 def check_take_turns(scheduler_class: type, cluster: LocalCluster) -> Verdict:
     """Play ``scheduler_class()`` on paper, then inside a manager, under a pause."""
-    check = Check("07 · take turns", HINT, "the tasks of a manager using your scheduler")
+    check = Check("07 · take turns", HINTS, "the tasks of a manager using your scheduler")
     with check:
         _on_paper(check, scheduler_class)
+        check.ready(cluster)
+        check.say("starting a manager with your scheduler")
         with quiet_logs() as logs:
             _live(check, scheduler_class(), cluster)
         if check.problems:
@@ -115,9 +124,11 @@ def _live(check: Check, scheduler: Any, cluster: LocalCluster) -> None:
                     "round-robin gives each worker one"
                 )
             victim = view.name(manager.get_task(first[1]).worker)
+            check.say(f"pausing {victim} until the manager calls it down")
             with Nemesis(cluster, check.timeline).paused(victim):
                 down = wait_until(lambda: _node(manager, victim, view) == "down", timeout=6)
                 check.require(down is not None, f"the manager never saw {victim} go down")
+                check.say("placing two more tasks while it is down")
                 later = [submit(f"rr-{i}") for i in (4, 5)]
                 _all_running(manager, [*first, *later], exclude=victim, view=view)
                 _judge_live(check, manager, view, victim, first[1], later)

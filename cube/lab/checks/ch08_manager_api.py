@@ -34,10 +34,20 @@ from cube.lab.watch import Watch, of_client
 from cube.task import State, Task, UnknownTask, ValidationError
 
 Handler = Callable[[Any, str], tuple[int, Any]]
-HINT = (
-    "parse_uuid the ID (400), manager.get_task it (UnknownTask: 404); a task with no "
-    "worker yet has no logs; otherwise ask WorkerClient(task.worker, timeout=1).logs(...) "
-    "and turn Unreachable into a 502 that names the worker"
+HINTS = (
+    (
+        "the manager keeps no output itself: which worker holds the task's logs, and what if "
+        "it does not answer?"
+    ),
+    (
+        "find the task (400 for a bad ID, 404 for none), ask the worker in task.worker with a"
+        " short timeout, and answer 502 when it cannot be reached"
+    ),
+    (
+        "parse_uuid the ID (400), manager.get_task it (UnknownTask: 404); a task with no "
+        "worker yet has no logs; otherwise ask WorkerClient(task.worker, timeout=1).logs(...) "
+        "and turn Unreachable into a 502 that names the worker"
+    ),
 )
 SLOW = 3.0  # seconds: an answer about a silent worker must come sooner than this
 
@@ -60,7 +70,7 @@ class LiveManager:
 
 def check_logs_handler(logs_handler: Handler, cluster: LocalCluster) -> Verdict:
     """Serve ``logs_handler`` as ``GET /tasks/<id>/logs`` and call it."""
-    check = Check("08 · the logs route", HINT, "the check's tasks, and the pause")
+    check = Check("08 · the logs route", HINTS, "the check's tasks, and the pause")
     errors: list[BaseException] = []
     server = Server(_app(logs_handler, LiveManager(cluster.client), errors)).start()
     ids: list[str] = []
@@ -68,7 +78,9 @@ def check_logs_handler(logs_handler: Handler, cluster: LocalCluster) -> Verdict:
     view = ClusterView(cluster)
     try:
         with check, Watch(of_client(cluster.client, view.name, mine), check.timeline):
+            check.ready(cluster)
             ask = _asker(check, server.url, errors)
+            check.say("asking for the logs of tasks nobody has")
             _errors(check, ask)
             _logs(check, ask, cluster, ids)
     finally:
@@ -104,7 +116,7 @@ def _asker(check: Check, url: str, errors: list[BaseException]) -> Callable[[str
         took = time.monotonic() - began
         if errors and isinstance(errors[-1], NotImplementedError):
             check.stub = True
-            check.stop("logs_handler is still the stub: it raised NotImplementedError", HINT)
+            check.stop("logs_handler is still the stub: it raised NotImplementedError")
         return answer, took
 
     return ask
@@ -136,6 +148,7 @@ def _status(check: Check, what: str, answer: requests.Response, *wanted: int) ->
 
 def _logs(check: Check, ask: Callable[[str], Any], cluster: LocalCluster, ids: list[str]) -> None:
     client, view = cluster.client, ClusterView(cluster)
+    check.say("starting tasks on two workers")
     tasks = _two_workers(cluster, ids)
     for task in tasks:
         marker = f"/{task.name}-was-here"
@@ -157,6 +170,7 @@ def _logs(check: Check, ask: Callable[[str], Any], cluster: LocalCluster, ids: l
     if body is not None and body.get("Logs"):
         check.fail("a task that never ran has no output, but you returned some")
     victim = tasks[0]
+    check.say(f"pausing {view.name(victim.worker)} and asking for {victim.name}'s logs")
     with Nemesis(cluster, check.timeline).paused(view.name(victim.worker)):
         answer, took = ask(str(victim.id))
     what = f"{victim.name}, whose worker was paused"

@@ -25,9 +25,16 @@ from cube.lab.watch import Watch, of_manager
 from cube.manager.health import RestartPolicy
 from cube.task import State, Task, TaskEvent
 
-HINT = (
-    "the wait doubles with every restart: self.base * 2 ** restarts_so_far, and "
-    "min(self.cap, ...) keeps it from growing without end"
+HINTS = (
+    "each restart should wait longer than the one before, but never longer than the policy's cap",
+    (
+        "the wait grows geometrically from self.base, doubling with each restart so far, and "
+        "is capped by self.cap"
+    ),
+    (
+        "the wait doubles with every restart: self.base * 2 ** restarts_so_far, and "
+        "min(self.cap, ...) keeps it from growing without end"
+    ),
 )
 POLICIES = [(1.0, 30.0), (0.5, 3.0), (2.0, 60.0)]
 LIVE = {"limit": 3, "base": 0.4, "cap": 0.8}
@@ -36,7 +43,7 @@ EARLY, LATE = 0.1, 0.7  # how far a measured wait may be from the policy's, in s
 
 def check_backoff(policy_class: type[RestartPolicy], cluster: LocalCluster) -> Verdict:
     """Hold ``policy_class`` to the doubling rule, then let a manager restart by it."""
-    check = Check("09 · restart backoff", HINT, "a task crashed twice, restarted by your policy")
+    check = Check("09 · restart backoff", HINTS, "a task crashed twice, restarted by your policy")
     with check:
         for base, cap in POLICIES:
             policy = check.call(policy_class, "Backoff(...)", limit=8, base=base, cap=cap)
@@ -48,6 +55,7 @@ def check_backoff(policy_class: type[RestartPolicy], cluster: LocalCluster) -> V
                     f"with base={base:g}, cap={cap:g} your waits are "
                     f"{_seconds(mine)}; they should be {_seconds(want)}"
                 )
+        check.ready(cluster)
         with quiet_logs():
             _live(check, policy_class(**LIVE), cluster)
     return check.verdict("the manager waited just what your policy says before each restart")
@@ -65,15 +73,18 @@ def _live(check: Check, policy: RestartPolicy, cluster: LocalCluster) -> None:
         notebook_manager(cluster, "roundrobin", restart=policy) as manager,
         Watch(of_manager(manager, view.name, mine), check.timeline),
     ):
+        check.say("starting crashy on a manager with your policy")
         task = manager.submit(TaskEvent(Task(name="crashy", image=cluster.image)))
         ids.append(str(task.id))
         for restarts in range(2):
             running = wait_until(lambda r=restarts: _running(manager, ids[0], r), timeout=8)
-            check.require(
-                running is not None,
-                f"crashy was not running again after "
-                f"{restarts} restarts: {manager.get_task(ids[0]).reason}",
-            )
+            if running is None:
+                check.ready(cluster)  # a cluster stopped or paused meanwhile is not your code
+                check.stop(
+                    f"crashy was not running again after {restarts} restart(s): "
+                    f"{manager.get_task(ids[0]).reason}"
+                )
+            check.say(f"crashing crashy (crash {restarts + 1} of 2), timing the restart")
             nemesis.crash(view.name(running.worker), running.container_id, "crashy")
             wait = min(float(policy.backoff(restarts)), 5.0)
             back = wait_until(lambda r=restarts: _restarted(manager, ids[0], r), timeout=wait + 3)

@@ -25,16 +25,26 @@ from cube.scheduler import fits, place
 from cube.task import Task
 
 GIB = 1 << 30
-HINT = (
-    "select: np.flatnonzero(fits(task, nodes)); score: how much room each candidate "
-    "would have left after the task (cores and memory, as shares), lower is better; "
-    "pick: the candidate with the lowest score"
+HINTS = (
+    (
+        "packing means putting a task where it leaves the least room behind, so that big "
+        "tasks still find a whole node"
+    ),
+    (
+        "offer only nodes that are up and fit the task; score each by the room it would have "
+        "left (lower is better); pick the lowest"
+    ),
+    (
+        "select: np.flatnonzero(fits(task, nodes)); score: how much room each candidate "
+        "would have left after the task (cores and memory, as shares), lower is better; "
+        "pick: the candidate with the lowest score"
+    ),
 )
 
 
 def check_packer(scheduler_class: type) -> Verdict:
     """Paper scenarios, then a simulation with an outage."""
-    check = Check("10 · a packing scheduler", HINT, "")
+    check = Check("10 · a packing scheduler", HINTS, "")
     result = outages = None
     with check:
         scheduler = check.call(scheduler_class, f"{scheduler_class.__name__}()")

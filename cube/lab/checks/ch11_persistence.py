@@ -1,13 +1,20 @@
-"""Chapter 11: a store on disk, written by the learner, that a crash cannot corrupt.
+"""Chapter 11: a store on disk, written by the learner, that neither a crash nor a power
+cut can corrupt or roll back.
 
 ``FolderStore(folder)`` keeps text values under keys, one file each: ``put``, ``get``
 (KeyError when absent) and ``keys``. The checker tries the basics, including a second
-instance on the same folder (a restarted process). Then the nemesis cuts the power in
-the middle of a ``put``, at every file operation it makes in turn: each time, a fresh
-store on the folder must read the old value or the new one, never a torn one, and list
-no stray keys. Last, the store goes live: a real worker in this kernel keeps its tasks
-in it, runs two, and is restarted on a fresh instance of the store: it must find both
-tasks in the store and re-adopt their processes (same IDs, no restart).
+instance on the same folder (a restarted process). Then it records the file operations
+of one ``put`` (:mod:`cube.lab.powercut`: however the code opens and writes) and
+replays them against a model of the page cache: the power goes out after each
+operation, and only what was fsynced survives (a file's content by ``fsync`` on it, a
+rename by ``fsync`` on the folder); the process dies before each operation and in the
+middle of each file's writes, and the page cache survives. Each state is opened by a
+fresh store: it must read the old value or the new one, never a torn or empty one, once
+``put`` returned the new one, and list no stray keys. The verdict names the mistake
+behind the first failure (no fsync, no flush before it, the folder never synced, a
+file written in place). Last, the store goes live: a real worker in this kernel keeps
+its tasks in it, runs two, and is restarted on a fresh instance of the store: it must
+find both tasks in the store and re-adopt their processes (same IDs, no restart).
 """
 
 from __future__ import annotations
@@ -20,17 +27,27 @@ from typing import Any
 
 from cube.lab.checks.core import Check, quiet_logs
 from cube.lab.live import notebook_worker
-from cube.lab.powercut import cut_at
+from cube.lab.powercut import Recording, aftermaths, record, restore
 from cube.lab.scratch import remove_scratch, scratch_dir
 from cube.lab.verdict import Verdict
 from cube.lab.watch import Watch, of_worker
 from cube.store import Store, WireCodec
 from cube.task import State, Task, TaskEvent
 
-HINT = (
-    "write the new value to a temporary file first, then os.replace it onto the real "
-    "name: a rename is atomic, so a crash leaves either the old file or the new one; "
-    "and make keys() skip the temporary files"
+HINTS = (
+    (
+        "a write reaches the kernel's page cache, not the disk: what makes a file's content "
+        "durable, and what makes a rename durable?"
+    ),
+    (
+        "write a temporary file, flush and os.fsync it, os.replace it onto the name (atomic),"
+        " then fsync the folder so the rename survives; keys() skips the temporary files"
+    ),
+    (
+        "write the new value to a temporary file first, then os.replace it onto the real "
+        "name: a rename is atomic, so a crash leaves either the old file or the new one; "
+        "and make keys() skip the temporary files"
+    ),
 )
 OLD = json.dumps({"Name": "web", "State": 1})
 NEW = json.dumps({"Name": "web", "State": 2, "Reason": "x" * 4000})
@@ -69,14 +86,16 @@ class LearnerStore(Store[Any]):
 def check_folder_store(store_class: Callable[[Path], Any]) -> Verdict:
     """The basics, a power cut at every step of a put, then a worker's restart."""
     check = Check(
-        "11 · a store that survives a crash", HINT, "a worker keeping its tasks in your store"
+        "11 · a store that survives a crash", HINTS, "a worker keeping its tasks in your store"
     )
     folder = scratch_dir("cube-nb11-check-")
     try:
         with check:
+            check.say("trying put, get and keys")
             _basics(check, store_class, folder / "basics")
             _power_cuts(check, store_class, folder / "cuts")
             if not check.problems:
+                check.say("a worker keeps its tasks in your store, and restarts")
                 with quiet_logs():
                     _live(check, store_class, folder / "worker")
     finally:
@@ -115,23 +134,28 @@ def _basics(check: Check, store_class: Callable[[Path], Any], folder: Path) -> N
 
 
 def _power_cuts(check: Check, store_class: Callable[[Path], Any], folder: Path) -> None:
+    """Record one put, then open every state a crash during it could leave."""
     if check.problems:
         return
-    for n in range(1, 20):
-        here = folder / f"cut-{n}"
-        store = store_class(here)
-        store.put("a", OLD)
-        store.put("b", "second")
-        if not cut_at(n, here, lambda s=store: s.put("a", NEW)):
-            check.note(f"a put makes {n - 1} file operation(s); the power was cut at each")
-            return
-        problem = _after_cut(store_class, here)
+    here = folder / "recorded"
+    store = store_class(here)
+    store.put("a", OLD)
+    store.put("b", "second")
+    recording = check.call(record, "put(key, text)", here, lambda: store.put("a", NEW))
+    steps = ", ".join(op.describe() for op in recording.ops) or "none"
+    check.note(f"a put's file operations: {steps}; the power was cut after each")
+    for n, state in enumerate(aftermaths(recording)):
+        restore(state.files, folder / f"after-{n}")
+        problem = _after_cut(store_class, folder / f"after-{n}", state.finished)
         if problem:
-            check.fail(f"power cut at file operation {n} of put('a', ...): {problem}")
+            mistake = _diagnose(recording, problem)
+            check.fail(
+                f"{state.story}: {problem}" + (f". The mistake: {mistake}" if mistake else "")
+            )
             return
 
 
-def _after_cut(store_class: Callable[[Path], Any], folder: Path) -> str:
+def _after_cut(store_class: Callable[[Path], Any], folder: Path, finished: bool) -> str:
     """What is wrong with the folder a crash left, read by a fresh store ("": nothing)."""
     store = store_class(folder)
     try:
@@ -147,14 +171,54 @@ def _after_cut(store_class: Callable[[Path], Any], folder: Path) -> str:
     except Exception as exc:
         return f"get('a') then raised {type(exc).__name__}"
     if text == "":
-        return (
-            "get('a') then returned an empty value: opening a file for writing empties "
-            "it, so a crash right after loses the old value before the new one is there"
-        )
+        return "get('a') then returned an empty value"
     if text not in (OLD, NEW):
         return (
             f"get('a') then returned {len(text)} characters, neither the old value nor "
             "the new: a torn write"
+        )
+    if finished and text != NEW:
+        return "get('a') then read the old value: a put that returned was lost"
+    return ""
+
+
+def _diagnose(recording: Recording, problem: str) -> str:
+    """The mistake behind ``problem``, named from what the put did."""
+    synced = {op.name for op in recording.ops if op.kind == "fsync"}
+    renamed = [op for op in recording.ops if op.kind == "rename"]
+    if "listed" in problem:
+        return "keys() must list only the values' files: skip the temporary ones"
+    if not recording.did("fsync") and not recording.did("sync"):
+        if not renamed:
+            return (
+                "put writes the value's file in place and never calls os.fsync: opening "
+                "it for writing empties it at once, and what is written stays in the "
+                "kernel's page cache, which a power cut empties"
+            )
+        return (
+            "put never calls os.fsync: the new file and the rename stay in the kernel's "
+            "page cache, which a power cut empties"
+        )
+    if renamed and not any(op.name in synced for op in renamed):
+        return (
+            f"the temporary file {renamed[0].name} was renamed into place before its "
+            "content was fsynced: flush and os.fsync it first"
+        )
+    if any(op.kind == "fsync" and op.content != NEW.encode() for op in recording.ops):
+        return (
+            "os.fsync ran before the text reached the kernel: call f.flush() first (or "
+            "fsync after the file is written)"
+        )
+    if renamed and not recording.did("fsync-dir") and not recording.did("sync"):
+        return (
+            "the rename is an entry in the folder, and the folder was never fsynced: "
+            "after os.replace, open the folder (os.open(folder, os.O_RDONLY)), os.fsync "
+            "it and close it"
+        )
+    if not renamed:
+        return (
+            "writing the value's own file in place empties it first: a crash then loses "
+            "the old value; write a temporary file and os.replace it onto the name"
         )
     return ""
 

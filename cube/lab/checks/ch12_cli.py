@@ -25,24 +25,36 @@ from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_client
 from cube.task import State
 
-HINT = (
-    "cube.client.ManagerClient(manager).wait_for(task_id, State[state], timeout=timeout) "
-    "does the waiting; it raises WillNotHappen when the task settles elsewhere, "
-    "TimeoutError when time runs out, and CubeError subclasses when the manager says no "
-    "or cannot be reached: turn each into click.ClickException(message), which exits 1"
+HINTS = (
+    (
+        "the command must end in every case, and end cleanly: found, never going to happen, "
+        "out of time, or no manager"
+    ),
+    (
+        "the client's wait_for does the waiting and raises a typed error for each other "
+        "outcome; click.ClickException exits 1 with a message"
+    ),
+    (
+        "cube.client.ManagerClient(manager).wait_for(task_id, State[state], timeout=timeout) "
+        "does the waiting; it raises WillNotHappen when the task settles elsewhere, "
+        "TimeoutError when time runs out, and CubeError subclasses when the manager says no "
+        "or cannot be reached: turn each into click.ClickException(message), which exits 1"
+    ),
 )
 HUGE = 512  # cores: a task that never fits waits in Pending for good
 
 
 def check_wait_command(command: Any, cluster: LocalCluster) -> Verdict:
     """Run the learner's click ``command`` against ``cluster`` in five situations."""
-    check = Check("12 · cube wait", HINT, "the check's tasks, and the manager's crash")
+    check = Check("12 · cube wait", HINTS, "the check's tasks, and the manager's crash")
     ids: list[str] = []
     view = ClusterView(cluster)
     mine = lambda t: str(t.id) in ids  # noqa: E731
     try:
         with check, Watch(of_client(cluster.client, view.name, mine), check.timeline):
+            check.ready(cluster)
             run = _runner(check, command, cluster)
+            check.say("waiting for a task nobody has")
             _clean_exit(check, "a task nobody has", run(str(uuid.uuid4()), "Running", 3), 1)
             _running(check, run, cluster, ids)
             _stopped_while_waiting(check, run, cluster, ids)
@@ -62,7 +74,7 @@ def _runner(check: Check, command: Any, cluster: LocalCluster) -> Any:
         took = time.monotonic() - began
         if isinstance(result.exception, NotImplementedError):
             check.stub = True
-            check.stop("the command is still the stub: it raised NotImplementedError", HINT)
+            check.stop("the command is still the stub: it raised NotImplementedError")
         return result, took
 
     return run
@@ -88,6 +100,7 @@ def _clean_exit(check: Check, what: str, outcome: tuple[Result, float], code: in
 
 
 def _running(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("waiting for a task to start")
     task = cluster.client.submit({"Name": "wait-run", "Image": cluster.image})
     ids.append(str(task.id))
     outcome = run(str(task.id), "Running", 10)
@@ -103,6 +116,7 @@ def _in_background(run: Any, *args: Any) -> tuple[threading.Thread, list[Any]]:
 
 
 def _stopped_while_waiting(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("stopping a task while your command waits for it")
     task = cluster.client.submit({"Name": "wait-stopped", "Image": cluster.image, "Cpu": HUGE})
     ids.append(str(task.id))
     thread, box = _in_background(run, str(task.id), "Running", 8)
@@ -126,6 +140,7 @@ def _stopped_while_waiting(check: Check, run: Any, cluster: LocalCluster, ids: l
 
 
 def _timeout(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("waiting with --timeout 1 for a task that cannot start")
     task = cluster.client.submit({"Name": "wait-forever", "Image": cluster.image, "Cpu": HUGE})
     ids.append(str(task.id))
     outcome = run(str(task.id), "Running", 1)
@@ -137,6 +152,7 @@ def _timeout(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> N
 
 
 def _manager_dies(check: Check, run: Any, cluster: LocalCluster, ids: list[str]) -> None:
+    check.say("killing the manager while your command waits")
     with Nemesis(cluster, check.timeline).killed("manager"):
         time.sleep(0.2)
         thread, box = _in_background(run, ids[-1], "Running", 6)
