@@ -107,11 +107,16 @@ class Procs:
         return f"127.0.0.1:{self.workers[name][1]}"
 
     def start_worker(
-        self, name: str, kind: str = "process", env: dict[str, str] | None = None, wait: bool = True
+        self,
+        name: str,
+        kind: str = "process",
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        options: tuple[str, ...] = (),
     ) -> subprocess.Popen:
         port = self.workers[name][1] if name in self.workers else free_port()
         args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
-        args += ["--data-dir", str(self.tmp), "--reconcile-interval", "0.3"]
+        args += ["--data-dir", str(self.tmp), "--reconcile-interval", "0.3", *options]
         proc = cube_process(*args, log=self.tmp / f"{name}.log", env=env)
         self.workers[name] = (proc, port, kind)
         if wait:
