@@ -95,6 +95,7 @@ class Procs:
         self.manager: subprocess.Popen | None = None
         self.manager_port = free_port()
         self.manager_args: list[str] = []
+        self.orders_signed = False  # workers take orders from a leader only: stop by runtime
 
     @property
     def url(self) -> str:
@@ -153,7 +154,7 @@ class Procs:
         if self.manager is not None:
             kill(self.manager, signal.SIGTERM)
         for name, (proc, _, _) in self.workers.items():
-            if proc.poll() is None:
+            if proc.poll() is None and not self.orders_signed:
                 os.kill(proc.pid, signal.SIGCONT)
                 client = WorkerClient(self.worker_url(name), timeout=10)
                 for task in client.tasks():
@@ -164,6 +165,8 @@ class Procs:
                     timeout=30,
                     what=f"{name}'s tasks stopped",
                 )
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
                 kill(proc, signal.SIGTERM)
         for name, (_, _, kind) in self.workers.items():
             runtime = worker_runtime(kind, self.tmp, name)
