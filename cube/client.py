@@ -81,6 +81,15 @@ class DeposedLeader(Conflict):
         self.epoch, self.stamp = epoch, stamp
 
 
+class TooManyRequests(CubeError):
+    """429: the server holds as many blocking queries as it will; ``retry_after`` says
+    how many seconds to wait before asking again."""
+
+    def __init__(self, status: int, message: str, url: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(status, message, url)
+        self.retry_after = retry_after
+
+
 class Unreachable(CubeError):
     """No answer at all: connection refused, reset, or timed out."""
 
@@ -194,10 +203,16 @@ class Client:
 
     def watch(self, path: str, index: int, wait: float = 30.0, **params: Any) -> tuple[Any, int]:
         """A blocking query: ``path``'s answer once it changed after ``index`` (or after
-        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once."""
+        ``wait`` seconds), and the index to ask with next. ``index`` 0 answers at once.
+        A server that holds all the blocking queries it will (429) is asked again after
+        the ``Retry-After`` it said, with a plain read."""
         query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
         began = time.monotonic()
-        response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        try:
+            response = self.get_raw(path, params=query or None, timeout=self.timeout + wait)
+        except TooManyRequests as busy:  # the server holds all the watches it will
+            time.sleep(min(busy.retry_after, wait))  # as it asked; then read without one
+            response = self.get_raw(path, params=params or None)
         header = response.headers.get("X-Cube-Index", "0")
         now = int(header) if header.isdigit() else 0
         if index and now == index and time.monotonic() - began < wait / 2:
@@ -352,6 +367,10 @@ def _error(response: requests.Response, url: str) -> CubeError:
         except (BadEpoch, Unproven):
             stamp = None
         return DeposedLeader(status, message, url, int(followed), stamp)
+    if status == 429:
+        after = response.headers.get("Retry-After", "")
+        wait = float(after) if after.isascii() and after.isdigit() else 1.0
+        return TooManyRequests(status, message, url, min(wait, 60.0))
     error = CubeError if status >= 500 else _BY_STATUS.get(status, BadRequest)
     return error(status, message, url)
 

@@ -106,6 +106,9 @@ def test_past_a_limit_a_watch_is_a_429_that_changes_nothing(watches):
             refusals_say_when_to_ask_again(watches)
             assert server.watches.total == 5
             assert requests.get(f"{url}/tasks", timeout=5).json() == []  # plain reads go on
+            index = int(requests.get(f"{url}/tasks", timeout=5).headers["X-Cube-Index"])
+            # our client, refused, waits the Retry-After it is told, then reads plainly
+            assert ManagerClient(url).watch("/tasks", index, wait=30) == ([], index)
             boss.submit(TaskEvent(task=Task("wakes-them", "cube/echo")))
             eventually(lambda: watches.answered() == 7, what="every held watch answered")
             eventually(lambda: server.watches.total == 0, what="none held")
