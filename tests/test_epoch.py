@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -159,6 +160,14 @@ def test_only_the_secret_that_signed_a_stamp_proves_it():
         assert not SECRET.proves(bad)
         with pytest.raises(Unproven, match="does not check"):
             SECRET.check(bad)
+
+
+def test_a_series_born_in_the_future_is_absurd_even_signed():
+    leader = LeaderEpoch(MemoryStore(JsonCodec()), SECRET)
+    tomorrow = signed(9, born=(time.time_ns() // 1_000_000) + 2 * 86_400_000)
+    with pytest.raises(BadEpoch, match=PROOF_HEADER):
+        leader.believe(*tomorrow.headers().values())
+    assert leader.stamp is None
 
 
 def test_only_orders_move_the_stamp_which_is_stored_first(tmp_path):

@@ -18,7 +18,8 @@ it takes office or finds a worker back). Reads never do, whatever they carry. So
   newer leader really exists before it steps down;
 - a stamp that does not check, or one sent to a worker with no secret, is refused
   (403), as is any order without a stamp to a worker that has a secret; a malformed one
-  is a 400; none of these is stored;
+  is a 400, as is one whose series claims to be born more than a day ahead of this
+  worker's clock; none of these is stored;
 - a worker with no secret (one manager, the book's Go manager) takes orders without a
   stamp, as before.
 
@@ -32,10 +33,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from cube.proof import HEADER, MAX_EPOCH, BadEpoch, LeaderSecret, Stamp, Unproven, read
+from cube.proof import (
+    HEADER,
+    MAX_EPOCH,
+    PROOF_HEADER,
+    BadEpoch,
+    LeaderSecret,
+    Stamp,
+    Unproven,
+    read,
+)
 from cube.store import Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = ["HEADER", "MAX_EPOCH", "BadEpoch", "DeposedOrder", "LeaderEpoch", "Unproven"]
 KEY = "leader"
 OLD_KEYS = ("epoch",)  # an unproven epoch kept by earlier versions: never believed
+MAX_AHEAD_MS = 86_400_000  # a series born later than a day ahead of this clock is absurd
 
 
 class DeposedOrder(ValueError):
@@ -97,7 +109,12 @@ class LeaderEpoch:
                 f"{HEADER} {stamp.epoch}: this worker has no leader secret to check it "
                 "with (cube worker --leader-secret); nothing was changed"
             )
-        return self.secret.check(stamp)
+        self.secret.check(stamp)
+        if stamp.born > time.time_ns() // 1_000_000 + MAX_AHEAD_MS:
+            # signed, but by a manager whose clock is far ahead: followed, its series would
+            # outrank every series made after it with a right clock
+            raise BadEpoch(PROOF_HEADER, str(stamp.born), "a series born before tomorrow")
+        return stamp
 
     @contextlib.contextmanager
     def order(self, stamp: Stamp | None) -> Iterator[None]:
