@@ -14,12 +14,13 @@ order (``X-Cube-Epoch``, ``X-Cube-Epoch-Proof``); a worker checks the signature 
 it believes the epoch. We chose a signed epoch over mutual TLS because it works as it is
 on loopback, on Binder and behind any proxy, with no certificates to issue, renew and
 pin: one file, the standard library's ``hmac`` and ``secrets``, nothing hand-made. (An
-asymmetric signature would keep workers from signing, but needs a new dependency; a
-worker holding the secret gains nothing it did not have: it can already run what it
-likes on its own machine.) The secret never travels; the proof proves the *epoch*, not
-the request, so a proof seen on the wire can only make a worker follow the leader that
-signed it, which is what it should follow anyway. As with the token, put TLS in front
-where the network is not trusted.
+asymmetric signature, managers signing with a private key and workers checking with
+the public one, would keep a worker that was taken over from ordering the others; it
+needs a new dependency. With a shared secret, keep its file readable by its owner
+only, on managers and workers alike.) The secret never travels, but the proof proves
+the *epoch*, not the request: like the bearer token, whoever can read the traffic could
+reuse it for orders of their own at that epoch, though never to move a worker past the
+real leader. Put TLS in front where the network is not trusted.
 
 **The series.** Epochs are etcd revisions, so they belong to one etcd: a fresh etcd
 starts counting again from 1. Each etcd a cluster uses gets a *series* when a manager
