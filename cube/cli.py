@@ -110,6 +110,20 @@ def serve_options(port: int) -> Callable[[Any], Any]:
     help="Seconds a finished task is remembered when no manager has seen it finish.",
 )
 @click.option(
+    "--leader-secret",
+    envvar="CUBE_LEADER_SECRET_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="With several managers: the file of the secret they sign their epochs with; "
+    "orders must then come from the leader (env CUBE_LEADER_SECRET_FILE).",
+)
+@click.option(
+    "--forget-leader",
+    is_flag=True,
+    help="Start following no leader (after etcd was restored from a backup): the next "
+    "proven order is followed, whatever its epoch.",
+)
+@click.option(
     "--stop-tasks-on-exit",
     is_flag=True,
     help="On SIGTERM, stop this worker's tasks and start them again when it restarts "
@@ -125,6 +139,8 @@ def worker(
     reconcile_interval: float,
     retention: float,
     token: str | None,
+    leader_secret: Path | None,
+    forget_leader: bool,
     stop_tasks_on_exit: bool,
     log_level: str,
 ) -> None:
@@ -142,7 +158,16 @@ def worker(
     _logging(log_level)
     name = name or f"worker-{port}"
     try:
-        node = open_worker(name, data_dir, runtime, dbtype, reconcile_interval, retention)
+        node = open_worker(
+            name,
+            data_dir,
+            runtime,
+            dbtype,
+            reconcile_interval,
+            retention,
+            leader_secret=_leader_secret(leader_secret),
+            forget_leader=forget_leader,
+        )
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
     node.start()
@@ -233,6 +258,14 @@ def worker(
     help="Where in etcd this cluster's state is (one prefix per cluster).",
 )
 @click.option(
+    "--leader-secret",
+    envvar="CUBE_LEADER_SECRET_FILE",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="The file of the secret every manager signs the epochs it leads with, which "
+    "workers check (give it to them too; cube up makes one) (env CUBE_LEADER_SECRET_FILE).",
+)
+@click.option(
     "--lease-ttl",
     type=click.IntRange(2, 60),
     default=3,
@@ -257,6 +290,7 @@ def manager(
     worker_token: str | None,
     store: str | None,
     etcd_prefix: str,
+    leader_secret: Path | None,
     lease_ttl: int,
     log_level: str,
 ) -> None:
@@ -298,6 +332,7 @@ def manager(
             name=f"{host}:{port}",
             api=f"http://{host}:{port}",
             lease_ttl=lease_ttl,
+            leader_secret=_leader_secret(leader_secret),
         )
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
@@ -312,6 +347,18 @@ def manager(
         boss.stores.describe() if store else data_dir,
     )
     _serve(server, boss.close)
+
+
+def _leader_secret(path: Path | None) -> Any:
+    """The leader secret in ``path`` (None without one), or a clear error."""
+    from cube.proof import LeaderSecret
+
+    if path is None:
+        return None
+    try:
+        return LeaderSecret.load(path)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--leader-secret") from None
 
 
 def _health(client: Any) -> dict[str, Any]:

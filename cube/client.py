@@ -17,9 +17,10 @@ before its first sample (``None`` here: "no figures yet"), it has no ``/health``
 the connection without an answer: :meth:`Client.task` then finds the task in the list,
 and :meth:`Client.stop` tells "not there" (404) from a connection that was lost.
 
-With several managers, the leader gives its worker clients its epoch
-(``WorkerClient(url, epoch=lambda: n)``): every request then says it in ``X-Cube-Epoch``,
-and a worker that follows a newer leader refuses the orders with :class:`DeposedLeader`.
+With several managers, the leader gives its worker clients its signed epoch
+(``WorkerClient(url, epoch=lambda: stamp)``, a :class:`cube.proof.Stamp`): every order
+then carries it (``X-Cube-Epoch`` and its proof), and a worker that follows a newer
+leader refuses the orders with :class:`DeposedLeader`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from typing import Any, cast
 import requests
 
 from cube.messages import NodeInfo
+from cube.proof import HEADER as EPOCH_HEADER
+from cube.proof import PROOF_HEADER, BadEpoch, Stamp, Unproven, read
 from cube.task import State, Task, TaskEvent, ValidationError, wait_for_state
 
 
@@ -53,6 +56,11 @@ class Unauthorized(CubeError):
     """401: a token is required (set CUBE_TOKEN or pass ``token=``)."""
 
 
+class Forbidden(CubeError):
+    """403: the request was understood and refused: an order to a worker that does not
+    believe the epoch it came with (no proof, or one that does not check)."""
+
+
 class NotFound(CubeError):
     """404: no such task (or route)."""
 
@@ -62,12 +70,25 @@ class Conflict(CubeError):
 
 
 class DeposedLeader(Conflict):
-    """409 from a worker that follows a newer leader than the epoch the request said:
-    the manager that sent it no longer leads. ``epoch`` is the one the worker follows."""
+    """409 from a worker that follows a newer leader than the epoch the order said.
+    ``epoch`` is the one the worker follows, and ``stamp`` the stamp it says it follows
+    with its proof (None if it sent none), for the manager to check before it believes
+    that it was deposed."""
 
-    def __init__(self, status: int, message: str, url: str = "", epoch: int = 0) -> None:
+    def __init__(
+        self, status: int, message: str, url: str = "", epoch: int = 0, stamp: Stamp | None = None
+    ) -> None:
         super().__init__(status, message, url)
-        self.epoch = epoch
+        self.epoch, self.stamp = epoch, stamp
+
+
+class TooManyRequests(CubeError):
+    """429: the server holds as many blocking queries as it will; ``retry_after`` says
+    how many seconds to wait before asking again."""
+
+    def __init__(self, status: int, message: str, url: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(status, message, url)
+        self.retry_after = retry_after
 
 
 class Gone(CubeError):
@@ -98,9 +119,16 @@ class WillNotHappen(RuntimeError):
         self.task, self.states = task, states
 
 
-_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 410: Gone}
-EPOCH_HEADER = "X-Cube-Epoch"  # what cube.worker.epoch reads
+_BY_STATUS = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+}
 REVISION_HEADER = "X-Cube-Revision"  # what cube.manager.consistency reads and answers
+ORDERS = frozenset({"POST", "PUT", "DELETE"})
 
 
 class Client:
@@ -193,7 +221,9 @@ class Client:
 
         An index the server no longer has (410: it restarted) starts over: the answer is
         then the whole of ``path`` again, as at index 0. A delta (``since`` among
-        ``params``) cannot start over by itself: :class:`Gone` tells the caller to."""
+        ``params``) cannot start over by itself: :class:`Gone` tells the caller to. A
+        server that holds all the blocking queries it will (429) is asked again after the
+        ``Retry-After`` it said, with a plain read."""
         query = {**params, "index": index, "wait": f"{wait:g}s"} if index else params
         began = time.monotonic()
         try:
@@ -202,6 +232,9 @@ class Client:
             if not index or "since" in params:
                 raise
             return self.watch(path, 0, wait, **params)
+        except TooManyRequests as busy:  # the server holds all the watches it will
+            time.sleep(min(busy.retry_after, wait))  # as it asked; then read without one
+            response = self.get_raw(path, params=params or None)
         header = response.headers.get("X-Cube-Index", "0")
         now = int(header) if header.isdigit() else 0
         if index and now == index and time.monotonic() - began < wait / 2:
@@ -223,14 +256,14 @@ class Client:
             return None
         return response.json()  # whatever the label: the Go worker says text/plain
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, method: str) -> dict[str, str]:
         """Headers for this one request, besides the session's."""
         return {}
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
         kwargs.setdefault("timeout", self.timeout)
-        extra = self._headers()
+        extra = self._headers(method)
         if extra:
             kwargs["headers"] = {**kwargs.get("headers", {}), **extra}
         try:
@@ -254,9 +287,10 @@ class Client:
 class WorkerClient(Client):
     """Talks to one worker (``cube worker``, default port 5556): ours or the book's.
 
-    ``epoch``, when given (and settable later), is asked before every request; a value
-    above 0 is sent as ``X-Cube-Epoch``, the epoch of the leader this client speaks for.
-    None (one manager, the default) sends nothing."""
+    ``epoch``, when given (and settable later), is asked before every order (``POST``,
+    ``PUT``, ``DELETE``): the signed stamp of the leader this client speaks for, sent as
+    ``X-Cube-Epoch`` and its proof. None (one manager, the default) sends nothing, and
+    reads never carry it."""
 
     _has_health: bool | None = None  # unknown until asked; a Go worker has no /health
 
@@ -265,7 +299,7 @@ class WorkerClient(Client):
         url: str,
         token: str | None = None,
         timeout: float = 5.0,
-        epoch: Callable[[], int | None] | None = None,
+        epoch: Callable[[], Stamp | None] | None = None,
     ) -> None:
         super().__init__(url, token, timeout)
         self.epoch = epoch
@@ -275,9 +309,17 @@ class WorkerClient(Client):
         other.epoch = self.epoch
         return other
 
-    def _headers(self) -> dict[str, str]:
-        given = self.epoch() if self.epoch is not None else None
-        return {EPOCH_HEADER: str(given)} if given and given > 0 else {}
+    def _headers(self, method: str) -> dict[str, str]:
+        if method not in ORDERS or self.epoch is None:
+            return {}
+        stamp = self.epoch()
+        return stamp.headers() if stamp is not None else {}
+
+    def follow(self) -> None:
+        """Tell the worker this client's leader leads (``PUT /leader``): from then on it
+        refuses the orders of any older one. :class:`DeposedLeader` when it follows a
+        newer one."""
+        self._call("PUT", "/leader")
 
     def stats(self) -> Any:
         """The worker's machine statistics as it sent them: ``None`` when it has none yet
@@ -393,7 +435,15 @@ def _error(response: requests.Response, url: str) -> CubeError:
     status = response.status_code
     followed = response.headers.get(EPOCH_HEADER, "")
     if status == 409 and followed.isascii() and followed.isdigit():
-        return DeposedLeader(status, message, url, int(followed))
+        try:
+            stamp = read(followed, response.headers.get(PROOF_HEADER))
+        except (BadEpoch, Unproven):
+            stamp = None
+        return DeposedLeader(status, message, url, int(followed), stamp)
+    if status == 429:
+        after = response.headers.get("Retry-After", "")
+        wait = float(after) if after.isascii() and after.isdigit() else 1.0
+        return TooManyRequests(status, message, url, min(wait, 60.0))
     error = CubeError if status >= 500 else _BY_STATUS.get(status, BadRequest)
     return error(status, message, url)
 

@@ -28,6 +28,7 @@ import requests
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd.local import LocalEtcd
 from cube.procs import process_state
+from cube.proof import LeaderSecret
 from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
@@ -132,6 +133,11 @@ class LocalCluster:
         if self.etcd is not None:
             common += _flags(store=self.etcd.url if store == "etcd" else store)
             common += _flags(lease_ttl=lease_ttl)
+            # the managers sign their epochs with it, the workers check them with it
+            secret = _flags(leader_secret=LeaderSecret.create(self.data_dir / "leader.secret"))
+            common += secret
+            for worker in self.workers.values():
+                worker.args += secret
         self.managers: dict[str, Component] = {}
         for i in range(1, managers + 1):
             name = "manager" if i == 1 else f"manager-{i}"

@@ -41,6 +41,7 @@ from cube.wire import encode
 
 HEAD_LIMIT = 64 * 1024
 READ_CHUNK = 65536
+BACKLOG = 1024  # connections the kernel queues before the server accepts them
 IN_A_ROW = 100  # requests one connection may have served before others get a turn
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
@@ -285,6 +286,10 @@ class GatedServer(WSGIServer):
         self.request_timeout, self.linger, self.max_body = request_timeout, linger, max_body
         self.expiration_interval = min(0.5, request_timeout / 4)
         self.keep_alive_conn_limit = 256
+        # cheroot listens with a backlog of 5: a burst of clients connecting at once
+        # (a manager's whole fleet, a thousand watchers) would have its SYNs dropped and
+        # retried a second later, and later still; the kernel may queue this many
+        self.request_queue_size = BACKLOG
 
     def prepare(self) -> None:
         super().prepare()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import bottle
 
 from cube.connections import GatedServer
+from cube.held import HeldWatches, WatchLimits
 from cube.messages import ErrorBody
 from cube.task import State, parse_uuid
 from cube.wire import encode
@@ -215,15 +216,19 @@ def watch_query() -> tuple[int, float] | None:
 def block(changes: Changes) -> int:
     """Answer a read as a blocking query when it is one (wait for ``changes`` to pass the
     asked index), and say the index either way (``X-Cube-Index``). A waiting request
-    holds a server thread, so the pool grows first when few are left for the others."""
+    holds a server thread: it is counted against the server's limits (429 past them,
+    :mod:`cube.held`), and the pool grows first when few threads are left for the
+    others."""
     watch = watch_query()
+    server = bottle.request.app.config.get("cube.server")
     if watch is None:
         index = changes.index
-    else:
-        server = bottle.request.app.config.get("cube.server")
-        if server is not None:
-            server.spare_threads()
+    elif server is None:
         index = changes.wait(*watch)
+    else:
+        with server.watches.hold(bottle.request.remote_addr or "?"):
+            server.spare_threads()
+            index = changes.wait(*watch)
     bottle.response.set_header(INDEX_HEADER, str(index))
     return index
 
@@ -286,7 +291,9 @@ class Server:
     otherwise; binding another address without a token logs a loud warning, because
     anyone who can reach the port could then start and stop tasks. A request must
     arrive whole within ``request_timeout`` seconds, and no pool thread waits for one
-    that is slow to (see :mod:`cube.connections`).
+    that is slow to (see :mod:`cube.connections`), and blocking queries held at once
+    are limited (``watch_limits``, :mod:`cube.held`) so that at least half the threads
+    the pool may grow to serve everything else.
     """
 
     def __init__(
@@ -298,6 +305,7 @@ class Server:
         threads: int = 16,
         token_required: bool = False,
         request_timeout: float = 5.0,
+        watch_limits: WatchLimits | None = None,
     ) -> None:
         if not is_loopback(host) and not token_required:
             log.warning(
@@ -316,6 +324,7 @@ class Server:
         )
         self._thread: threading.Thread | None = None
         self._growing = threading.Lock()
+        self.watches = HeldWatches(watch_limits or WatchLimits(total=MAX_THREADS // 2))
         if hasattr(app, "config"):
             app.config["cube.server"] = self
         hooks = getattr(app, "config", {})

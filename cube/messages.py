@@ -115,6 +115,9 @@ class WorkerHealth(Wire):
         ),
     ] = msgspec.field(default_factory=list)
     pulls: Annotated[bool, Meta(description="Whether it can pull images.")] = False
+    epoch: Annotated[
+        int, Meta(ge=0, description="The epoch of the leader whose orders it follows (0: none).")
+    ] = 0
 
 
 class ManagerHealth(Wire):

@@ -36,6 +36,7 @@ MAX_TAIL = 100_000
 ERRORS = {
     400: "Invalid input; the message names the field and says why.",
     401: "A token is required: send 'Authorization: Bearer <token>'.",
+    403: "Refused: an epoch this worker cannot believe (no proof, or one that does not check).",
     404: "No such task.",
     408: "The request did not arrive in time.",
     409: "The task's state does not allow this (see the state machine).",
@@ -61,11 +62,13 @@ class Query:
 @dataclass(frozen=True)
 class Header:
     """A request header that every route of an app reads (in a plugin, not a route),
-    and its schema. A bad value answers 400, so every route documents 400."""
+    its schema, and what a bad value answers (400, and more), which every route then
+    documents."""
 
     name: str
     description: str
     schema: Schema
+    errors: tuple[int, ...] = (400,)
 
 
 def takes_header(app: bottle.Bottle, header: Header) -> None:
@@ -214,8 +217,7 @@ def _operation(doc: Doc, path: str, headers: tuple[Header, ...] = ()) -> Schema:
     codes = sorted({*doc.errors, *(() if open_route else (401,))})
     if doc.body:
         codes = sorted({*codes, 408, 411})
-    if headers:
-        codes = sorted({*codes, 400})
+    codes = sorted({*codes, *(code for header in headers for code in header.errors)})
     answer: Schema = {"description": doc.said}
     if doc.answer is not None:
         answer["content"] = {JSON: {"schema": _schema_of(doc.answer)}}

@@ -140,6 +140,7 @@ class Procs:
         self.manager: subprocess.Popen | None = None
         self.manager_port = free_port()
         self.manager_args: list[str] = []
+        self.orders_signed = False  # workers take orders from a leader only: stop by runtime
 
     @property
     def url(self) -> str:
@@ -152,11 +153,16 @@ class Procs:
         return f"127.0.0.1:{self.workers[name][1]}"
 
     def start_worker(
-        self, name: str, kind: str = "process", env: dict[str, str] | None = None, wait: bool = True
+        self,
+        name: str,
+        kind: str = "process",
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        options: tuple[str, ...] = (),
     ) -> subprocess.Popen:
         port = self.workers[name][1] if name in self.workers else free_port()
         args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
-        args += ["--data-dir", str(self.tmp), "--reconcile-interval", "0.3"]
+        args += ["--data-dir", str(self.tmp), "--reconcile-interval", "0.3", *options]
         proc = cube_process(*args, log=self.tmp / f"{name}.log", env=env)
         self.workers[name] = (proc, port, kind)
         if wait:
@@ -193,7 +199,7 @@ class Procs:
         if self.manager is not None:
             kill(self.manager, signal.SIGTERM)
         for name, (proc, _, _) in self.workers.items():
-            if proc.poll() is None:
+            if proc.poll() is None and not self.orders_signed:
                 os.kill(proc.pid, signal.SIGCONT)
                 client = WorkerClient(self.worker_url(name), timeout=10)
                 for task in client.tasks():
@@ -204,6 +210,8 @@ class Procs:
                     timeout=30,
                     what=f"{name}'s tasks stopped",
                 )
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
                 kill(proc, signal.SIGTERM)
         for name, (_, _, kind) in self.workers.items():
             runtime = worker_runtime(kind, self.tmp, name)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -20,7 +21,9 @@ from helpers import Procs, cube_process, eventually, free_port, kill, settled, w
 
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd import EtcdClient, EtcdStore
+from cube.etcd.series import series
 from cube.procs import process_state
+from cube.proof import HEADER, MAX_EPOCH, LeaderSecret
 from cube.store import WireCodec
 from cube.task import State, Task
 
@@ -30,7 +33,8 @@ TTL = 2  # seconds: the managers' lease
 
 
 class Managers(Procs):
-    """Workers as :class:`Procs` has them, and several managers on one etcd prefix."""
+    """Workers as :class:`Procs` has them, and several managers on one etcd prefix, all
+    given the same leader secret."""
 
     def __init__(self, tmp: Path, endpoints: list[str], prefix: str) -> None:
         super().__init__(tmp)
@@ -38,6 +42,13 @@ class Managers(Procs):
         self.prefix = prefix
         self.managers: dict[str, tuple[subprocess.Popen, int]] = {}
         self.paused: set[str] = set()
+        self.secret_file = LeaderSecret.create(tmp / "leader.secret")
+        self.secret = LeaderSecret.load(self.secret_file)
+        self.orders_signed = True
+
+    def start_worker(self, name: str, *args: Any, **kwargs: Any) -> subprocess.Popen:
+        options = ("--leader-secret", str(self.secret_file), *kwargs.pop("options", ()))
+        return super().start_worker(name, *args, options=options, **kwargs)
 
     def start_managers(self, *names: str) -> None:
         for name in names:
@@ -52,7 +63,7 @@ class Managers(Procs):
             "--workers", ",".join(self.address(n) for n in self.workers),
             "--store", self.store, "--etcd-prefix", self.prefix, "--lease-ttl", str(TTL),
             "--update-interval", "0.3", "--node-ttl", "2", "--health-interval", "0.5",
-            "--restart-base", "0.5",
+            "--restart-base", "0.5", "--leader-secret", str(self.secret_file),
         ]  # fmt: skip
         proc = cube_process(*args, log=self.tmp / f"{name}.log", env=env)
         self.managers[name] = (proc, port)
@@ -334,3 +345,77 @@ def test_strays_left_across_a_failover_are_stopped_every_round(cluster):
         cluster.start_one(leader, wait=False)
         settled(cluster.tmp, ids, 15 - (time.monotonic() - restarted), f"round {round_ + 1}")
         wait_healthy(cluster.manager_url(leader), cluster.managers[leader][0], timeout=30)
+
+
+# ------------------------------------------------------ epochs that can't be forged
+
+
+def test_a_forged_epoch_changes_nothing_and_the_leader_is_still_obeyed(cluster):
+    """On main, one read with a bare epoch of 2**63-1 made the worker refuse every order
+    of the real leader from then on, and tasks stayed Scheduled."""
+    cluster.start_worker("w1")
+    cluster.start_managers("m1", "m2")
+    leader = eventually(cluster.leader, 15, "a leader")
+    url = cluster.worker_url("w1")
+    forged = {HEADER: str(MAX_EPOCH)}
+    read = requests.get(f"{url}/tasks", headers=forged, timeout=5)
+    order = requests.post(f"{url}/tasks", headers=forged, json=echo("forged").to_wire(), timeout=5)
+    for refused in (read, order):
+        assert refused.status_code == 403 and HEADER in refused.json()["Message"]
+    assert WorkerClient(url).tasks() == []
+    assert requests.get(f"{url}/health", timeout=5).json()["Epoch"] < MAX_EPOCH
+
+    task = cluster.client(leader).submit(echo("after-the-forgery"))
+    eventually(lambda: cluster.client(leader).task(task.id).state is State.Running, 15, "running")
+    assert cluster.health(leader)["Leading"]
+
+
+def test_a_fresh_etcd_starts_a_new_series_that_the_workers_follow(local_etcd, tmp_path):
+    """etcd replaced by an empty one while the worker kept its state: the new leader's
+    epoch is far below the one the worker followed, and its orders are taken still."""
+    etcd = local_etcd(1)
+    with etcd.client() as client:  # an old etcd, many revisions in: epochs are high
+        for n in range(150):
+            client.put(f"/elsewhere/{n}", "x")
+    cluster = Managers(tmp_path, etcd.endpoints, "/cube")
+    try:
+        cluster.start_worker("w1")
+        cluster.start_managers("m1", "m2")
+        leader = eventually(cluster.leader, 15, "a leader")
+        first = cluster.client(leader).submit(echo("first"))
+        eventually(lambda: cluster.client(leader).task(first.id).state is State.Running, 15, "1st")
+        url = cluster.worker_url("w1")
+        old = requests.get(f"{url}/health", timeout=5).json()["Epoch"]
+        assert old > 150
+
+        etcd.remove()  # gone with its data; a new one, empty, on the same addresses
+        etcd.start()
+        leader = eventually(cluster.leader, 30, "a leader on the new etcd")
+        second = cluster.client(leader).submit(echo("second"))
+        eventually(lambda: cluster.client(leader).task(second.id).state is State.Running, 20, "2nd")
+        assert [n for n, _ in cluster.copies(str(second.id))] == ["w1"]
+        new = requests.get(f"{url}/health", timeout=5).json()["Epoch"]
+        assert 0 < new < old  # a new series, followed once proven
+    finally:
+        cluster.close()
+
+
+def test_a_leader_refused_for_a_proven_newer_leader_steps_down(cluster):
+    """A worker follows a newer stamp, signed with the managers' secret (the test holds
+    it, and plays the newer leader): the leader's next order is refused, and it stops
+    saying it leads."""
+    cluster.start_worker("w1")
+    cluster.start_managers("m1")
+    eventually(lambda: cluster.health("m1")["Leading"], 15, "m1 to lead")
+    url = cluster.worker_url("w1")
+    epoch = eventually(lambda: requests.get(f"{url}/health", timeout=5).json()["Epoch"], 15)
+    with EtcdClient(cluster.store) as client:
+        found = series(client, f"{cluster.prefix}/series")
+    newer = cluster.secret.sign(found.born, found.id, epoch + 1000)
+    WorkerClient(url, epoch=lambda: newer).follow()
+
+    cluster.client("m1").submit(echo("refused"))
+    eventually(lambda: not cluster.health("m1")["Leading"], 15, "m1 to step down")
+    said = (cluster.tmp / "m1.log").read_text()
+    assert "stepping down: worker" in said and f"epoch {epoch + 1000}" in said
+    assert WorkerClient(url).tasks() == []

@@ -11,6 +11,7 @@ module does one job:
 - :mod:`~cube.etcd.txn`: compares and transactions across stores, all or nothing;
 - :mod:`~cube.etcd.lease`: a lease kept alive, that knows when it may be gone;
 - :mod:`~cube.etcd.election`: one leader among several managers, its epoch, fencing;
+- :mod:`~cube.etcd.series`: the series of epochs one etcd gives (a new etcd, a new one);
 - :mod:`~cube.etcd.watch`: every change under a prefix, in order, across failures;
 - :mod:`~cube.etcd.local`: a local etcd (one member or three) as real processes.
 """

@@ -107,6 +107,7 @@ class Election:
         self._elected = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._rest = 0.0  # seconds to wait before campaigning again (after a resignation)
 
     # ------------------------------------------------------------------ reading
 
@@ -175,10 +176,12 @@ class Election:
         self._thread.start()
         return self
 
-    def resign(self) -> None:
+    def resign(self, rest: float = 0.0) -> None:
         """Stop leading (or waiting to): the key goes now, and the next candidate leads
         without waiting for a TTL. Started with :meth:`start`, the candidate then
-        campaigns again, at the back of the line (:meth:`close` to stop)."""
+        campaigns again, at the back of the line, after ``rest`` seconds (:meth:`close`
+        to stop)."""
+        self._rest = rest
         self._lose("resigned")
         self._withdraw()
 
@@ -215,7 +218,8 @@ class Election:
                 self._lose(self._by_the_clock())
                 self._withdraw()
             if not self._closed.is_set():
-                self._closed.wait(pause)
+                rest, self._rest = self._rest, 0.0
+                self._closed.wait(max(pause, rest))
                 pause = min(pause * 2, RETRY_MAX)
 
     def _by_the_clock(self) -> str:

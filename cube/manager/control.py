@@ -232,19 +232,48 @@ class Control:
         return False
 
     def _deposed_by(self, worker: str, exc: DeposedLeader) -> bool:
-        """A worker follows a newer leader: the order was not sent. Said once per worker
-        and epoch (every order after it meets the same refusal); what to do about it is
-        the election's to decide."""
+        """A worker follows a newer leader: the order was not carried out. Said once per
+        worker and epoch (every order after it meets the same refusal). When the worker
+        proves it (the stamp it follows is signed with the managers' secret), this
+        manager steps down; a claim it cannot check changes nothing."""
+        leadership = self.m.leadership
+        proven = leadership is not None and leadership.newer(exc.stamp)
         with self._deposed_lock:
             first = (worker, exc.epoch) not in self._deposed
             self._deposed.add((worker, exc.epoch))
         if first:
             log.warning(
-                "worker %s follows a newer leader (epoch %s): this manager no longer leads",
+                "worker %s follows a newer leader (epoch %s)%s",
                 worker,
                 exc.epoch,
+                ": this manager no longer leads" if proven else ", which it cannot prove",
+            )
+        if proven and leadership is not None and exc.stamp is not None:
+            leadership.step_down(
+                f"worker {worker} follows {exc.stamp.describe()}, newer than this manager's; "
+                "if no newer leader exists (etcd restored from a backup), restart that worker "
+                "with --forget-leader"
             )
         return False
+
+    def _announce(self, name: str, answer: Any) -> None:
+        """Tell a worker this manager leads when it follows another epoch (it came back,
+        it forgot, or this term just began), so that it refuses the orders of any older
+        leader from now on, even before this one has an order for it."""
+        leadership = self.m.leadership
+        stamp = leadership.stamp if leadership is not None else None
+        health = answer.health if isinstance(answer.health, dict) else None
+        if stamp is None or health is None or health.get("Epoch") == stamp.epoch:
+            return
+        client = self.m.cluster.clients.get(name)
+        if client is None or not self.m.acting:
+            return
+        try:
+            client.follow()
+        except DeposedLeader as exc:
+            self._deposed_by(name, exc)
+        except CubeError as exc:
+            log.info("cannot tell %s this manager leads: %s", name, exc.message)
 
     # ---------------------------------------------------------------- observing
 
@@ -322,7 +351,7 @@ class Control:
         placed on it, and those its list mentions), and the tasks waiting for room,
         looked at again."""
         cluster = self.m.cluster
-        asked = {self.io.submit(cluster.ask, name): name for name in cluster.nodes}
+        asked = {self.io.submit(self._ask, name): name for name in cluster.nodes}
         for future in _as_answered(list(asked)):
             name = asked[future]
             if cluster.take(name, future.result()):
@@ -336,6 +365,15 @@ class Control:
                 self.m.timers.schedule_many(self.m.tasks_on(name) | listed | self.m.waiting())
         if self.m.cluster.draining:
             self._confirm_draining()
+
+    def _ask(self, name: str) -> Any:
+        """One worker's liveness round, and this leader's announcement when it is due:
+        before the worker is taken for up, so nothing of an older leader's can be
+        ordered there once it is."""
+        answer = self.m.cluster.ask(name)
+        if not answer.error:
+            self._announce(name, answer)
+        return answer
 
     def _health_loop(self) -> None:
         while not self._stopping.wait(self.m.health_interval):

@@ -8,12 +8,13 @@ on the revision it last saw of the task, as every Kubernetes API server does.
 One of them, elected with an etcd lease (:class:`~cube.etcd.election.Election`), runs
 the control loops (:class:`~cube.manager.control.Control`): placement, orders,
 restarts, moves. Its decisions are written through **fenced** stores (every write holds
-only while its lease does), and its orders to workers carry its **epoch**, so that a
-worker refuses a deposed leader's orders. A leader learns it lost by its own clock,
-before etcd says anything, and stops acting at once; the next in line takes over the
-due times its predecessor left in etcd, looks at every unfinished task (as a manager
-started again does), and goes on. The others only watch, and probe the workers so that
-``GET /nodes`` answers everywhere.
+only while its lease does), and its orders to workers carry its **epoch**, signed
+(:mod:`cube.proof`), so that a worker refuses a deposed leader's orders. A leader whose
+order a worker refuses because it follows a proven newer leader steps down. A leader
+learns it lost by its own clock, before etcd says anything, and stops acting at once;
+the next in line takes over the due times its predecessor left in etcd, looks at every
+unfinished task (as a manager started again does), and goes on. The others only watch,
+and probe the workers so that ``GET /nodes`` answers everywhere.
 
 Terms change on a thread of their own (:class:`Leadership`): the election's callbacks
 only wake it, so taking and leaving office never run on etcd's threads, and never two
@@ -27,7 +28,9 @@ import threading
 from typing import TYPE_CHECKING
 
 from cube.etcd import Election, EtcdError, StoreEvent, Watch
+from cube.etcd.series import series
 from cube.manager.consistency import Position
+from cube.proof import LeaderSecret, Stamp
 from cube.task import Task
 
 if TYPE_CHECKING:
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from cube.manager.nodes import Nodes
 
 log = logging.getLogger(__name__)
+
+STEP_DOWN_REST = 3  # lease TTLs a manager that stepped down waits before standing again
 
 
 class Mirror:
@@ -91,12 +96,21 @@ class Mirror:
 class Leadership:
     """Runs the manager's control loops only while ``election`` says it leads."""
 
-    def __init__(self, manager: Manager, election: Election) -> None:
+    def __init__(
+        self,
+        manager: Manager,
+        election: Election,
+        secret: LeaderSecret | None = None,
+        series_key: str = "",
+    ) -> None:
         self.m = manager
         self.election = election
+        self.secret = secret
+        self.series_key = series_key or f"{election.prefix}-series"
         self.mirror = Mirror(manager)
         self.term = 0  # the epoch of the term being served (0: not acting)
-        self.last_term = 0  # the latest term served, what orders and probes say
+        self.last_term = 0  # the latest term served, what orders say
+        self._stamp: Stamp | None = None  # last_term, signed
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,11 +124,33 @@ class Leadership:
 
     @property
     def epoch(self) -> int:
-        """The epoch every request to a worker carries: that of the latest term this
-        manager served (0: it never led). Not 0 once the term is over: an order decided
-        in that term and sent late (the process froze past its last check) must still
-        say how old it is, so that the worker refuses it."""
+        """The epoch of the latest term this manager served (0: it never led)."""
         return self.last_term
+
+    @property
+    def stamp(self) -> Stamp | None:
+        """What every order to a worker carries: the latest term this manager served,
+        signed (None: it never led, or it has no secret to sign with). Still sent once
+        the term is over: an order decided in that term and sent late (the process froze
+        past its last check) must still say how old it is, so that the worker refuses
+        it."""
+        return self._stamp
+
+    def newer(self, stamp: Stamp | None) -> bool:
+        """Whether ``stamp`` (what a worker says it follows) proves that a newer leader
+        than this one exists: signed with the managers' secret, and newer."""
+        own = self._stamp
+        if stamp is None or self.secret is None or own is None:
+            return False
+        return self.secret.proves(stamp) and own < stamp
+
+    def step_down(self, why: str) -> None:
+        """A newer leader exists: stop acting now, and stand again only after a pause
+        (another candidate leads meanwhile, if there is one)."""
+        if not self.term:
+            return
+        log.warning("stepping down: %s", why)
+        self.election.resign(rest=STEP_DOWN_REST * self.election.ttl)
 
     def leader(self) -> tuple[str, int]:
         """The leading manager's API address and epoch, as etcd has them ("", 0: none
@@ -159,6 +195,7 @@ class Leadership:
                     log.warning("stopped acting: epoch %d is over, its control loops closed", over)
             if leading and not self.term and not self._closed.is_set():
                 try:
+                    self._sign(epoch)
                     self.term = self.last_term = epoch
                     self.m.take_office(epoch)
                 except (EtcdError, OSError) as exc:
@@ -169,6 +206,15 @@ class Leadership:
         if self.term:
             self.term = 0
             self.m.leave_office()
+
+    def _sign(self, epoch: int) -> None:
+        """The stamp of a term starting at ``epoch``, in the series of the etcd it is
+        won on (read or made now: etcd may have been replaced since the last term)."""
+        if self.secret is None:
+            self._stamp = None
+            return
+        found = series(self.election.client, self.series_key)
+        self._stamp = self.secret.sign(found.born, found.id, epoch)
 
 
 class Lookout:

@@ -37,6 +37,7 @@ from cube.manager.reconcile import Timing, given_up
 from cube.manager.retention import Retention
 from cube.manager.stores import Stores
 from cube.node import Node
+from cube.proof import LeaderSecret
 from cube.records import Records
 from cube.scheduler import Scheduler, make
 from cube.store import Store, lock_directory
@@ -81,6 +82,8 @@ class Manager:
         lock: IO[str] | None = None,
         election: Election | None = None,
         network: Network | None = None,
+        leader_secret: LeaderSecret | None = None,
+        series_key: str = "",
     ) -> None:
         self.network = network or Network()
         self.scheduler = make(scheduler) if isinstance(scheduler, str) else scheduler
@@ -107,10 +110,16 @@ class Manager:
         self._file_lock = lock
         # several managers on etcd: the control loops run only while this one leads,
         # and their writes go through stores that hold only while its lease does
-        self.leadership = Leadership(self, election) if election is not None else None
-        if self.leadership is not None:
-            leadership = self.leadership
-            self.cluster.speak_for(lambda: leadership.epoch)
+        self.leadership = None
+        if election is not None:
+            leadership = Leadership(self, election, leader_secret, series_key)
+            self.leadership = leadership
+            self.cluster.speak_for(lambda: leadership.stamp)
+            if leader_secret is None:
+                log.warning(
+                    "no leader secret (--leader-secret): workers cannot tell this "
+                    "manager's orders from a deposed leader's, or from anyone's"
+                )
         fence = election.fence if election is not None else None
         self._decisions = _fenced(self.stores.tasks, fence)
         self.timers = WorkQueue(_fenced(self.stores.timers, fence) or self.stores.timers)
@@ -480,19 +489,29 @@ def open_manager(
     name: str = "",
     api: str = "",
     lease_ttl: int = LEASE_TTL,
+    leader_secret: LeaderSecret | None = None,
     **options: Any,
 ) -> Manager:
     """A manager with its state under ``data_dir/manager`` (locked against a second
     manager on the same directory); or, given ``etcd`` (``etcd://host:port,...``), on
     etcd under ``prefix``, one of several managers there, campaigning as ``name`` and
-    publishing ``api`` (its address) for the others to show."""
+    publishing ``api`` (its address) for the others to show, and signing the epochs it
+    leads with by ``leader_secret``."""
     if etcd:
         client = EtcdClient(etcd, timeout=ETCD_TIMEOUT)
         election = Election(
             client, f"{prefix.rstrip('/')}/leader", name or api, lease_ttl, info={"API": api}
         )
         stores = Stores.on_etcd(client, prefix)
-        return Manager(workers, scheduler, stores, election=election, **options)
+        return Manager(
+            workers,
+            scheduler,
+            stores,
+            election=election,
+            leader_secret=leader_secret,
+            series_key=f"{prefix.rstrip('/')}/series",
+            **options,
+        )
     home = Path(data_dir) / "manager" if data_dir else None
     lock = lock_directory(home, "manager") if dbtype == "persistent" and home else None
     return Manager(workers, scheduler, Stores.open(dbtype, home), lock=lock, **options)

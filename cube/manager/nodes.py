@@ -39,6 +39,7 @@ from cube.manager.network import Network
 from cube.manager.probe import Prober
 from cube.manager.reconcile import Spot
 from cube.node import Node, NodeTable, stats_problem
+from cube.proof import Stamp
 from cube.records import Changes
 from cube.scheduler import Scheduler, place
 from cube.store import Store, StoreError
@@ -235,13 +236,12 @@ class Nodes:
                 node.disk_allocated = max(0, node.disk_allocated + sign * task.disk)
                 node.task_count = max(0, node.task_count + sign)
 
-    def speak_for(self, epoch: Callable[[], int | None]) -> None:
-        """Every request to a worker from now on carries ``epoch()``: the epoch of the
-        leader this manager is, while it is (several managers on etcd)."""
+    def speak_for(self, stamp: Callable[[], Stamp | None]) -> None:
+        """Every order to a worker from now on carries ``stamp()``: the signed epoch of
+        the leader this manager is, while it is (several managers on etcd). Probes and
+        reads carry nothing: a worker's epoch moves only with orders."""
         for client in self.clients.values():
-            client.epoch = epoch
-        for prober in self._probes.values():
-            prober.epoch = epoch
+            client.epoch = stamp
 
     def close(self) -> None:
         for client in (*self.clients.values(), *self._probes.values()):

@@ -11,11 +11,10 @@ from __future__ import annotations
 import http.client
 import json
 import threading
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from cube.client import EPOCH_HEADER, CubeError, NotFound, Unreachable
+from cube.client import CubeError, NotFound, Unreachable
 
 
 class Prober:
@@ -26,7 +25,6 @@ class Prober:
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.epoch: Callable[[], int | None] | None = None  # the leader's, when several
         self._conn: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
@@ -39,7 +37,7 @@ class Prober:
                     self.host, self.port, timeout=self.timeout
                 )
                 self._conn = conn
-                conn.request("GET", path, headers=self._headers())
+                conn.request("GET", path, headers=self.headers)
                 response = conn.getresponse()
                 body = response.read()
             except (OSError, http.client.HTTPException) as exc:
@@ -54,12 +52,6 @@ class Prober:
                 return json.loads(body)
             except ValueError:
                 raise CubeError(200, f"GET {path} did not answer JSON") from None
-
-    def _headers(self) -> dict[str, str]:
-        """A leader's probe tells each worker its epoch, so that every worker knows of
-        a new leader within a round, before any older leader's order can reach it."""
-        epoch = self.epoch() if self.epoch is not None else None
-        return {**self.headers, EPOCH_HEADER: str(epoch)} if epoch else self.headers
 
     def close(self) -> None:
         with self._lock:

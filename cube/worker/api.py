@@ -17,15 +17,20 @@
 ``GET    /stats``            machine statistics (the Go Cube's shape)
 ``GET    /health``           liveness, and what it can run (runtime, images);
                             open even when a token is required
+``PUT    /leader``           a leading manager announces itself (its epoch, proven);
+                            204, or 409 when the worker follows a newer leader
 ``GET    /openapi.json``     this API's OpenAPI document; open as well
 ==========================  ===================================================
 
-Every route takes ``X-Cube-Epoch: N``, the epoch of the leader a request comes from
-(with several managers, one leads; :mod:`cube.worker.epoch`). The worker follows the
-highest it has seen on any request; an order (``POST``, ``DELETE``) from an older one is
-refused (409, the answer's ``X-Cube-Epoch`` saying the epoch followed), and a value that
-is not a whole number from 1 to 2**63-1 answers 400. A request without it is served as
-before. On ``/health`` asked without a required token, the header is not heard at all.
+With several managers, an order says which leader sends it: ``X-Cube-Epoch: N`` and
+``X-Cube-Epoch-Proof``, signed with the leader secret (:mod:`cube.worker.epoch`). A
+worker given that secret carries out only orders (``POST``, ``DELETE``, ``PUT /leader``)
+whose proof checks and whose epoch is not older than the one it follows (409, the
+answer's headers saying the epoch followed, with its proof); an epoch that does not
+check, or none on an order, is a 403, a malformed one a 400, and nothing is stored.
+Reads are answered whatever they carry, and never move the epoch. A worker without a
+secret takes orders as the book's worker does. On ``/health`` asked without a required
+token, the headers are not read at all.
 
 ``/stats`` answers from a snapshot refreshed in the background (at most a second old),
 and ``/tasks`` reuses each task's JSON until the task changes: a manager asks for both.
@@ -62,6 +67,7 @@ from cube.openapi import (
     submit_doc,
     takes_header,
 )
+from cube.proof import PROOF_HEADER
 from cube.task import MAX_GENERATION, Task, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
 from cube.worker import epoch
@@ -78,12 +84,20 @@ GENERATION = Query(
 )
 EPOCH = Header(
     epoch.HEADER,
-    "The epoch of the leader sending this request (with several managers). The worker "
-    "follows the highest it has seen on any request; an order (POST, DELETE) with an older "
-    "one is refused (409) and changes nothing. Without it, a request is served as before.",
+    "The epoch of the leader sending this order (with several managers), believed only "
+    f"with {PROOF_HEADER}. An order with an older epoch than the one followed is refused "
+    "(409); one the worker cannot check is a 403. Reads never move the epoch followed.",
     {"type": "integer", "minimum": 1, "maximum": epoch.MAX_EPOCH},
+    errors=(400, 403),
 )
-ORDERS = frozenset({"POST", "DELETE"})
+PROOF = Header(
+    PROOF_HEADER,
+    "SERIES:BORN:SIGNATURE: the etcd series the epoch belongs to, when that series was "
+    "born (ms since 1970), and the leader secret's HMAC-SHA256 over both and the epoch.",
+    {"type": "string", "pattern": "^[0-9a-f]{16}:[0-9]{1,15}:[A-Za-z0-9_-]{43}$"},
+    errors=(400, 403),
+)
+ORDERS = frozenset({"POST", "DELETE", "PUT"})
 # GET /tasks also takes ?index=N&wait=5s (a blocking query, and ?ack=1 with it). The
 # document leaves them out: a fuzzer that drew the current index would wait out every
 # wait it drew.
@@ -103,6 +117,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     app.config["cube.on_start"].append(lambda: worker.records.hold())
     app.install(_fence(lambda: worker.epoch))
     takes_header(app, EPOCH)
+    takes_header(app, PROOF)
     listing = ListCache(key=lambda task: task.id)
     sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
 
@@ -111,7 +126,11 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
         can = worker.capabilities()
         return send_json(
             WorkerHealth(
-                name=worker.name, runtime=can.runtime, images=list(can.images), pulls=can.pulls
+                name=worker.name,
+                runtime=can.runtime,
+                images=list(can.images),
+                pulls=can.pulls,
+                epoch=worker.epoch.value,
             )
         )
 
@@ -178,23 +197,37 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     def stats() -> bytes:
         return send_json(sample.get())
 
+    @app.put(
+        "/leader",
+        doc=Doc(
+            "follow a leading manager",
+            status=204,
+            said="Followed from now on (or already).",
+            errors=(400, 403, 409),
+        ),
+    )
+    def follow() -> None:
+        """Nothing to do here: the fence admitted the order, which is the whole of it."""
+        bottle.response.status = 204
+
     serve_document(app, "Cube worker", "Runs tasks on one machine.")
     return app
 
 
 def _fence(leader: Callable[[], epoch.LeaderEpoch]) -> Callable[..., Any]:
-    """The plugin that reads ``X-Cube-Epoch`` on every route: a read raises the epoch
-    followed, an order is admitted (or refused) and carried out under it."""
+    """The plugin that reads ``X-Cube-Epoch`` and its proof on every route: a stamp that
+    cannot be believed is refused whatever the route, and an order is admitted (or
+    refused) and carried out under the stamp it came with. Reads move nothing."""
 
     def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if not trusted():
                 return callback(*args, **kwargs)
-            given = epoch.parse(bottle.request.get_header(epoch.HEADER))
+            header = bottle.request.get_header
+            stamp = leader().believe(header(epoch.HEADER), header(PROOF_HEADER))
             if bottle.request.method not in ORDERS:
-                leader().heard(given)
                 return callback(*args, **kwargs)
-            with leader().order(given):
+            with leader().order(stamp):
                 return callback(*args, **kwargs)
 
         return wrapper

@@ -14,8 +14,8 @@ order's attempt as it creates it, a worker killed at *any* instant loses nothing
 start it re-adopts the copy of the order it follows, stops any other copy, and carries
 on with what is still to do (:mod:`cube.worker.adopt`). An inspection pass every
 ``reconcile_interval`` seconds reports a container that died as Failed, with the reason.
-The epoch of the newest leader heard from is kept beside the tasks, so an order from a
-deposed one is refused even after a restart (:mod:`cube.worker.epoch`).
+The newest leader's proven epoch that came with an order is kept beside the tasks, so an
+order from a deposed one is refused even after a restart (:mod:`cube.worker.epoch`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cube import clock, faults
+from cube.proof import LeaderSecret
 from cube.records import Records
 from cube.runtime import (
     Capabilities,
@@ -63,6 +64,8 @@ class Worker:
         timers: Store[Any] | None = None,
         forgotten: Store[Any] | None = None,
         leader: Store[Any] | None = None,
+        leader_secret: LeaderSecret | None = None,
+        forget_leader: bool = False,
         reconcile_interval: float = 2.0,
         retention: float = 3600.0,
         parallel: int = 4,
@@ -76,7 +79,7 @@ class Worker:
         if leader is None:
             leader = MemoryStore(JsonCodec(), f"{name}-leader")
         self.records = Records(store, forgotten)
-        self.epoch = LeaderEpoch(leader)
+        self.epoch = LeaderEpoch(leader, leader_secret, forget=forget_leader)
         self.runtime = runtime
         self.retention = retention
         self.acked = 0  # the manager has seen every change up to this index
@@ -426,9 +429,14 @@ def open_worker(
     dbtype: str = "persistent",
     reconcile_interval: float = 2.0,
     retention: float = 3600.0,
+    *,
+    leader_secret: LeaderSecret | None = None,
+    forget_leader: bool = False,
 ) -> Worker:
     """A worker with its state under ``data_dir/name`` (locked against a second process
-    with the same name), on the runtime chosen by :func:`cube.runtime.choose`."""
+    with the same name), on the runtime chosen by :func:`cube.runtime.choose`; given a
+    ``leader_secret``, it takes orders only from a leading manager
+    (:mod:`cube.worker.epoch`)."""
     home = Path(data_dir) / name
     lock = lock_directory(home, f"worker {name}") if dbtype == "persistent" else None
     return Worker(
@@ -438,6 +446,8 @@ def open_worker(
         timers=open_store(dbtype, home / "timers", JsonCodec()),
         forgotten=open_store(dbtype, home / "forgotten", JsonCodec()),
         leader=open_store(dbtype, home / "leader", JsonCodec()),
+        leader_secret=leader_secret,
+        forget_leader=forget_leader,
         reconcile_interval=reconcile_interval,
         retention=retention,
         lock=lock,
