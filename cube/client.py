@@ -405,7 +405,7 @@ class ManagerClient(Client):
         other.revision = self.revision
         return other
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, method: str) -> dict[str, str]:
         seen = self.revision.value
         return {REVISION_HEADER: str(seen)} if seen else {}
 
