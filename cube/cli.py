@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cube.client import CubeError, ManagerClient, Unauthorized, Unreachable
+from cube.lab.commands import lab
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
 
@@ -987,6 +988,9 @@ def up(
         click.echo("Stopping the manager and the workers...")
         cluster.stop()
         click.echo("Stopped." + (" Tasks were left running." if keep_tasks else ""))
+
+
+cli.add_command(lab)
 
 
 def main() -> None:

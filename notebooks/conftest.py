@@ -7,13 +7,18 @@ The notebooks are stored without outputs (:mod:`cube.lab.clean`); a cell marked
 handed to nbval here as if it were the cell's stored output."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import nbformat
 
 from cube.lab.clean import CHECKED, expected_outputs
+from cube.lab.progress import PROGRESS_ENV
 
 os.environ["CUBE_SOLUTIONS"] = "1"
+# the checks write their verdicts down (cube.lab.progress): not into the repository
+_PROGRESS = tempfile.TemporaryDirectory(prefix="cube-progress-")
+os.environ.setdefault(PROGRESS_ENV, _PROGRESS.name)
 
 
 def pytest_collection_modifyitems(items):

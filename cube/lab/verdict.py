@@ -18,6 +18,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cube.lab import progress
 from cube.lab.exercise import solutions_mode
 
 if TYPE_CHECKING:
@@ -54,7 +55,9 @@ class Verdict:
         return self
 
     def settle(self) -> Verdict:
-        """Raise :class:`CheckFailed` if this failed while running with the solutions."""
+        """Write this down as the exercise's last attempt (:mod:`cube.lab.progress`), and
+        raise :class:`CheckFailed` if it failed while running with the solutions."""
+        progress.record(self)
         if solutions_mode() and not self.passed:
             raise CheckFailed(str(self))
         return self
