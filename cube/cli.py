@@ -883,7 +883,9 @@ def _ports(task: Task) -> str:
     "--runtime",
     type=click.Choice(RUNTIMES),
     default="auto",
-    help="What runs tasks.",
+    envvar="CUBE_RUNTIME",
+    show_envvar=True,
+    help="What runs tasks: Docker when a daemon answers (auto), or say which.",
 )
 @click.option(
     "-s",
@@ -903,6 +905,8 @@ def _ports(task: Task) -> str:
     "--port",
     type=click.IntRange(1, 65535),
     default=5555,
+    envvar="CUBE_PORT",
+    show_envvar=True,
     help="The manager's port; workers take the next ones.",
 )
 @click.option(
