@@ -17,6 +17,7 @@ words as feedback, so it can be read by what reads nbgrader's.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from typing import Any
 
 import nbformat
 
+from cube.lab.progress import PROGRESS_ENV
 from cube.lab.verdict import MIME
 
 STEPS = ("setup", "exercise", "check", "cleanup")
@@ -110,9 +112,13 @@ def grade_notebook(path: Path, student: str = ".", timeout: float = 300) -> Grad
             resources={"metadata": {"path": str(path.parent)}},
         )
         try:
-            client.execute()
+            # the checks write the learner's progress down: not into a hand-in
+            client.execute(env={**os.environ, PROGRESS_ENV: f"{scratch}/progress"})
         except Exception as exc:  # a kernel that died or a cell that timed out
             return Grade(student, path.stem, "error", time.monotonic() - began, _oneline(exc))
+        finally:  # nbclient leaves a kernel it was handed running
+            if kernel.has_kernel:
+                kernel.shutdown_kernel(now=True)
     return _read_verdict(notebook, student, path.stem, time.monotonic() - began)
 
 
