@@ -157,7 +157,7 @@ def test_no_tasks_yet_goes_once_the_table_lists_one():
 
 def test_resume_clears_the_forms_unreachable_at_once(cluster, board):
     board.wait()
-    board.form.name.value = "while-paused"
+    board.form.image.value = "Not An Image"  # so the request the manager held adds no task
     board.controls.buttons[("manager", "pause")].click()
     try:
         board.form.submit.click()
@@ -167,9 +167,6 @@ def test_resume_clears_the_forms_unreachable_at_once(cluster, board):
         board.controls.buttons[("manager", "resume")].click()
     assert "running" in board.controls.labels["manager"].value
     assert board.form.message.value == ""  # not minutes later: as Resume is pressed
-    # the request the paused manager held is served once it runs again: stop that task
-    task = eventually(lambda: _named(cluster, "while-paused"), what="the held request served")
-    cluster.client.stop(task.id)
 
 
 def test_a_bad_request_stays_in_the_form_while_the_manager_runs(cluster, board):
@@ -179,7 +176,3 @@ def test_a_bad_request_stays_in_the_form_while_the_manager_runs(cluster, board):
     board.refresh()
     board.wait()
     assert "BadRequest" in board.form.message.value  # only "could not reach it" goes
-
-
-def _named(cluster, name):
-    return next((t for t in cluster.client.tasks() if t.name == name), None)
