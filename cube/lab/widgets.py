@@ -484,6 +484,7 @@ class ManagersPanel(_Panel):
         self.buttons: dict[tuple[str, str], w.Button] = {}
         self.labels: dict[str, w.HTML] = {}
         self.seen: dict[str, Look] = {}  # what each manager said at the last look
+        self._shown_stopped = False  # the look after the cluster stopped has been shown
         self._looks = Lane("cube-managers-look")
         rows: list[w.Widget] = [self._row(n, self.MANAGER_ACTIONS) for n in cluster.managers]
         if isinstance(cluster.etcd, LocalEtcd):
@@ -571,8 +572,14 @@ class ManagersPanel(_Panel):
         self._looks.close()
         super().close()
 
+    def _alive(self) -> bool:
+        """Keep looking until the cluster has stopped and the panel has said so: a
+        panel that stopped at the close went on showing everything as running."""
+        return not self._shown_stopped
+
     def _look(self) -> None:
         if self.cluster.closed:
+            self._show_stopped()
             return
         for seen in looks(self.cluster):
             self.seen[seen.name] = seen
@@ -582,6 +589,17 @@ class ManagersPanel(_Panel):
             leads = member.leads(0.5)
             role = "" if leads is None else "raft leader" if leads else "follower"
             self.labels[member.name].value = self._text(member.state, member.name, role)
+
+    def _show_stopped(self) -> None:
+        """The cluster has stopped: each process as the process table has it, asking
+        nothing (there is nobody left to ask)."""
+        for name, component in self.cluster.managers.items():
+            self.labels[name].value = self._text(component.state, name, "", component.url)
+        etcd = self.cluster.etcd
+        for member in etcd.members if isinstance(etcd, LocalEtcd) else []:
+            self.labels[member.name].value = self._text(member.state, member.name, "")
+        self.say("the cluster has stopped")
+        self._shown_stopped = True
 
     def _manager_text(self, seen: Look) -> str:
         if seen.leading:
