@@ -176,3 +176,19 @@ def test_a_bad_request_stays_in_the_form_while_the_manager_runs(cluster, board):
     board.refresh()
     board.wait()
     assert "BadRequest" in board.form.message.value  # only "could not reach it" goes
+
+
+def test_notebook_00s_cell_submits_no_second_task_when_the_form_did(cluster, board, capsys):
+    from cube.lab.welcome import submit_once
+
+    board.form.name.value = "mine-from-the-form"
+    board.form.submit.click()
+    board.form.wait()
+    assert "accepted mine-from-the-form" in board.form.message.value
+    task = submit_once(cluster, "mine-from-the-form", "cube/echo")
+    assert "already there (from the form)" in capsys.readouterr().out
+    assert [t.id for t in cluster.client.tasks() if t.name == "mine-from-the-form"] == [task.id]
+    fresh = submit_once(cluster, "mine-from-the-cell", "cube/echo")
+    assert "submitted mine-from-the-cell" in capsys.readouterr().out
+    for one in (task, fresh):
+        cluster.client.stop(one.id)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from cube.text import printable
+
 
 @click.group()
 def lab() -> None:
@@ -30,7 +32,8 @@ def grade(
     """Run every chapter's check on learners' notebooks, headless, and say how each went.
 
     PATHS are notebooks, a folder of them (one learner), or a folder of such folders (a
-    class: one row per student and chapter). Exits 1 unless every check passed."""
+    class: one row per student and chapter). Exits 1 unless every check passed. It runs
+    the learners' code, as Jupyter would: do it where that is safe."""
     from cube.lab import grade as grading
 
     for chapter in chapters:
@@ -41,7 +44,7 @@ def grade(
     for one in grading.grade(list(paths), set(chapters) or None, timeout):
         grades.append(one)
         if not as_json:
-            click.echo(f"{one.student}/{one.notebook}: {one.verdict}", err=True)
+            click.echo(printable(f"{one.student}/{one.notebook}: {one.verdict}"), err=True)
     if not grades:
         raise click.ClickException("no chapter notebook with a check was found there")
     if as_json:

@@ -127,15 +127,15 @@ def _read_verdict(
 ) -> Grade:
     """The grade the check cells' outputs say: their verdicts, else their error."""
     checks = [c for c in notebook.cells if "check" in _tags(c)]
-    shown = [o["data"][MIME] for c in checks for o in c.outputs if MIME in o.get("data", {})]
-    verdicts = [_json(v) for v in shown]
+    data = [o["data"][MIME] for c in checks for o in c.outputs if MIME in o.get("data", {})]
+    verdicts = [_json(v) for v in data]
     if verdicts:
         failed = [v for v in verdicts if not v["passed"]]
-        shown = failed[0] if failed else verdicts[-1]
+        told = failed[0] if failed else verdicts[-1]
         word = "fail" if failed else "pass"
-        problems = tuple(shown.get("problems", []))
-        hint = shown.get("hint", "")
-        return Grade(student, name, word, seconds, shown["summary"], problems, hint)
+        problems = tuple(told.get("problems", []))
+        hint = told.get("hint", "")
+        return Grade(student, name, word, seconds, told["summary"], problems, hint)
     errors = [o for c in notebook.cells for o in c.outputs if o.get("output_type") == "error"]
     why = "the check showed no verdict"
     if errors:
