@@ -274,6 +274,7 @@ def test_run_all_then_the_check_and_the_progress_in_jupyterlab(lab, chromium, tm
         page = _open(browser, f"{url}/lab/tree/02-tasks-and-states.ipynb?token={token}", 1400)
         page.locator(".jp-CodeCell").last.wait_for()  # every cell is drawn, outputs too
         assert page.locator(".jp-OutputArea-output").count() == 0  # stored clean
+        page.locator(".jp-MarkdownCell").first.click()  # the notebook, not the page, has focus
         _menu(page, "Run All Cells")
         check = page.locator(".jp-CodeCell:has(.cm-content:has-text('check_transitions('))")
         verdict = check.locator(".jp-OutputArea-output")
