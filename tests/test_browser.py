@@ -285,11 +285,12 @@ def test_run_all_then_the_check_and_the_progress_in_jupyterlab(lab, chromium, tm
         expect(page.locator(".jp-Notebook")).not_to_contain_text("Passed")
         page.screenshot(path=str(tmp_path / "run-all.png"), full_page=True)
 
-        index = _open(browser, f"{url}/lab/tree/00-index.ipynb?token={token}", 1400)
+        page.close()
+        # ?reset: a workspace with 00 alone (JupyterLab would also reopen chapter 2)
+        index = _open(browser, f"{url}/lab/tree/00-index.ipynb?reset&token={token}", 1400)
         shown = index.locator(".jp-CodeCell:has(.cm-content:has-text('progress()'))")
-        _run_cell(index, shown)
         table = shown.locator(".jp-OutputArea-output")
-        expect(table).to_contain_text("02-tasks-and-states", timeout=60_000)
+        _run_until(index, shown, lambda: expect(table).to_contain_text("02-tasks", timeout=20_000))
         expect(table.locator("tr", has_text="02-tasks-and-states")).to_contain_text("not yet")
         expect(table.locator("tr", has_text="01-the-pieces")).to_contain_text("not checked yet")
         browser.close()
@@ -301,6 +302,24 @@ def _write(page, cell, code: str) -> None:
     page.keyboard.press("Control+a")
     page.keyboard.press("Delete")
     page.keyboard.insert_text(code)
+
+
+def _run_until(page, cell, shown, attempts: int = 3) -> None:
+    """Run ``cell`` until ``shown()`` passes: a page still settling may take the focus
+    from the cell just clicked, and Shift+Enter then runs another one. A person who
+    sees nothing happen presses again; running this cell twice changes nothing."""
+    from playwright.sync_api import Error, expect
+
+    for attempt in range(attempts):
+        cell.locator(".cm-content").click()
+        expect(cell).to_have_class(re.compile("jp-mod-active"))
+        page.keyboard.press("Shift+Enter")
+        try:
+            shown()
+            return
+        except (AssertionError, Error):
+            if attempt == attempts - 1:
+                raise
 
 
 def _run_cell(page, cell) -> None:
