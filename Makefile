@@ -8,7 +8,7 @@ LAB    := $(VENV)/.installed-lab
 # (each notebook) stays on one worker, in order.
 JOBS   ?= 3
 
-.PHONY: lab test bench replay lint format clean
+.PHONY: lab test bench replay lint format clean strip rendered
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit("Cube needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -45,6 +45,16 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format cube tests bench notebooks/solutions
+
+# Notebooks are stored without outputs; the checked cells' outputs go to notebooks/expected/.
+strip: $(STAMP)
+	$(BIN)/python -m cube.lab.clean notebooks/[0-9][0-9]-*.ipynb
+
+# A copy with outputs, for reading on the web: built (with the solutions), never stored.
+rendered: $(STAMP)
+	cd notebooks && CUBE_SOLUTIONS=1 CUBE_PROGRESS=$(CURDIR)/build/progress ../$(BIN)/jupyter nbconvert \
+		--to html --execute --ExecutePreprocessor.timeout=300 \
+		--output-dir $(CURDIR)/build/notebooks [0-9][0-9]-*.ipynb
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cube.client import CubeError, ManagerClient, Revision, Unauthorized, Unreachable
+from cube.lab.commands import lab
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
 
@@ -973,7 +974,9 @@ def _ports(task: Task) -> str:
     "--runtime",
     type=click.Choice(RUNTIMES),
     default="auto",
-    help="What runs tasks.",
+    envvar="CUBE_RUNTIME",
+    show_envvar=True,
+    help="What runs tasks: Docker when a daemon answers (auto), or say which.",
 )
 @click.option(
     "-s",
@@ -993,6 +996,8 @@ def _ports(task: Task) -> str:
     "--port",
     type=click.IntRange(1, 65535),
     default=5555,
+    envvar="CUBE_PORT",
+    show_envvar=True,
     help="The manager's port; workers take the next ones.",
 )
 @click.option(
@@ -1078,6 +1083,9 @@ def up(
         click.echo("Stopping the manager and the workers...")
         cluster.stop()
         click.echo("Stopped." + (" Tasks were left running." if keep_tasks else ""))
+
+
+cli.add_command(lab)
 
 
 def main() -> None:

@@ -19,6 +19,22 @@ if TYPE_CHECKING:
 REQUIRE_DOCKER = os.environ.get("CUBE_REQUIRE_DOCKER") == "1"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def progress_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Checks write their verdicts down (cube.lab.scores); the tests' verdicts go to a
+    scratch folder, and the kernels the tests start inherit it."""
+    from cube.lab.scores import PROGRESS_ENV
+
+    folder = tmp_path_factory.mktemp("progress")
+    old = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop(PROGRESS_ENV, None)
+    else:
+        os.environ[PROGRESS_ENV] = old
+
+
 @pytest.fixture(scope="session")
 def docker_ok() -> None:
     ok, why = docker_available(timeout=3)

@@ -251,6 +251,67 @@ def test_resume_in_jupyterlab_brings_the_manager_back_at_once(lab, chromium, tmp
         browser.close()
 
 
+def test_resume_in_jupyterlab_clears_the_forms_old_unreachable(lab, chromium, tmp_path):
+    """Submit from 00's dashboard while the manager is paused: the form says
+    Unreachable. Resume: the form stops saying so at once, not minutes later."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = _open(browser, f"{url}/lab/tree/00-index.ipynb?token={token}", width=1600)
+        _run_above(page, "Exercise")
+        label = page.locator(".widget-html", has_text=re.compile(r"manager\s+http"))
+        label.wait_for(timeout=120_000)
+        row = label.locator("xpath=..")
+        row.locator(".widget-button", has_text="Pause").click()
+        expect(label).to_contain_text("paused", timeout=2_000)
+        form = page.locator(".widget-vbox:has(> .widget-html b:text-is('New task'))").first
+        form.locator(".widget-button", has_text="Submit").click()
+        expect(form).to_contain_text("Unreachable", timeout=10_000)
+        page.screenshot(path=str(tmp_path / "unreachable.png"), full_page=True)
+
+        row.locator(".widget-button", has_text="Resume").click()
+        expect(label).to_contain_text("running", timeout=2_000)
+        expect(form).not_to_contain_text("Unreachable", timeout=2_000)
+        _clean_up(page)
+        browser.close()
+
+
+def test_run_all_then_the_check_and_the_progress_in_jupyterlab(lab, chromium, tmp_path):
+    """A learner opens chapter 2 fresh: no output from anybody's earlier run. Run All
+    Cells: the check under the unwritten stub says "Not yet", nowhere "Passed". Then
+    notebook 00's progress cell lists chapter 2 as not passing yet."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, token = lab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = _open(browser, f"{url}/lab/tree/02-tasks-and-states.ipynb?token={token}", 1400)
+        page.locator(".jp-CodeCell").last.wait_for()  # every cell is drawn, outputs too
+        assert page.locator(".jp-OutputArea-output").count() == 0  # stored clean
+        page.locator(".jp-MarkdownCell").first.click()  # the notebook, not the page, has focus
+        _menu(page, "Run All Cells")
+        check = page.locator(".jp-CodeCell:has(.cm-content:has-text('check_transitions('))")
+        verdict = check.locator(".jp-OutputArea-output")
+        expect(verdict).to_contain_text("Not yet", timeout=120_000)
+        expect(verdict).to_contain_text("not written yet")
+        last = page.locator(".jp-CodeCell .jp-InputPrompt").last  # [n]: once it has run
+        expect(last).to_have_text(re.compile(r"\[\d+\]"), timeout=60_000)
+        expect(page.locator(".jp-Notebook")).not_to_contain_text("Passed")
+        page.screenshot(path=str(tmp_path / "run-all.png"), full_page=True)
+
+        page.close()
+        # ?reset: a workspace with 00 alone (JupyterLab would also reopen chapter 2)
+        index = _open(browser, f"{url}/lab/tree/00-index.ipynb?reset&token={token}", 1400)
+        shown = index.locator(".jp-CodeCell:has(.cm-content:has-text('progress()'))")
+        table = shown.locator(".jp-OutputArea-output")
+        _run_until(index, shown, lambda: expect(table).to_contain_text("02-tasks", timeout=20_000))
+        expect(table.locator("tr", has_text="02-tasks-and-states")).to_contain_text("not yet")
+        expect(table.locator("tr", has_text="01-the-pieces")).to_contain_text("not checked yet")
+        browser.close()
+
+
 def _write(page, cell, code: str) -> None:
     """Replace a cell's code as a learner would: select all of it, then type."""
     cell.locator(".cm-content").click()
@@ -259,12 +320,30 @@ def _write(page, cell, code: str) -> None:
     page.keyboard.insert_text(code)
 
 
+def _run_until(page, cell, shown, attempts: int = 3) -> None:
+    """Run ``cell`` until ``shown()`` passes: a page still settling may take the focus
+    from the cell just clicked, and Shift+Enter then runs another one. A person who
+    sees nothing happen presses again; running this cell twice changes nothing."""
+    from playwright.sync_api import Error, expect
+
+    for attempt in range(attempts):
+        cell.locator(".cm-content").click()
+        expect(cell).to_have_class(re.compile("jp-mod-active"))
+        page.keyboard.press("Shift+Enter")
+        try:
+            shown()
+            return
+        except (AssertionError, Error):
+            if attempt == attempts - 1:
+                raise
+
+
 def _run_cell(page, cell) -> None:
     cell.locator(".cm-content").click()
     page.keyboard.press("Shift+Enter")
 
 
-def _open(browser, url: str, width: int):
+def _open(browser, url: str, width: int = 1400):
     """A page with the notebook at ``url`` loaded and its kernel idle."""
     page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(url)

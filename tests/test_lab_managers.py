@@ -165,6 +165,25 @@ def test_the_panel_kills_and_starts_an_etcd_member(cluster, panel):
     assert "already" in panel.message.value
 
 
+def test_after_clean_up_the_panel_shows_every_process_stopped(cluster):
+    """Notebook 14's Clean up stops the cluster under a panel that watches it by itself:
+    the panel must end showing what the process table says, not its last look. (The
+    module's cluster is asked for only so that the test skips where etcd cannot run.)"""
+    with LocalCluster(
+        workers=1, runtime="process", managers=2, store="etcd", etcd_members=1, lease_ttl=TTL
+    ) as own:
+        panel = ManagersPanel(own, interval=0.2)
+        member = own.etcd.members[0].name
+        eventually(lambda: "running" in panel.labels[member].value, what="a look")
+    try:
+        # the panel says so once it has drawn every process as stopped
+        eventually(lambda: "stopped" in panel.message.value, what="the panel to say it")
+        assert all("stopped" in label.value for label in panel.labels.values())
+        assert not any("running" in label.value for label in panel.labels.values())
+    finally:
+        panel.close()
+
+
 def test_the_checker_passes_the_rule_and_catches_a_rule_by_name(cluster):
     _everyone_running(cluster)
     good = checks.check_who_leads(solution("ch14_leader").who_leads, cluster)

@@ -135,3 +135,60 @@ def test_the_task_table_talks_to_a_worker_too(cluster):
     eventually(lambda: shown(State.Running))
     table.stop_buttons[str(table.row("direct").id)].click()
     eventually(lambda: shown(State.Completed))
+
+
+def test_no_tasks_yet_goes_once_the_table_lists_one():
+    with LocalCluster(workers=1, runtime="process", update_interval=0.3) as fresh:
+        table = TaskTable(fresh.client)
+        table.wait()
+        assert "no tasks yet" in table.empty.value
+        fresh.client.submit({"Name": "first", "Image": "cube/echo"})
+
+        def listed():
+            table.refresh()
+            table.wait()
+            return table.row("first")
+
+        eventually(listed, what="the table to list the task")
+        shown = [table.empty.value, table.message.value]
+        assert not any("no tasks yet" in text for text in shown), shown
+        table.close()
+
+
+def test_resume_clears_the_forms_unreachable_at_once(cluster, board):
+    board.wait()
+    board.form.image.value = "Not An Image"  # so the request the manager held adds no task
+    board.controls.buttons[("manager", "pause")].click()
+    try:
+        board.form.submit.click()
+        board.form.wait()
+        assert "Unreachable" in board.form.message.value
+    finally:
+        board.controls.buttons[("manager", "resume")].click()
+    assert "running" in board.controls.labels["manager"].value
+    assert board.form.message.value == ""  # not minutes later: as Resume is pressed
+
+
+def test_a_bad_request_stays_in_the_form_while_the_manager_runs(cluster, board):
+    board.form.image.value = "Not An Image"
+    board.form.submit.click()
+    board.form.wait()
+    board.refresh()
+    board.wait()
+    assert "BadRequest" in board.form.message.value  # only "could not reach it" goes
+
+
+def test_notebook_00s_cell_submits_no_second_task_when_the_form_did(cluster, board, capsys):
+    from cube.lab.welcome import submit_once
+
+    board.form.name.value = "mine-from-the-form"
+    board.form.submit.click()
+    board.form.wait()
+    assert "accepted mine-from-the-form" in board.form.message.value
+    task = submit_once(cluster, "mine-from-the-form", "cube/echo")
+    assert "already there (from the form)" in capsys.readouterr().out
+    assert [t.id for t in cluster.client.tasks() if t.name == "mine-from-the-form"] == [task.id]
+    fresh = submit_once(cluster, "mine-from-the-cell", "cube/echo")
+    assert "submitted mine-from-the-cell" in capsys.readouterr().out
+    for one in (task, fresh):
+        cluster.client.stop(one.id)

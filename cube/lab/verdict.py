@@ -25,6 +25,7 @@ import io
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cube.lab import scores
 from cube.lab.exercise import solutions_mode
 
 if TYPE_CHECKING:
@@ -71,7 +72,9 @@ class Verdict:
         return self
 
     def settle(self) -> Verdict:
-        """Raise :class:`CheckFailed` if this failed while running with the solutions."""
+        """Write this down as the exercise's last attempt (:mod:`cube.lab.scores`), and
+        raise :class:`CheckFailed` if it failed while running with the solutions."""
+        scores.record(self)
         if solutions_mode() and not self.passed:
             raise CheckFailed(str(self))
         return self

@@ -27,7 +27,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from cube.client import Client, CubeError, ManagerClient
+from cube.client import Client, CubeError, ManagerClient, Unreachable
 from cube.cluster import LocalCluster
 from cube.etcd import LocalEtcd
 from cube.lab.background import Every, Follow, Lane
@@ -71,14 +71,26 @@ class _Panel(w.VBox):
         self.view = view
         self._lane = Lane(f"cube-{title.lower()}")
         self._said_at, self._said_error = 0.0, False
+        self._said_unreachable = False  # the last message says the manager did not answer
         self._auto: Every | Follow | None = None
         self._showing, self._shown = threading.Lock(), 0
         super().__init__([w.HTML(f"<b>{html.escape(title)}</b>"), *children, self.message])
 
-    def say(self, text: str, ok: bool = True) -> None:
+    def say(self, text: str, ok: bool = True, unreachable: bool = False) -> None:
         colour = "#166534" if ok else "#b91c1c"
         self.message.value = f'<span style="color:{colour}">{html.escape(text)}</span>'
         self._said_at, self._said_error = time.monotonic(), not ok
+        self._said_unreachable = unreachable
+
+    def say_error(self, exc: CubeError) -> None:
+        self.say(f"{type(exc).__name__}: {exc.message}", False, isinstance(exc, Unreachable))
+
+    def reachable_again(self) -> None:
+        """The manager answers again: a message saying it did not is no longer true, and
+        goes (a panel that only acts, like the form, has no refresh to clear it)."""
+        if self._said_unreachable:
+            self.message.value = ""
+            self._said_error = self._said_unreachable = False
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Wait until this panel's queued calls are done (True if they are)."""
@@ -123,9 +135,9 @@ class _Panel(w.VBox):
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, CubeError):
-            self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+            self.say_error(exc)
         else:
-            self.say(f"{exc}: not asking it; this shows what it said last", ok=False)
+            self.say(f"{exc}: not asking it; this shows what it said last", False, True)
 
     def _decode(self, data: Any) -> Any:
         return data
@@ -148,14 +160,14 @@ class _Panel(w.VBox):
         """Refresh from ``call`` in the background, unless the manager cannot answer."""
         why = self.view.manager_down() if self.view is not None else ""
         if why:
-            self.say(f"{why}: not asking it; this shows what it said last", ok=False)
+            self.say(f"{why}: not asking it; this shows what it said last", False, True)
             return None
 
         def job() -> None:
             try:
                 result = call()
             except CubeError as exc:
-                self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+                self.say_error(exc)
                 return
             show(result)
             if self._said_error or time.monotonic() - self._said_at > HOLD:
@@ -170,7 +182,7 @@ class _Panel(w.VBox):
             try:
                 result = call()
             except CubeError as exc:
-                self.say(f"{type(exc).__name__}: {exc.message}", ok=False)
+                self.say_error(exc)
                 return None
             self.say(done(result))
             return result
@@ -241,9 +253,10 @@ class TaskTable(_Panel):
         )
         self.stop_buttons: dict[str, w.Button] = {}
         self.tasks: list[Task] = []
+        self.empty = w.HTML()  # "no tasks yet", shown with the table it describes
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
-        super().__init__("Tasks", [self.refresh_button, self.grid], view)
+        super().__init__("Tasks", [self.refresh_button, self.grid, self.empty], view)
         self.refresh()
 
     def refresh(self) -> Future[Any] | None:
@@ -263,8 +276,7 @@ class TaskTable(_Panel):
             cells.append(self._stop_button(task, buttons))
         self.grid.children = cells
         self.stop_buttons = buttons
-        if not tasks:
-            self.say("no tasks yet")
+        self.empty.value = "" if tasks else "<i>no tasks yet</i>"
 
     def row(self, name: str) -> Task | None:
         """The task called ``name`` as last shown (for checks in notebooks and tests)."""
@@ -472,6 +484,7 @@ class ManagersPanel(_Panel):
         self.buttons: dict[tuple[str, str], w.Button] = {}
         self.labels: dict[str, w.HTML] = {}
         self.seen: dict[str, Look] = {}  # what each manager said at the last look
+        self._shown_stopped = False  # the look after the cluster stopped has been shown
         self._looks = Lane("cube-managers-look")
         rows: list[w.Widget] = [self._row(n, self.MANAGER_ACTIONS) for n in cluster.managers]
         if isinstance(cluster.etcd, LocalEtcd):
@@ -559,8 +572,14 @@ class ManagersPanel(_Panel):
         self._looks.close()
         super().close()
 
+    def _alive(self) -> bool:
+        """Keep looking until the cluster has stopped and the panel has said so: a
+        panel that stopped at the close went on showing everything as running."""
+        return not self._shown_stopped
+
     def _look(self) -> None:
         if self.cluster.closed:
+            self._show_stopped()
             return
         for seen in looks(self.cluster):
             self.seen[seen.name] = seen
@@ -570,6 +589,17 @@ class ManagersPanel(_Panel):
             leads = member.leads(0.5)
             role = "" if leads is None else "raft leader" if leads else "follower"
             self.labels[member.name].value = self._text(member.state, member.name, role)
+
+    def _show_stopped(self) -> None:
+        """The cluster has stopped: each process as the process table has it, asking
+        nothing (there is nobody left to ask)."""
+        for name, component in self.cluster.managers.items():
+            self.labels[name].value = self._text(component.state, name, "", component.url)
+        etcd = self.cluster.etcd
+        for member in etcd.members if isinstance(etcd, LocalEtcd) else []:
+            self.labels[member.name].value = self._text(member.state, member.name, "")
+        self.say("the cluster has stopped")
+        self._shown_stopped = True
 
     def _manager_text(self, seen: Look) -> str:
         if seen.leading:
@@ -596,7 +626,7 @@ class Dashboard(w.VBox):
 
     def __init__(self, cluster: LocalCluster, interval: float = 1.0, auto: bool = True) -> None:
         client, view = cluster.client, ClusterView(cluster)
-        self.cluster, self.interval = cluster, interval
+        self.cluster, self.interval, self.view = cluster, interval, view
         self.tasks = TaskTable(client, view)
         self.form = TaskForm(client, on_submit=lambda _: self.refresh(), image=cluster.image)
         self.nodes = NodePanel(client, view)
@@ -617,8 +647,16 @@ class Dashboard(w.VBox):
 
     def refresh(self) -> None:
         """Queue a refresh of every panel; returns at once."""
+        self._forget_unreachable()
         for part in (self.tasks, self.nodes, self.events, self.controls):
             part.refresh()
+
+    def _forget_unreachable(self) -> None:
+        """Once the manager runs again (read from the process table, as every panel
+        does), no panel keeps saying it could not be reached."""
+        if not self.view.manager_down():
+            for part in self.panels():
+                part.reachable_again()
 
     def wait(self, timeout: float = 30.0) -> bool:
         """Wait until every panel's queued calls are done."""
@@ -645,6 +683,7 @@ class Dashboard(w.VBox):
         """The timer's tick: the controls read the process table, and a panel whose
         watch is held up by a paused manager says so at once."""
         self.controls.refresh()
+        self._forget_unreachable()
         for part in (self.tasks, self.nodes, self.events):
             why = part._skip()
             if why:
