@@ -17,6 +17,8 @@ import click
 from cube.client import CubeError, ManagerClient, Revision, Unauthorized, Unreachable
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
+from cube.tls_cli import server_tls
+from cube.tls_cli import tls as tls_commands
 
 if TYPE_CHECKING:
     from cube.http import Server
@@ -146,7 +148,7 @@ def worker(
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
     node.start()
-    server = Server(make_app(node, token), host, port, token_required=bool(token))
+    server = Server(make_app(node, token), host, port, token_required=bool(token), tls=server_tls())
     logging.getLogger("cube").info(
         "worker %s (runtime %s, state in %s)", name, node.runtime.name, data_dir / name
     )
@@ -296,14 +298,14 @@ def manager(
             etcd=_etcd_store(store),
             prefix=etcd_prefix,
             name=f"{host}:{port}",
-            api=f"http://{host}:{port}",
+            api=f"{'https' if server_tls() else 'http'}://{host}:{port}",
             lease_ttl=lease_ttl,
         )
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
     except EtcdError as exc:
         raise click.ClickException(f"cannot use the etcd at {store}: {exc}") from None
-    server = Server(make_app(boss, token), host, port, token_required=bool(token))
+    server = Server(make_app(boss, token), host, port, token_required=bool(token), tls=server_tls())
     boss.start()
     logging.getLogger("cube").info(
         "manager (scheduler %s, workers %s, state in %s)",
@@ -973,6 +975,7 @@ def _ports(task: Task) -> str:
     default=1,
     help="Members of the etcd started here (3 tolerate one down).",
 )
+@click.option("--tls", is_flag=True, help="HTTPS between all components (a CA in DATA_DIR/tls).")
 def up(
     workers: int,
     runtime: str,
@@ -983,6 +986,7 @@ def up(
     managers: int,
     store: str | None,
     etcd_members: int,
+    tls: bool,
 ) -> None:
     """Run a whole cluster here: a manager and WORKERS workers, as child processes.
 
@@ -1013,6 +1017,7 @@ def up(
             managers=managers,
             store=store,
             etcd_members=etcd_members,
+            tls=tls,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from None
@@ -1024,6 +1029,8 @@ def up(
         click.echo(f"Cube is up.\n{cluster.describe()}")
         click.echo(f"  logs       {data_dir / 'logs'}")
         try_run = f"cube run --name web --image {cluster.image} --manager {cluster.manager.address}"
+        if cluster.tls is not None:  # the CLI's commands trust the cluster's CA
+            click.echo(f"\nFirst: export CUBE_CACERT={cluster.tls.ca}")
         click.echo(f"\nTry:  {try_run}")
         click.echo(f"      cube status --manager {cluster.manager.address}")
         click.echo("Press Ctrl-C to stop the cluster.")
@@ -1031,6 +1038,9 @@ def up(
         click.echo("Stopping the manager and the workers...")
         cluster.stop()
         click.echo("Stopped." + (" Tasks were left running." if keep_tasks else ""))
+
+
+cli.add_command(tls_commands)
 
 
 def main() -> None:

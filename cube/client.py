@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import requests
 
+from cube import tls
 from cube.messages import NodeInfo
 from cube.task import State, Task, TaskEvent, ValidationError, wait_for_state
 
@@ -109,10 +110,11 @@ class Client:
     restarts = False  # does the other side restart a Failed task by itself?
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
-        self.url = url if "://" in url else f"http://{url}"
+        self.url = tls.base_url(url)
         self.url = self.url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        self.verify: str | bool = tls.ca_file() or True  # CUBE_CACERT, else the system's
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
@@ -230,6 +232,7 @@ class Client:
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
         kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("verify", self.verify)  # per call: a session's yields to the env
         extra = self._headers()
         if extra:
             kwargs["headers"] = {**kwargs.get("headers", {}), **extra}

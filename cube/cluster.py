@@ -25,6 +25,7 @@ from pathlib import Path
 
 import requests
 
+from cube.certs import local_tls
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd.local import LocalEtcd
 from cube.procs import process_state
@@ -47,11 +48,12 @@ class Component:
     args: list[str]
     log: Path
     host: str = "127.0.0.1"
+    scheme: str = "http"  # https with tls=True
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def address(self) -> str:
@@ -103,6 +105,7 @@ class LocalCluster:
         store: str | None = None,
         etcd_members: int = 1,
         lease_ttl: int = 3,
+        tls: bool = False,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cube-"))
@@ -110,6 +113,8 @@ class LocalCluster:
         self.scheduler = scheduler
         self.token, self.worker_token = token, worker_token
         self.keep_tasks = keep_tasks
+        self.tls = local_tls(self.data_dir / "tls") if tls else None
+        self.verify: str | bool = str(self.tls.ca) if self.tls else True
         ports = worker_ports or [0] * workers
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -121,6 +126,7 @@ class LocalCluster:
             if not keep_tasks:
                 args.append("--stop-tasks-on-exit")
             self.workers[name] = Component(name, port, args, logs / f"{name}.log")
+            self.workers[name].scheme = "https" if tls else "http"
         if managers > 1 and not store:
             raise ValueError("several managers share their state on etcd: give store='etcd'")
         self.etcd = self._etcd(store, etcd_members)
@@ -139,8 +145,10 @@ class LocalCluster:
             port = (given[i - 1] if i <= len(given) else 0) or _free_port()
             args = ["manager", *_flags(port=port), *common]
             self.managers[name] = Component(name, port, args, logs / f"{name}.log")
+            self.managers[name].scheme = "https" if tls else "http"
         self.manager = self.managers["manager"]
         self.client = ManagerClient(self.manager.url, token=token, timeout=10)
+        self.client.verify = self.verify
         self.closed = False  # True once stop() has run; start() opens it again
         self._reaper: Reaper | None = None
 
@@ -253,7 +261,8 @@ class LocalCluster:
             if component.state != "running":
                 continue
             try:
-                health = requests.get(f"{component.url}/health", timeout=1).json()
+                url = f"{component.url}/health"
+                health = requests.get(url, timeout=1, verify=self.verify).json()
             except (requests.RequestException, ValueError):
                 continue
             if health.get("Leading"):
@@ -270,7 +279,9 @@ class LocalCluster:
         return DEMO_IMAGES[self.runtime]
 
     def worker_client(self, name: str) -> WorkerClient:
-        return WorkerClient(self.component(name).url, token=self.worker_token)
+        client = WorkerClient(self.component(name).url, token=self.worker_token)
+        client.verify = self.verify
+        return client
 
     def describe(self) -> str:
         """Where everything listens, for people."""
@@ -308,6 +319,8 @@ class LocalCluster:
             )
         else:
             env["CUBE_TOKEN"] = self.worker_token or ""
+        if self.tls is not None:
+            env.update(self.tls.env())
         with component.log.open("ab") as out:
             component.proc = subprocess.Popen(
                 [sys.executable, "-m", "cube", *component.args],
@@ -324,7 +337,7 @@ class LocalCluster:
             if component.proc is None or component.proc.poll() is not None:
                 raise RuntimeError(f"{component.name} exited: {_tail(component.log)}")
             try:
-                if requests.get(f"{component.url}/health", timeout=1).ok:
+                if requests.get(f"{component.url}/health", timeout=1, verify=self.verify).ok:
                     return
             except requests.RequestException:
                 pass

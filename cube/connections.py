@@ -29,6 +29,7 @@ import contextlib
 import re
 import select
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -73,6 +74,8 @@ class Reader:
 
     def fill(self) -> bool:
         """Take what the socket has without waiting. False when the peer closed."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            return self._fill_tls()
         try:
             while True:
                 data = self.sock.recv(READ_CHUNK, _DONTWAIT)
@@ -85,6 +88,27 @@ class Reader:
             return True
         except OSError:
             return False
+
+    def _fill_tls(self) -> bool:
+        """:meth:`fill` over TLS, which takes no recv flags: the socket is made
+        non-blocking for the while. Everything OpenSSL has decrypted is taken (the
+        selector only sees the raw socket), and the first reads also complete the
+        handshake. False when the peer closed, or spoke something other than TLS."""
+        timeout = self.sock.gettimeout()
+        try:
+            self.sock.settimeout(0.0)
+            while True:
+                data = self.sock.recv(READ_CHUNK)
+                if not data:
+                    return False
+                self._take(data)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        except (OSError, ValueError):
+            return False
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self.sock.settimeout(timeout)
 
     def _take(self, data: bytes) -> None:
         now = time.monotonic()
@@ -207,6 +231,8 @@ class Connection(cheroot_server.HTTPConnection):
         super().__init__(server, sock, makefile or cheroot_server.MakeFile)
         self.rfile: Any = Reader(sock, server.max_body)
         self.wfile: Any = Writer(sock)
+        if isinstance(sock, ssl.SSLSocket):  # the handshake counts against the deadline
+            self.rfile.started = time.monotonic()
 
     def communicate(self) -> bool:
         for _ in range(IN_A_ROW):
@@ -345,5 +371,11 @@ def _short(reader: Reader) -> str:
 
 
 def _send(conn: Connection, data: bytes) -> None:
-    with contextlib.suppress(OSError):
-        conn.socket.send(data, _DONTWAIT)
+    """Send without waiting (over TLS, which takes no flags, on a non-blocking socket)."""
+    sock = conn.socket
+    with contextlib.suppress(OSError, ValueError):
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(0.0)
+            sock.send(data)
+        else:
+            sock.send(data, _DONTWAIT)

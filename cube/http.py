@@ -37,6 +37,7 @@ from cube.wire import encode
 
 if TYPE_CHECKING:
     from cube.records import Changes
+    from cube.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,8 @@ class Server:
 
     ``port=0`` picks a free port; :attr:`url` tells which. Binds 127.0.0.1 unless told
     otherwise; binding another address without a token logs a loud warning, because
-    anyone who can reach the port could then start and stop tasks. A request must
+    anyone who can reach the port could then start and stop tasks. Given ``tls``, it
+    speaks HTTPS only. A request must
     arrive whole within ``request_timeout`` seconds, and no pool thread waits for one
     that is slow to (see :mod:`cube.connections`).
     """
@@ -298,6 +300,7 @@ class Server:
         threads: int = 16,
         token_required: bool = False,
         request_timeout: float = 5.0,
+        tls: ServerTLS | None = None,
     ) -> None:
         if not is_loopback(host) and not token_required:
             log.warning(
@@ -314,6 +317,9 @@ class Server:
             request_timeout=request_timeout,
             max_body=MAX_BODY,
         )
+        if tls is not None:  # HTTPS only on this port (see cube.tls)
+            self._server.ssl_adapter = tls.adapter()
+        self.scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
         self._growing = threading.Lock()
         if hasattr(app, "config"):
@@ -335,7 +341,7 @@ class Server:
         host = self.host
         if host in ("0.0.0.0", "::"):
             host = socket.gethostname()
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def spare_threads(self) -> None:
         """Keep ``SPARE_THREADS`` threads free for ordinary requests: a request about to

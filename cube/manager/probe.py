@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from cube import tls
 from cube.client import EPOCH_HEADER, CubeError, NotFound, Unreachable
 
 
@@ -22,8 +23,10 @@ class Prober:
     """GETs for one worker, over one connection reopened after any error."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
+        parts = urlsplit(tls.base_url(url))
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        # over https, verified against CUBE_CACERT (made once: contexts are not cheap)
+        self.context = tls.client_context() if parts.scheme == "https" else None
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.epoch: Callable[[], int | None] | None = None  # the leader's, when several
@@ -35,9 +38,7 @@ class Prober:
         :class:`~cube.client.Unreachable` or :class:`~cube.client.CubeError` otherwise."""
         with self._lock:
             try:
-                conn = self._conn or http.client.HTTPConnection(
-                    self.host, self.port, timeout=self.timeout
-                )
+                conn = self._conn or self._connect()
                 self._conn = conn
                 conn.request("GET", path, headers=self._headers())
                 response = conn.getresponse()
@@ -54,6 +55,13 @@ class Prober:
                 return json.loads(body)
             except ValueError:
                 raise CubeError(200, f"GET {path} did not answer JSON") from None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.context is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return http.client.HTTPSConnection(
+            self.host, self.port, timeout=self.timeout, context=self.context
+        )
 
     def _headers(self) -> dict[str, str]:
         """A leader's probe tells each worker its epoch, so that every worker knows of
