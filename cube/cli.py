@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cube.client import CubeError, ManagerClient, Revision, Unauthorized, Unreachable
+from cube.roles import manager_access, worker_access
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
 from cube.tls_cli import server_tls
@@ -148,7 +149,8 @@ def worker(
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
     node.start()
-    server = Server(make_app(node, token), host, port, token_required=bool(token), tls=server_tls())
+    secure, access = server_tls(), worker_access(token)
+    server = Server(make_app(node, access), host, port, token_required=bool(access), tls=secure)
     logging.getLogger("cube").info(
         "worker %s (runtime %s, state in %s)", name, node.runtime.name, data_dir / name
     )
@@ -217,7 +219,7 @@ def worker(
 )
 @click.option(
     "--worker-token",
-    envvar="CUBE_WORKER_TOKEN",
+    envvar=["CUBE_WORKER_TOKEN", "CUBE_MANAGER_TOKEN"],
     default=None,
     help="Token to send to workers (env CUBE_WORKER_TOKEN).",
 )
@@ -305,7 +307,8 @@ def manager(
         raise click.ClickException(str(exc)) from None
     except EtcdError as exc:
         raise click.ClickException(f"cannot use the etcd at {store}: {exc}") from None
-    server = Server(make_app(boss, token), host, port, token_required=bool(token), tls=server_tls())
+    secure, access = server_tls(), manager_access(token)
+    server = Server(make_app(boss, access), host, port, token_required=bool(access), tls=secure)
     boss.start()
     logging.getLogger("cube").info(
         "manager (scheduler %s, workers %s, state in %s)",
@@ -367,7 +370,10 @@ manager_options = _compose(
         help="The manager's host:port (env CUBE_MANAGER).",
     ),
     click.option(
-        "--token", envvar="CUBE_TOKEN", default=None, help="Bearer token (env CUBE_TOKEN)."
+        "--token",
+        envvar=["CUBE_TOKEN", "CUBE_CLIENT_TOKEN"],
+        default=None,
+        help="Bearer token (env CUBE_TOKEN, else CUBE_CLIENT_TOKEN).",
     ),
     click.option("--json", "as_json", is_flag=True, help="Print JSON for programs."),
 )

@@ -312,7 +312,8 @@ class LocalCluster:
     def _spawn(self, component: Component) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("CUBE_TOKEN", None)
-        env.pop("CUBE_WORKER_TOKEN", None)
+        for name in ("CUBE_WORKER_TOKEN", "CUBE_MANAGER_TOKEN", "CUBE_CLIENT_TOKEN"):
+            env.pop(name, None)  # the roles' tokens too: only what this cluster was given
         if component in self.managers.values():
             env.update(
                 {"CUBE_TOKEN": self.token or "", "CUBE_WORKER_TOKEN": self.worker_token or ""}

@@ -37,6 +37,7 @@ from cube.wire import encode
 
 if TYPE_CHECKING:
     from cube.records import Changes
+    from cube.roles import Access
     from cube.tls import ServerTLS
 
 log = logging.getLogger(__name__)
@@ -53,17 +54,20 @@ def fail(status: int, message: str, headers: dict[str, str] | None = None) -> bo
     return bottle.HTTPError(status, message, headers=headers)
 
 
-def json_app(name: str, token: str | None = None) -> bottle.Bottle:
+def json_app(name: str, token: str | Access | None = None) -> bottle.Bottle:
     """A Bottle app whose every error is JSON and which, given a token, requires
-    ``Authorization: Bearer <token>`` on every route except ``/health``."""
+    ``Authorization: Bearer <token>`` on every route except ``/health`` (given an
+    :class:`~cube.roles.Access`, the token of a role that may do what is asked)."""
     app = bottle.Bottle(catchall=True, autojson=True)
     app.config["cube.name"] = name
     app.config["cube.on_stop"] = []  # called before the server stops: end blocking queries
     app.config["cube.on_start"] = []  # called when it starts: blocking queries may wait
     app.default_error_handler = _error_handler  # type: ignore[method-assign]
     app.install(_translate_errors)
-    if token:
+    if isinstance(token, str) and token:
         app.install(_require_token(token))
+    elif token:
+        app.install(token.plugin(OPEN_PATHS, TRUSTED))
     return app
 
 

@@ -62,6 +62,7 @@ from cube.openapi import (
     submit_doc,
     takes_header,
 )
+from cube.roles import Access
 from cube.task import MAX_GENERATION, Task, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
 from cube.worker import epoch
@@ -96,7 +97,7 @@ class WorkerTask(Task):
     runtime: RuntimeStatus | None = None
 
 
-def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
+def make_app(worker: Worker, token: str | Access | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app(f"cube worker {worker.name}" if worker is not None else "cube worker", token)
     app.config["cube.on_stop"].append(lambda: worker.records.release())
@@ -122,7 +123,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     def list_tasks() -> bytes:
         query = list_query()
         watch = watch_query()
-        if watch and bottle.request.query.get("ack") == "1":
+        if watch and bottle.request.query.get("ack") == "1" and trusted():
             worker.acknowledge(watch[0])
         block(worker.records.changes)
         if query.since is not None:
