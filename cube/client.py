@@ -134,6 +134,7 @@ class Client:
         call (widgets want an answer, or a clear "no answer", within a second)."""
         other = type(self)(self.url, timeout=seconds)
         other._session.headers.update(self._session.headers)
+        other.verify = self.verify
         return other
 
     def health(self) -> dict[str, Any]:
@@ -370,6 +371,7 @@ class ManagerClient(Client):
         this one wrote."""
         other = ManagerClient(url, timeout=self.timeout, revision=self.revision)
         other._session.headers.update(self._session.headers)
+        other.verify = self.verify
         return other
 
     def with_timeout(self, seconds: float) -> ManagerClient:

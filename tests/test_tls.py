@@ -317,5 +317,6 @@ def test_a_local_cluster_with_tls_runs_a_task(tmp_path):
         eventually(lambda: cluster.client.task(str(task.id)).state is State.Running, 30, "running")
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{cluster.manager.url}/health", timeout=5, verify=True)
+        assert cluster.client.with_timeout(2).task(str(task.id)).id == task.id  # trusts too
         worker = cluster.worker_client("worker-1")
         assert [t.id for t in worker.tasks()] == [task.id]
