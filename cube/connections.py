@@ -93,7 +93,8 @@ class Reader:
         """:meth:`fill` over TLS, which takes no recv flags: the socket is made
         non-blocking for the while. Everything OpenSSL has decrypted is taken (the
         selector only sees the raw socket), and the first reads also complete the
-        handshake. False when the peer closed, or spoke something other than TLS."""
+        handshake. False when the peer closed, or spoke something other than TLS (a
+        plain HTTP request is first told, in plain HTTP, to use https)."""
         timeout = self.sock.gettimeout()
         try:
             self.sock.settimeout(0.0)
@@ -104,6 +105,10 @@ class Reader:
                 self._take(data)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return True
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":
+                _send_plain(self.sock, PLAIN_TO_TLS)
+            return False
         except (OSError, ValueError):
             return False
         finally:
@@ -346,13 +351,7 @@ class GatedServer(WSGIServer):
 
     def refuse(self, conn: Connection, status: int, message: str) -> None:
         """Answer with a Cube error body and close: the request is not read further."""
-        body = encode(ErrorBody(http_status_code=status, message=message))
-        reason = _REASONS.get(status, "Error")
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        _send(conn, head.encode() + body)
+        _send(conn, _plain_answer(status, message))
         conn.close()
 
 
@@ -368,6 +367,24 @@ def _short(reader: Reader) -> str:
     announced = (reader.left or 0) - reader.head_end
     got = len(reader.buffer) - reader.head_end
     return f"the body is shorter than its Content-Length: {got} of {announced} bytes arrived"
+
+
+def _plain_answer(status: int, message: str) -> bytes:
+    body = encode(ErrorBody(http_status_code=status, message=message))
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+PLAIN_TO_TLS = _plain_answer(400, "this server speaks HTTPS only: ask https:// (see cube tls)")
+
+
+def _send_plain(sock: ssl.SSLSocket, data: bytes) -> None:
+    """Bytes past TLS, on the socket under it: the answer to a peer that never spoke it."""
+    with contextlib.suppress(OSError):
+        socket.socket.send(sock, data)
 
 
 def _send(conn: Connection, data: bytes) -> None:

@@ -202,11 +202,20 @@ def test_the_worker_refuses_an_order_with_only_the_client_token(secured, monkeyp
     assert WorkerClient(secured["worker"], token=CLIENT).tasks() == []  # nothing changed
 
 
-def test_plain_http_and_a_client_without_the_ca_are_refused(secured):
+def test_plain_http_and_a_client_without_the_ca_are_refused(secured, monkeypatch):
     for name in ("worker", "manager"):
         address = secured[name]
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://{address}/health", timeout=5)
+        plain = requests.get(f"http://{address}/health", timeout=5)
+        assert plain.status_code == 400
+        assert "HTTPS only" in plain.json()["Message"]
+        task = {"Name": "web", "Image": "cube/echo"}
+        bearer = {"Authorization": f"Bearer {CLIENT}"}
+        plain = requests.post(f"http://{address}/tasks", json=task, headers=bearer, timeout=5)
+        assert plain.status_code == 400  # and nothing was submitted:
+    monkeypatch.setenv(CA_ENV, secured["ca"])
+    assert ManagerClient(secured["manager"], token=CLIENT).tasks() == []
+    for name in ("worker", "manager"):
+        address = secured[name]
         with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
             requests.get(f"https://{address}/health", timeout=5, verify=True)
         answer = requests.get(f"https://{address}/health", timeout=5, verify=secured["ca"])
