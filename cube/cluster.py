@@ -22,16 +22,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
-from cube.certs import local_tls
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd.local import LocalEtcd
 from cube.procs import process_state
 from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
+
+if TYPE_CHECKING:
+    from cube.certs import LocalTLS
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ class LocalCluster:
         self.scheduler = scheduler
         self.token, self.worker_token = token, worker_token
         self.keep_tasks = keep_tasks
-        self.tls = local_tls(self.data_dir / "tls") if tls else None
+        self.tls = _local_tls(self.data_dir / "tls") if tls else None
         self.verify: str | bool = str(self.tls.ca) if self.tls else True
         ports = worker_ports or [0] * workers
         logs = self.data_dir / "logs"
@@ -370,6 +373,12 @@ class LocalCluster:
         proc = self.component(name).proc
         if proc is not None and proc.poll() is None:
             proc.send_signal(sig)
+
+
+def _local_tls(directory: Path) -> LocalTLS:
+    from cube.certs import local_tls  # cryptography is loaded only when TLS is asked for
+
+    return local_tls(directory)
 
 
 def _flags(**options: object) -> list[str]:
