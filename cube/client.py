@@ -54,10 +54,6 @@ class Unauthorized(CubeError):
     """401: a token is required (set CUBE_TOKEN or pass ``token=``)."""
 
 
-class Forbidden(CubeError):
-    """403: the token is known but its role may not do this (see :mod:`cube.roles`)."""
-
-
 class NotFound(CubeError):
     """404: no such task (or route)."""
 
@@ -103,14 +99,7 @@ class WillNotHappen(RuntimeError):
         self.task, self.states = task, states
 
 
-_BY_STATUS = {
-    400: BadRequest,
-    401: Unauthorized,
-    403: Forbidden,
-    404: NotFound,
-    409: Conflict,
-    410: Gone,
-}
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: NotFound, 409: Conflict, 410: Gone}
 EPOCH_HEADER = "X-Cube-Epoch"  # what cube.worker.epoch reads
 REVISION_HEADER = "X-Cube-Revision"  # what cube.manager.consistency reads and answers
 
@@ -243,8 +232,8 @@ class Client:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
-        kwargs.setdefault("timeout", self.timeout)
         kwargs.setdefault("verify", self.verify)  # per call: a session's yields to the env
+        kwargs.setdefault("timeout", self.timeout)
         extra = self._headers()
         if extra:
             kwargs["headers"] = {**kwargs.get("headers", {}), **extra}

@@ -303,8 +303,8 @@ class Server:
         *,
         threads: int = 16,
         token_required: bool = False,
-        request_timeout: float = 5.0,
         tls: ServerTLS | None = None,
+        request_timeout: float = 5.0,
     ) -> None:
         if not is_loopback(host) and not token_required:
             log.warning(

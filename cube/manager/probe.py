@@ -56,13 +56,6 @@ class Prober:
             except ValueError:
                 raise CubeError(200, f"GET {path} did not answer JSON") from None
 
-    def _connect(self) -> http.client.HTTPConnection:
-        if self.context is None:
-            return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-        return http.client.HTTPSConnection(
-            self.host, self.port, timeout=self.timeout, context=self.context
-        )
-
     def _headers(self) -> dict[str, str]:
         """A leader's probe tells each worker its epoch, so that every worker knows of
         a new leader within a round, before any older leader's order can reach it."""
@@ -77,3 +70,10 @@ class Prober:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.context is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return http.client.HTTPSConnection(
+            self.host, self.port, timeout=self.timeout, context=self.context
+        )

@@ -34,7 +34,7 @@ and ``/tasks`` reuses each task's JSON until the task changes: a manager asks fo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 import msgspec
@@ -62,12 +62,14 @@ from cube.openapi import (
     submit_doc,
     takes_header,
 )
-from cube.roles import Access
 from cube.task import MAX_GENERATION, Task, parse_submission, parse_uuid
 from cube.wire import ListCache, encode
 from cube.worker import epoch
 from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
+
+if TYPE_CHECKING:
+    from cube.roles import Access
 
 STATS_MAX_AGE = 1.0
 TAIL = count("tail", "How many of the last lines to return.", default=200)
