@@ -15,6 +15,7 @@ SUITES = [
     "bench_store",
     "bench_wire",
     "bench_api",
+    "bench_tls",
     "bench_e2e",
     "bench_replay",
 ]

@@ -16,8 +16,11 @@ import click
 
 from cube.client import CubeError, ManagerClient, Revision, Unauthorized, Unreachable
 from cube.lab.commands import lab
+from cube.roles import manager_access, worker_access
 from cube.task import State, Task, TaskEvent, format_time, utcnow
 from cube.text import SafeFormatter, printable
+from cube.tls_cli import server_tls
+from cube.tls_cli import tls as tls_commands
 
 if TYPE_CHECKING:
     from cube.http import Server
@@ -172,7 +175,8 @@ def worker(
     except DirectoryLocked as exc:
         raise click.ClickException(str(exc)) from None
     node.start()
-    server = Server(make_app(node, token), host, port, token_required=bool(token))
+    secure, access = server_tls(), worker_access(token)
+    server = Server(make_app(node, access), host, port, token_required=bool(access), tls=secure)
     logging.getLogger("cube").info(
         "worker %s (runtime %s, state in %s)", name, node.runtime.name, data_dir / name
     )
@@ -241,7 +245,7 @@ def worker(
 )
 @click.option(
     "--worker-token",
-    envvar="CUBE_WORKER_TOKEN",
+    envvar=["CUBE_WORKER_TOKEN", "CUBE_MANAGER_TOKEN"],
     default=None,
     help="Token to send to workers (env CUBE_WORKER_TOKEN).",
 )
@@ -331,7 +335,7 @@ def manager(
             etcd=_etcd_store(store),
             prefix=etcd_prefix,
             name=f"{host}:{port}",
-            api=f"http://{host}:{port}",
+            api=f"{'https' if server_tls() else 'http'}://{host}:{port}",
             lease_ttl=lease_ttl,
             leader_secret=_leader_secret(leader_secret),
         )
@@ -339,7 +343,8 @@ def manager(
         raise click.ClickException(str(exc)) from None
     except EtcdError as exc:
         raise click.ClickException(f"cannot use the etcd at {store}: {exc}") from None
-    server = Server(make_app(boss, token), host, port, token_required=bool(token))
+    secure, access = server_tls(), manager_access(token)
+    server = Server(make_app(boss, access), host, port, token_required=bool(access), tls=secure)
     boss.start()
     logging.getLogger("cube").info(
         "manager (scheduler %s, workers %s, state in %s)",
@@ -413,7 +418,10 @@ manager_options = _compose(
         help="The manager's host:port (env CUBE_MANAGER).",
     ),
     click.option(
-        "--token", envvar="CUBE_TOKEN", default=None, help="Bearer token (env CUBE_TOKEN)."
+        "--token",
+        envvar=["CUBE_TOKEN", "CUBE_CLIENT_TOKEN"],
+        default=None,
+        help="Bearer token (env CUBE_TOKEN, else CUBE_CLIENT_TOKEN).",
     ),
     click.option("--json", "as_json", is_flag=True, help="Print JSON for programs."),
 )
@@ -1025,6 +1033,7 @@ def _ports(task: Task) -> str:
     default=1,
     help="Members of the etcd started here (3 tolerate one down).",
 )
+@click.option("--tls", is_flag=True, help="HTTPS between all components (a CA in DATA_DIR/tls).")
 def up(
     workers: int,
     runtime: str,
@@ -1035,6 +1044,7 @@ def up(
     managers: int,
     store: str | None,
     etcd_members: int,
+    tls: bool,
 ) -> None:
     """Run a whole cluster here: a manager and WORKERS workers, as child processes.
 
@@ -1065,6 +1075,7 @@ def up(
             managers=managers,
             store=store,
             etcd_members=etcd_members,
+            tls=tls,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--store") from None
@@ -1076,6 +1087,8 @@ def up(
         click.echo(f"Cube is up.\n{cluster.describe()}")
         click.echo(f"  logs       {data_dir / 'logs'}")
         try_run = f"cube run --name web --image {cluster.image} --manager {cluster.manager.address}"
+        if cluster.tls is not None:  # the CLI's commands trust the cluster's CA
+            click.echo(f"\nFirst: export CUBE_CACERT={cluster.tls.ca}")
         click.echo(f"\nTry:  {try_run}")
         click.echo(f"      cube status --manager {cluster.manager.address}")
         click.echo("Press Ctrl-C to stop the cluster.")
@@ -1086,6 +1099,7 @@ def up(
 
 
 cli.add_command(lab)
+cli.add_command(tls_commands)
 
 
 def main() -> None:

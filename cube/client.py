@@ -34,6 +34,7 @@ from typing import Any, cast
 
 import requests
 
+from cube import tls
 from cube.messages import NodeInfo
 from cube.proof import HEADER as EPOCH_HEADER
 from cube.proof import PROOF_HEADER, BadEpoch, Stamp, Unproven, read
@@ -137,10 +138,11 @@ class Client:
     restarts = False  # does the other side restart a Failed task by itself?
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 5.0) -> None:
-        self.url = url if "://" in url else f"http://{url}"
+        self.url = tls.base_url(url)
         self.url = self.url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        self.verify: str | bool = tls.ca_file() or True  # CUBE_CACERT, else the system's
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 
@@ -149,6 +151,7 @@ class Client:
         call (widgets want an answer, or a clear "no answer", within a second)."""
         other = type(self)(self.url, timeout=seconds)
         other._session.headers.update(self._session.headers)
+        other.verify = self.verify
         return other
 
     def health(self) -> dict[str, Any]:
@@ -262,6 +265,7 @@ class Client:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = self.url + path
+        kwargs.setdefault("verify", self.verify)  # per call: a session's yields to the env
         kwargs.setdefault("timeout", self.timeout)
         extra = self._headers(method)
         if extra:
@@ -398,6 +402,7 @@ class ManagerClient(Client):
         this one wrote."""
         other = ManagerClient(url, timeout=self.timeout, revision=self.revision)
         other._session.headers.update(self._session.headers)
+        other.verify = self.verify
         return other
 
     def with_timeout(self, seconds: float) -> ManagerClient:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -32,6 +33,9 @@ from cube.proof import LeaderSecret
 from cube.reaper import Reaper, reap
 from cube.runtime import resolve
 from cube.worker.worker import worker_runtime
+
+if TYPE_CHECKING:
+    from cube.certs import LocalTLS
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +52,12 @@ class Component:
     args: list[str]
     log: Path
     host: str = "127.0.0.1"
+    scheme: str = "http"  # https with tls=True
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def address(self) -> str:
@@ -104,6 +109,7 @@ class LocalCluster:
         store: str | None = None,
         etcd_members: int = 1,
         lease_ttl: int = 3,
+        tls: bool = False,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cube-"))
@@ -111,6 +117,8 @@ class LocalCluster:
         self.scheduler = scheduler
         self.token, self.worker_token = token, worker_token
         self.keep_tasks = keep_tasks
+        self.tls = _local_tls(self.data_dir / "tls") if tls else None
+        self.verify: str | bool = str(self.tls.ca) if self.tls else True
         ports = worker_ports or [0] * workers
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -122,6 +130,7 @@ class LocalCluster:
             if not keep_tasks:
                 args.append("--stop-tasks-on-exit")
             self.workers[name] = Component(name, port, args, logs / f"{name}.log")
+            self.workers[name].scheme = "https" if tls else "http"
         if managers > 1 and not store:
             raise ValueError("several managers share their state on etcd: give store='etcd'")
         self.etcd = self._etcd(store, etcd_members)
@@ -145,8 +154,10 @@ class LocalCluster:
             port = (given[i - 1] if i <= len(given) else 0) or _free_port()
             args = ["manager", *_flags(port=port), *common]
             self.managers[name] = Component(name, port, args, logs / f"{name}.log")
+            self.managers[name].scheme = "https" if tls else "http"
         self.manager = self.managers["manager"]
         self.client = ManagerClient(self.manager.url, token=token, timeout=10)
+        self.client.verify = self.verify
         self.closed = False  # True once stop() has run; start() opens it again
         self._reaper: Reaper | None = None
 
@@ -259,7 +270,8 @@ class LocalCluster:
             if component.state != "running":
                 continue
             try:
-                health = requests.get(f"{component.url}/health", timeout=1).json()
+                url = f"{component.url}/health"
+                health = requests.get(url, timeout=1, verify=self.verify).json()
             except (requests.RequestException, ValueError):
                 continue
             if health.get("Leading"):
@@ -276,7 +288,9 @@ class LocalCluster:
         return DEMO_IMAGES[self.runtime]
 
     def worker_client(self, name: str) -> WorkerClient:
-        return WorkerClient(self.component(name).url, token=self.worker_token)
+        client = WorkerClient(self.component(name).url, token=self.worker_token)
+        client.verify = self.verify
+        return client
 
     def describe(self) -> str:
         """Where everything listens, for people."""
@@ -307,13 +321,16 @@ class LocalCluster:
     def _spawn(self, component: Component) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("CUBE_TOKEN", None)
-        env.pop("CUBE_WORKER_TOKEN", None)
+        for name in ("CUBE_WORKER_TOKEN", "CUBE_MANAGER_TOKEN", "CUBE_CLIENT_TOKEN"):
+            env.pop(name, None)  # the roles' tokens too: only what this cluster was given
         if component in self.managers.values():
             env.update(
                 {"CUBE_TOKEN": self.token or "", "CUBE_WORKER_TOKEN": self.worker_token or ""}
             )
         else:
             env["CUBE_TOKEN"] = self.worker_token or ""
+        if self.tls is not None:
+            env.update(self.tls.env())
         with component.log.open("ab") as out:
             component.proc = subprocess.Popen(
                 [sys.executable, "-m", "cube", *component.args],
@@ -330,7 +347,7 @@ class LocalCluster:
             if component.proc is None or component.proc.poll() is not None:
                 raise RuntimeError(f"{component.name} exited: {_tail(component.log)}")
             try:
-                if requests.get(f"{component.url}/health", timeout=1).ok:
+                if requests.get(f"{component.url}/health", timeout=1, verify=self.verify).ok:
                     return
             except requests.RequestException:
                 pass
@@ -362,6 +379,12 @@ class LocalCluster:
         proc = self.component(name).proc
         if proc is not None and proc.poll() is None:
             proc.send_signal(sig)
+
+
+def _local_tls(directory: Path) -> LocalTLS:
+    from cube.certs import local_tls  # cryptography is loaded only when TLS is asked for
+
+    return local_tls(directory)
 
 
 def _flags(**options: object) -> list[str]:

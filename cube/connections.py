@@ -29,6 +29,7 @@ import contextlib
 import re
 import select
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -74,6 +75,8 @@ class Reader:
 
     def fill(self) -> bool:
         """Take what the socket has without waiting. False when the peer closed."""
+        if isinstance(self.sock, ssl.SSLSocket):
+            return self._fill_tls()
         try:
             while True:
                 data = self.sock.recv(READ_CHUNK, _DONTWAIT)
@@ -86,6 +89,32 @@ class Reader:
             return True
         except OSError:
             return False
+
+    def _fill_tls(self) -> bool:
+        """:meth:`fill` over TLS, which takes no recv flags: the socket is made
+        non-blocking for the while. Everything OpenSSL has decrypted is taken (the
+        selector only sees the raw socket), and the first reads also complete the
+        handshake. False when the peer closed, or spoke something other than TLS (a
+        plain HTTP request is first told, in plain HTTP, to use https)."""
+        timeout = self.sock.gettimeout()
+        try:
+            self.sock.settimeout(0.0)
+            while True:
+                data = self.sock.recv(READ_CHUNK)
+                if not data:
+                    return False
+                self._take(data)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        except ssl.SSLError as exc:
+            if exc.reason == "HTTP_REQUEST":
+                _send_plain(self.sock, PLAIN_TO_TLS)
+            return False
+        except (OSError, ValueError):
+            return False
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                self.sock.settimeout(timeout)
 
     def _take(self, data: bytes) -> None:
         now = time.monotonic()
@@ -208,6 +237,8 @@ class Connection(cheroot_server.HTTPConnection):
         super().__init__(server, sock, makefile or cheroot_server.MakeFile)
         self.rfile: Any = Reader(sock, server.max_body)
         self.wfile: Any = Writer(sock)
+        if isinstance(sock, ssl.SSLSocket):  # the handshake counts against the deadline
+            self.rfile.started = time.monotonic()
 
     def communicate(self) -> bool:
         for _ in range(IN_A_ROW):
@@ -325,13 +356,7 @@ class GatedServer(WSGIServer):
 
     def refuse(self, conn: Connection, status: int, message: str) -> None:
         """Answer with a Cube error body and close: the request is not read further."""
-        body = encode(ErrorBody(http_status_code=status, message=message))
-        reason = _REASONS.get(status, "Error")
-        head = (
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        _send(conn, head.encode() + body)
+        _send(conn, _plain_answer(status, message))
         conn.close()
 
 
@@ -349,6 +374,30 @@ def _short(reader: Reader) -> str:
     return f"the body is shorter than its Content-Length: {got} of {announced} bytes arrived"
 
 
-def _send(conn: Connection, data: bytes) -> None:
+def _plain_answer(status: int, message: str) -> bytes:
+    body = encode(ErrorBody(http_status_code=status, message=message))
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+PLAIN_TO_TLS = _plain_answer(400, "this server speaks HTTPS only: ask https:// (see cube tls)")
+
+
+def _send_plain(sock: ssl.SSLSocket, data: bytes) -> None:
+    """Bytes past TLS, on the socket under it: the answer to a peer that never spoke it."""
     with contextlib.suppress(OSError):
-        conn.socket.send(data, _DONTWAIT)
+        socket.socket.send(sock, data)
+
+
+def _send(conn: Connection, data: bytes) -> None:
+    """Send without waiting (over TLS, which takes no flags, on a non-blocking socket)."""
+    sock = conn.socket
+    with contextlib.suppress(OSError, ValueError):
+        if isinstance(sock, ssl.SSLSocket):
+            sock.settimeout(0.0)
+            sock.send(data)
+        else:
+            sock.send(data, _DONTWAIT)

@@ -38,6 +38,8 @@ from cube.wire import encode
 
 if TYPE_CHECKING:
     from cube.records import Changes
+    from cube.roles import Access
+    from cube.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +55,20 @@ def fail(status: int, message: str, headers: dict[str, str] | None = None) -> bo
     return bottle.HTTPError(status, message, headers=headers)
 
 
-def json_app(name: str, token: str | None = None) -> bottle.Bottle:
+def json_app(name: str, token: str | Access | None = None) -> bottle.Bottle:
     """A Bottle app whose every error is JSON and which, given a token, requires
-    ``Authorization: Bearer <token>`` on every route except ``/health``."""
+    ``Authorization: Bearer <token>`` on every route except ``/health`` (given an
+    :class:`~cube.roles.Access`, the token of a role that may do what is asked)."""
     app = bottle.Bottle(catchall=True, autojson=True)
     app.config["cube.name"] = name
     app.config["cube.on_stop"] = []  # called before the server stops: end blocking queries
     app.config["cube.on_start"] = []  # called when it starts: blocking queries may wait
     app.default_error_handler = _error_handler  # type: ignore[method-assign]
     app.install(_translate_errors)
-    if token:
+    if isinstance(token, str) and token:
         app.install(_require_token(token))
+    elif token:
+        app.install(token.plugin(OPEN_PATHS, TRUSTED))
     return app
 
 
@@ -289,7 +294,8 @@ class Server:
 
     ``port=0`` picks a free port; :attr:`url` tells which. Binds 127.0.0.1 unless told
     otherwise; binding another address without a token logs a loud warning, because
-    anyone who can reach the port could then start and stop tasks. A request must
+    anyone who can reach the port could then start and stop tasks. Given ``tls``, it
+    speaks HTTPS only. A request must
     arrive whole within ``request_timeout`` seconds, and no pool thread waits for one
     that is slow to (see :mod:`cube.connections`), and blocking queries held at once
     are limited (``watch_limits``, :mod:`cube.held`) so that at least half the threads
@@ -304,6 +310,7 @@ class Server:
         *,
         threads: int = 16,
         token_required: bool = False,
+        tls: ServerTLS | None = None,
         request_timeout: float = 5.0,
         watch_limits: WatchLimits | None = None,
     ) -> None:
@@ -322,6 +329,9 @@ class Server:
             request_timeout=request_timeout,
             max_body=MAX_BODY,
         )
+        if tls is not None:  # HTTPS only on this port (see cube.tls)
+            self._server.ssl_adapter = tls.adapter()
+        self.scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
         self._growing = threading.Lock()
         self.watches = HeldWatches(watch_limits or WatchLimits(total=MAX_THREADS // 2))
@@ -344,7 +354,7 @@ class Server:
         host = self.host
         if host in ("0.0.0.0", "::"):
             host = socket.gethostname()
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def spare_threads(self) -> None:
         """Keep ``SPARE_THREADS`` threads free for ordinary requests: a request about to

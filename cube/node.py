@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cube import tls
 from cube.messages import NodeInfo, Stats
 from cube.wire import ValidationError
 
@@ -61,7 +62,7 @@ class Node:
     @classmethod
     def for_worker(cls, address: str) -> Node:
         """A node for a ``host:port`` given to ``--workers``."""
-        api = address if "://" in address else f"http://{address}"
+        api = tls.base_url(address)
         return cls(name=address.split("://")[-1].rstrip("/"), api=api.rstrip("/"))
 
     def observe(self, stats: dict[str, Any], seen: datetime) -> None:

@@ -49,6 +49,7 @@ from cube.openapi import (
     submit_doc,
     takes_header,
 )
+from cube.roles import Access
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
 from cube.wire import ListCache
 
@@ -72,7 +73,7 @@ REVISION = Header(
 )
 
 
-def make_app(manager: Manager, token: str | None = None) -> bottle.Bottle:
+def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bottle:
     """Build the manager API around ``manager`` (one app per manager, no globals)."""
     app = json_app("cube manager", token)
     app.install(consistency.plugin)

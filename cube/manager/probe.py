@@ -14,6 +14,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+from cube import tls
 from cube.client import CubeError, NotFound, Unreachable
 
 
@@ -21,8 +22,10 @@ class Prober:
     """GETs for one worker, over one connection reopened after any error."""
 
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        parts = urlsplit(url if "://" in url else f"http://{url}")
+        parts = urlsplit(tls.base_url(url))
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        # over https, verified against CUBE_CACERT (made once: contexts are not cheap)
+        self.context = tls.client_context() if parts.scheme == "https" else None
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._conn: http.client.HTTPConnection | None = None
@@ -33,9 +36,7 @@ class Prober:
         :class:`~cube.client.Unreachable` or :class:`~cube.client.CubeError` otherwise."""
         with self._lock:
             try:
-                conn = self._conn or http.client.HTTPConnection(
-                    self.host, self.port, timeout=self.timeout
-                )
+                conn = self._conn or self._connect()
                 self._conn = conn
                 conn.request("GET", path, headers=self.headers)
                 response = conn.getresponse()
@@ -61,3 +62,10 @@ class Prober:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.context is None:
+            return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return http.client.HTTPSConnection(
+            self.host, self.port, timeout=self.timeout, context=self.context
+        )

@@ -39,7 +39,7 @@ and ``/tasks`` reuses each task's JSON until the task changes: a manager asks fo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bottle
 import msgspec
@@ -73,6 +73,9 @@ from cube.wire import ListCache, encode
 from cube.worker import epoch
 from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
+
+if TYPE_CHECKING:
+    from cube.roles import Access
 
 STATS_MAX_AGE = 1.0
 TAIL = count("tail", "How many of the last lines to return.", default=200)
@@ -110,7 +113,7 @@ class WorkerTask(Task):
     runtime: RuntimeStatus | None = None
 
 
-def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
+def make_app(worker: Worker, token: str | Access | None = None) -> bottle.Bottle:
     """Build the worker API around ``worker`` (no global routes: one app per worker)."""
     app = json_app(f"cube worker {worker.name}" if worker is not None else "cube worker", token)
     app.config["cube.on_stop"].append(lambda: worker.records.release())
@@ -141,7 +144,7 @@ def make_app(worker: Worker, token: str | None = None) -> bottle.Bottle:
     def list_tasks() -> bytes:
         query = list_query()
         watch = watch_query()
-        if watch and bottle.request.query.get("ack") == "1":
+        if watch and bottle.request.query.get("ack") == "1" and trusted():
             worker.acknowledge(watch[0])
         block(worker.records.changes)
         if query.since is not None:
