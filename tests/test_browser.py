@@ -293,7 +293,7 @@ def test_run_all_then_the_check_and_the_progress_in_jupyterlab(lab, chromium, tm
         page.locator(".jp-MarkdownCell").first.click()  # the notebook, not the page, has focus
         _menu(page, "Run All Cells")
         check = page.locator(".jp-CodeCell:has(.cm-content:has-text('check_transitions('))")
-        verdict = check.locator(".jp-OutputArea-output")
+        verdict = check.locator(".jp-OutputArea-output").last  # after the progress line
         expect(verdict).to_contain_text("Not yet", timeout=120_000)
         expect(verdict).to_contain_text("not written yet")
         last = page.locator(".jp-CodeCell .jp-InputPrompt").last  # [n]: once it has run
