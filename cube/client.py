@@ -59,7 +59,8 @@ class Unauthorized(CubeError):
 
 class Forbidden(CubeError):
     """403: the request was understood and refused: an order to a worker that does not
-    believe the epoch it came with (no proof, or one that does not check)."""
+    believe the epoch it came with (no proof, or one that does not check), or a request
+    whose token is of a role that may not do what it asks (:mod:`cube.roles`)."""
 
 
 class NotFound(CubeError):

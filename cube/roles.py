@@ -6,7 +6,8 @@ a server can take three bearer tokens, each optional:
 
 - the **admin** token (``--token``, ``CUBE_TOKEN``): everything, as before roles;
 - the **manager** token (``CUBE_MANAGER_TOKEN``): what a manager sends its workers; a
-  worker takes orders (``POST /tasks``, ``DELETE /tasks/{id}``) only with it (or admin);
+  worker takes orders (``POST /tasks``, ``DELETE /tasks/{id}``, ``PUT /leader``: any
+  method but a read) only with it (or admin);
 - the **client** token (``CUBE_CLIENT_TOKEN``): what a person or a program sends; a
   manager takes submissions, stops and reads with it, a worker only reads.
 
