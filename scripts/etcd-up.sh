@@ -40,7 +40,7 @@ if [ "$down" = 1 ]; then
     [ -e "$pidfile" ] || continue
     pid=$(cat "$pidfile")
     # only a process that is still this script's etcd (a pid can be reused)
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--data-dir ${pidfile%.pid}"; then
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -- "--data-dir ${pidfile%.pid}" >/dev/null; then
       kill "$pid"
       for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
@@ -105,5 +105,5 @@ for i in $(seq 0 $((members - 1))); do
   done
   healthy "$cp" || { echo "etcd member-$i did not come up"; tail -20 "$LOGDIR/etcd-member-$i.log"; exit 1; }
 done
-etcd --version | head -1
+etcd --version | sed -n 1p  # sed reads it all: head could end etcd with SIGPIPE (141 under pipefail)
 echo "$urls"
