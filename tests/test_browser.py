@@ -20,6 +20,8 @@ import pytest
 import requests
 from helpers import eventually, free_port
 
+from cube.lab.scores import PROGRESS_ENV
+
 NOTEBOOK = "05-worker-api.ipynb"
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 CHROMIUM_ARGS = [
@@ -63,6 +65,8 @@ def lab(tmp_path):
         env={
             **os.environ,
             "CUBE_RUNTIME": "process",
+            # this lab's own scores: none of the other tests' checks in this process
+            PROGRESS_ENV: str(tmp_path / "progress"),
             "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
             "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         },

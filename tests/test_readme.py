@@ -60,19 +60,18 @@ class Reader:
     """A reader at a terminal: one `cube up` left running, and the other commands."""
 
     def __init__(self, tmp: Path, runtime: str) -> None:
-        port = eventually(
-            lambda: (p := free_port()) < 65000 and all(_free(p + i) for i in range(4)) and p
-        )
-        self.env = {
-            **os.environ,
-            "CUBE_RUNTIME": runtime,
-            "CUBE_PORT": str(port),
-            "CUBE_DATA_DIR": str(tmp / "data"),
-            "CUBE_MANAGER": f"127.0.0.1:{port}",
-        }
+        self.env = {**os.environ, "CUBE_RUNTIME": runtime, "CUBE_DATA_DIR": str(tmp / "data")}
+        self.new_ports()
         self.log = tmp / "up.log"
         self.up: subprocess.Popen | None = None
         self.task_id = ""
+
+    def new_ports(self) -> None:
+        """Four free ports in a row: the manager's, then the workers'."""
+        port = eventually(
+            lambda: (p := free_port()) < 65000 and all(_free(p + i) for i in range(4)) and p
+        )
+        self.env.update(CUBE_PORT=str(port), CUBE_MANAGER=f"127.0.0.1:{port}")
 
     def argv(self, words: list[str]) -> list[str]:
         """``.venv/bin/cube`` is this environment's cube; ``<id-prefix>`` the task's."""
@@ -80,16 +79,23 @@ class Reader:
         return [cube, *(self.task_id[:8] if w == "<id-prefix>" else w for w in words[1:])]
 
     def start_up(self, words: list[str]) -> None:
-        with self.log.open("ab") as out:
-            self.up = subprocess.Popen(
-                self.argv(words), stdout=out, stderr=subprocess.STDOUT, env=self.env
+        """`cube up`, again on other ports if one was taken between the look and the bind
+        (by another test's connection), as a person would run it again."""
+        for attempt in range(3):
+            with self.log.open("ab") as out:
+                self.up = subprocess.Popen(
+                    self.argv(words), stdout=out, stderr=subprocess.STDOUT, env=self.env
+                )
+            eventually(
+                lambda: "Cube is up." in self.log.read_text() or self.up.poll() is not None,
+                timeout=60,
+                what="cube up",
             )
-        eventually(
-            lambda: "Cube is up." in self.log.read_text() or self.up.poll() is not None,
-            timeout=60,
-            what="cube up",
-        )
-        assert self.up.poll() is None, self.log.read_text()
+            if self.up.poll() is None:
+                return
+            said = self.log.read_text()
+            assert "Address already in use" in said and attempt < 2, said
+            self.new_ports()
 
     def run(self, words: list[str]) -> str:
         done = subprocess.run(
