@@ -330,15 +330,27 @@ def _run_until(page, cell, shown, attempts: int = 3) -> None:
     from playwright.sync_api import Error, expect
 
     for attempt in range(attempts):
-        cell.locator(".cm-content").click()
-        expect(cell).to_have_class(re.compile("jp-mod-active"))
-        page.keyboard.press("Shift+Enter")
         try:
+            _close_dialogs(page)
+            cell.locator(".cm-content").click(timeout=15_000)
+            expect(cell).to_have_class(re.compile("jp-mod-active"))
+            page.keyboard.press("Shift+Enter")
             shown()
             return
         except (AssertionError, Error):
             if attempt == attempts - 1:
                 raise
+
+
+def _close_dialogs(page) -> None:
+    """Close whatever JupyterLab popped up over the notebook (a slow kernel start can
+    bring one), as a person would before going on: Escape, which cancels."""
+    from playwright.sync_api import expect
+
+    dialog = page.locator(".jp-Dialog")
+    if dialog.count():
+        page.keyboard.press("Escape")
+        expect(dialog).to_have_count(0, timeout=10_000)
 
 
 def _run_cell(page, cell) -> None:
