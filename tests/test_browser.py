@@ -235,12 +235,7 @@ def test_resume_in_jupyterlab_brings_the_manager_back_at_once(lab, chromium, tmp
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = _open(browser, f"{url}/lab/tree/00-index.ipynb?token={token}", width=1600)
-        _run_above(page, "Exercise")
-        label = page.locator(".widget-html", has_text=re.compile(r"manager\s+http"))
-        label.wait_for(timeout=120_000)
-        row = label.locator("xpath=..")
-        row.locator(".widget-button", has_text="Pause").click()
-        expect(label).to_contain_text("paused", timeout=2_000)
+        label, row = _pause_manager(page)
         tasks = page.locator(".widget-vbox:has(> .widget-html b:text-is('Tasks'))").first
         expect(tasks).to_contain_text("the manager is paused", timeout=3_000)
         page.screenshot(path=str(tmp_path / "paused.png"), full_page=True)
@@ -264,12 +259,7 @@ def test_resume_in_jupyterlab_clears_the_forms_old_unreachable(lab, chromium, tm
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = _open(browser, f"{url}/lab/tree/00-index.ipynb?token={token}", width=1600)
-        _run_above(page, "Exercise")
-        label = page.locator(".widget-html", has_text=re.compile(r"manager\s+http"))
-        label.wait_for(timeout=120_000)
-        row = label.locator("xpath=..")
-        row.locator(".widget-button", has_text="Pause").click()
-        expect(label).to_contain_text("paused", timeout=2_000)
+        label, row = _pause_manager(page)
         form = page.locator(".widget-vbox:has(> .widget-html b:text-is('New task'))").first
         form.locator(".widget-button", has_text="Submit").click()
         expect(form).to_contain_text("Unreachable", timeout=10_000)
@@ -383,6 +373,19 @@ def _clean_up(page) -> None:
     expect(page.locator(".jp-OutputArea-output").last).to_contain_text(
         re.compile(done), timeout=60_000
     )
+
+
+def _pause_manager(page):
+    """Run 00's dashboard and press the manager's Pause; its label and control row."""
+    from playwright.sync_api import expect
+
+    _run_above(page, "Exercise")
+    label = page.locator(".widget-html", has_text=re.compile(r"manager\s+http"))
+    label.wait_for(timeout=120_000)
+    row = label.locator("xpath=..")
+    row.locator(".widget-button", has_text="Pause").click()
+    expect(label).to_contain_text("paused", timeout=2_000)
+    return label, row
 
 
 def _run_all(page) -> None:

@@ -9,6 +9,7 @@ task has exactly one live process within 15 s of the worker's restart.
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from helpers import Procs, eventually, settled
 
@@ -28,6 +29,19 @@ def running_on(client: ManagerClient, worker: str, count: int) -> bool:
     )
 
 
+def running(
+    cluster: Procs, tmp: Path, workers: tuple[str, ...], tasks: int
+) -> tuple[ManagerClient, set[str]]:
+    """Workers and a round-robin manager, with ``tasks`` echo tasks each running once."""
+    for name in workers:
+        cluster.start_worker(name)
+    cluster.start_manager("--scheduler", "roundrobin")
+    client = ManagerClient(cluster.url, timeout=10)
+    ids = {str(client.submit(Task(f"t{i}", "cube/echo")).id) for i in range(tasks)}
+    settled(tmp, ids, 60, "at first")
+    return client, ids
+
+
 def busiest(client: ManagerClient) -> str:
     """The worker the manager has placed the most tasks on."""
     placed = [t.worker for t in client.tasks() if t.worker]
@@ -37,12 +51,7 @@ def busiest(client: ManagerClient) -> str:
 def test_a_worker_back_with_its_old_copies_has_them_stopped_every_round(tmp_path):
     cluster = Procs(tmp_path)
     try:
-        for name in ("w1", "w2"):
-            cluster.start_worker(name)
-        cluster.start_manager("--scheduler", "roundrobin")
-        client = ManagerClient(cluster.url, timeout=10)
-        ids = {str(client.submit(Task(f"t{i}", "cube/echo")).id) for i in range(6)}
-        settled(tmp_path, ids, 60, "at first")
+        client, ids = running(cluster, tmp_path, ("w1", "w2"), 6)
         names = {cluster.address(n): n for n in cluster.workers}
         for round_ in range(ROUNDS):
             victim = names[busiest(client)]
@@ -64,12 +73,7 @@ def test_a_worker_dropped_from_the_configuration_has_its_copies_stopped(tmp_path
     its copies, and the copy of a task stopped meanwhile, are stopped through it."""
     cluster = Procs(tmp_path)
     try:
-        for name in ("w1", "w2", "w3"):
-            cluster.start_worker(name)
-        cluster.start_manager("--scheduler", "roundrobin")
-        client = ManagerClient(cluster.url, timeout=10)
-        ids = {str(client.submit(Task(f"t{i}", "cube/echo")).id) for i in range(6)}
-        settled(tmp_path, ids, 60, "at first")
+        client, ids = running(cluster, tmp_path, ("w1", "w2", "w3"), 6)
         dropped = cluster.address("w3")
         on_dropped = [t for t in client.tasks() if t.worker == dropped]
         assert on_dropped, "round-robin puts two of six tasks on each worker"
@@ -96,12 +100,7 @@ def test_a_worker_given_under_another_address_is_not_drained(tmp_path):
     strays of themselves and stopped."""
     cluster = Procs(tmp_path)
     try:
-        for name in ("w1", "w2"):
-            cluster.start_worker(name)
-        cluster.start_manager("--scheduler", "roundrobin")
-        client = ManagerClient(cluster.url, timeout=10)
-        ids = {str(client.submit(Task(f"t{i}", "cube/echo")).id) for i in range(4)}
-        settled(tmp_path, ids, 60, "at first")
+        client, ids = running(cluster, tmp_path, ("w1", "w2"), 4)
 
         cluster.signal("manager", signal.SIGTERM)
         workers = cluster.manager_args.index("--workers") + 1

@@ -206,10 +206,16 @@ class SimCluster:
             if name not in self.paused:
                 self._run(name, body)
             if self._lives.get(name) == life:
-                gap = self.world.rng.uniform(*self.settings.watch_every) if not period else None
-                self.world.after(gap or self.world.jitter(period), what, tick)
+                self.world.after(self._gap(period), what, tick)
 
         self.world.after(self.world.rng.uniform(0.0, max(period, 0.3)), what, tick)
+
+    def _gap(self, period: float) -> float:
+        """The wait before a loop's next round: its period, jittered; a watch (period 0)
+        looks again after a random short while."""
+        if period:
+            return self.world.jitter(period)
+        return self.world.rng.uniform(*self.settings.watch_every)
 
     def _liveness(self) -> None:
         if self.manager is not None and self.manager.control is not None:
