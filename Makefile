@@ -35,10 +35,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# A long campaign of the simulator: `make replay SEEDS=0-9999` (two processes).
+# A long campaign of the simulator: `make replay SEEDS=0-9999` (two processes);
+# MANAGERS=3 for several managers on a simulated etcd.
 SEEDS ?= 0-999
+MANAGERS ?= 1
 replay: $(STAMP)
-	$(BIN)/python -m cube.replay --seeds $(SEEDS) --jobs 2
+	$(BIN)/python -m cube.replay --seeds $(SEEDS) --managers $(MANAGERS) --jobs 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check cube tests bench notebooks/solutions

@@ -7,7 +7,8 @@ The figure that matters is a ratio against the clock on the wall: simulated seco
 per second of CPU the run took (one core), for the default scenario (3 workers, 40
 tasks, 120 simulated seconds, a seeded nemesis). The same runs are then made with the
 components' log lines kept in the story (what ``--seed N`` prints), to show what the
-story costs, and the time one event takes on average.
+story costs, and the time one event takes on average. Last, the same seeds with three
+managers on the simulated etcd (``--managers 3``), quiet.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ import argparse
 import time
 
 from bench.common import header
-from cube.replay import run
+from cube.replay import Scenario, run
 
 
-def measure(seeds: range, verbose: bool) -> tuple[float, float, int]:
+def measure(seeds: range, verbose: bool, managers: int = 1) -> tuple[float, float, int]:
     simulated = cpu = 0.0
     events = 0
     for seed in seeds:
         began = time.process_time()
-        outcome = run(seed, verbose=verbose)
+        outcome = run(seed, Scenario(managers=managers), verbose=verbose)
         cpu += time.process_time() - began
         simulated += outcome.simulated
         events += outcome.steps
@@ -38,10 +39,11 @@ def main() -> None:
     header(f"bench_replay: {args.seeds} seeds, 3 workers, 40 tasks, 120 s each")
     seeds = range(1000, 1000 + args.seeds)
     run(0)  # imports and first-use costs out of the way
-    for verbose in (False, True):
-        simulated, cpu, events = measure(seeds, verbose)
+    runs = (("quiet", False, 1), ("with the story", True, 1), ("three managers", False, 3))
+    for label, verbose, managers in runs:
+        simulated, cpu, events = measure(seeds, verbose, managers)
         print(
-            f"  {'with the story' if verbose else 'quiet':<15} {simulated / cpu:7.0f}x "
+            f"  {label:<15} {simulated / cpu:7.0f}x "
             f"simulated s per CPU s; {cpu / args.seeds * 1000:6.0f} ms per seed; "
             f"{cpu / events * 1e6:5.0f} us per event"
         )

@@ -47,6 +47,14 @@ def monotonic() -> float:
     return _clock.monotonic()
 
 
+def sleep(seconds: float) -> None:
+    """As :func:`time.sleep`. A simulated component never sleeps: its time moves only
+    between events, so a sleep there is a bug, and raises."""
+    if not isinstance(_clock, MachineClock):
+        raise RuntimeError(f"a simulated component tried to sleep {seconds:.3f} s")
+    _time.sleep(seconds)
+
+
 def utcnow() -> datetime:
     """The current time, in UTC."""
     if isinstance(_clock, MachineClock):

@@ -40,6 +40,12 @@ class StoreError(Exception):
     """A stored value that cannot be read back. Names the store and the key."""
 
 
+class StoreFailed(Exception):
+    """A store could not do what was asked now (unreachable, or it refused). Each
+    backend's own errors derive from it (:class:`cube.etcd.EtcdError`), so that code
+    above any store can handle them alike."""
+
+
 class StoreFull(OSError):
     """The disk (or the database) is full: nothing was written. Answered 507."""
 

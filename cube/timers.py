@@ -19,7 +19,6 @@ process.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import logging
@@ -28,7 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from cube import clock
-from cube.store import Store, StoreError
+from cube.store import Store, StoreError, StoreFailed
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +83,12 @@ class TimerQueue:
                 self._why.pop(key, None)
             if key in self._durable:
                 self._durable.discard(key)
-                with contextlib.suppress(KeyError):
+                try:
                     self.store.delete(key)
+                except KeyError:
+                    pass
+                except (OSError, StoreFailed) as exc:  # a next life looks at it once more
+                    log.warning("the due time of %s stays in the store: %s", key, exc)
 
     # ------------------------------------------------------------------ reading
 
@@ -152,7 +155,7 @@ class TimerQueue:
             try:
                 self.store.put(key, {"Due": due, "Why": why})
                 self._durable.add(key)
-            except (OSError, StoreError) as exc:  # a full disk: still due in this life
+            except (OSError, StoreError, StoreFailed) as exc:  # still due in this life
                 log.warning("the due time of %s is kept in memory only: %s", key, exc)
         self._due[key], self._why[key] = due, why
         heapq.heappush(self._heap, (due, next(self._seq), key))

@@ -38,17 +38,22 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
 
+from cube import clock
 from cube.etcd.errors import Compacted, EtcdError, EtcdUnavailable, OutcomeUnknown
 from cube.store import StoreFull
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from cube.etcd.watch import Event, Watch
 
 CONNECT_TIMEOUT = 1.0  # seconds to open a connection: a member that is down is skipped fast
 # etcd's "require leader" (gRPC metadata, which the gateway takes from this header): a
@@ -190,16 +195,16 @@ class EtcdClient:
         deletes): once one may have reached etcd, it is not sent again.
         Raises :class:`EtcdUnavailable`, :class:`OutcomeUnknown`,
         :class:`~cube.store.StoreFull`, :class:`Compacted` or :class:`EtcdError`."""
-        deadline = time.monotonic() + (timeout if timeout is not None else self.patience)
+        deadline = clock.monotonic() + (timeout if timeout is not None else self.patience)
         pause = 0.05
         while True:
             tried: list[str] = []
             answer = self._round(path, body, retry, deadline, tried)
             if answer is not None:
                 return answer
-            if time.monotonic() + pause >= deadline:
+            if clock.monotonic() + pause >= deadline:
                 raise EtcdUnavailable(f"no etcd endpoint answered {path}: {'; '.join(tried)}")
-            time.sleep(pause)
+            clock.sleep(pause)
             pause = min(pause * 2, 0.5)
 
     def _round(
@@ -211,7 +216,7 @@ class EtcdClient:
         for step in range(len(self.endpoints)):
             index = (first + step) % len(self.endpoints)
             endpoint = self.endpoints[index]
-            wait = max(0.05, min(self.timeout, deadline - time.monotonic()))
+            wait = max(0.05, min(self.timeout, deadline - clock.monotonic()))
             try:
                 response = self._session().post(
                     f"{endpoint}/v3/{path}",
@@ -337,6 +342,33 @@ class EtcdClient:
     def time_to_live(self, lease: int) -> int:
         """Seconds the lease has left by etcd's clock; -1 when it is gone."""
         return int(self.call("lease/timetolive", {"ID": str(lease)}).get("TTL", -1))
+
+    # ------------------------------------------------------------------ watches
+
+    def watch(
+        self,
+        key: str,
+        callback: Callable[[Event], None],
+        *,
+        end: str | None = None,
+        from_revision: int = 0,
+        on_compacted: Callable[[int], int | None] | None = None,
+        **options: Any,
+    ) -> Watch:
+        """A started watch of ``key`` (or of the range up to ``end``): see
+        :class:`~cube.etcd.watch.Watch`. Every watch is made here, so that what carries
+        the calls (sockets, or a simulation's network) carries the watches too."""
+        from cube.etcd.watch import Watch
+
+        return Watch(
+            self,
+            key,
+            callback,
+            end=end,
+            from_revision=from_revision,
+            on_compacted=on_compacted,
+            **options,
+        ).start()
 
     # ------------------------------------------------------------------ members
 

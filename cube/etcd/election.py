@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cube import clock, loops
 from cube.etcd.client import EtcdClient, KeyValue, prefix_end
 from cube.etcd.errors import EtcdError, NotLeader
 from cube.etcd.lease import Lease
@@ -40,6 +40,7 @@ from cube.etcd.watch import Event, Watch
 
 log = logging.getLogger(__name__)
 
+PAUSE = 0.1  # seconds before campaigning again, the first time
 RETRY_MAX = 2.0  # seconds between campaigns while etcd cannot be reached
 
 
@@ -75,9 +76,10 @@ def current_leader(client: EtcdClient, prefix: str) -> Leader | None:
 class Election:
     """One candidate, ``name``, for leading under ``prefix``, on leases of ``ttl`` s.
 
-    :meth:`campaign` waits until it leads; :meth:`start` campaigns on a thread, again
-    after every loss, until :meth:`close`. ``on_elected(epoch)`` and ``on_lost(reason)``
-    are called from the election's threads (keep them short)."""
+    :meth:`campaign` waits until it leads; :meth:`start` campaigns in a loop
+    (:mod:`cube.loops`), again after every loss, until :meth:`close`. Both take the same
+    steps (:meth:`_step`). ``on_elected(epoch)`` and ``on_lost(reason)`` are called from
+    the election's threads (keep them short)."""
 
     def __init__(
         self,
@@ -102,12 +104,14 @@ class Election:
         self._revision = 0  # our key's create revision (the epoch, once we lead)
         self._leading = False
         self._own: Watch | None = None  # watches our key while we lead
+        self._before: tuple[str, Watch] | None = None  # the key just before ours, watched
         self._lock = threading.RLock()
         self._wake = threading.Event()
         self._elected = threading.Event()
         self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._rest = 0.0  # seconds to wait before campaigning again (after a resignation)
+        self._loop: loops.Loop | None = None
+        self._pause = PAUSE  # seconds before campaigning again after a failed campaign
+        self._rest_until = 0.0  # no campaign before then (clock.monotonic(); a resignation)
 
     # ------------------------------------------------------------------ reading
 
@@ -145,35 +149,25 @@ class Election:
 
     def campaign(self, timeout: float | None = None) -> bool:
         """Wait until this candidate leads (True), or ``timeout`` passes, or it is
-        closed (False; its candidacy is then withdrawn)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if self.is_leader:
-            return True
-        self._enter()
-        while True:
-            if self._closed.is_set() or not self._candidate():
-                self._withdraw()
-                return False
+        closed (False; its candidacy is then withdrawn). In the caller's thread; the
+        same steps as :meth:`start`'s loop."""
+        deadline = None if timeout is None else clock.monotonic() + timeout
+        while not self._closed.is_set():
             self._wake.clear()
-            before = self.client.range(
-                self.prefix + "/",
-                prefix_end(self.prefix + "/"),
-                limit=1,
-                by_create=True,
-                descending=True,
-                max_create_revision=self._revision - 1,
-            )
-            if not before.kvs:
+            wait = self._step()
+            if self.is_leader:
+                return True
+            left = None if deadline is None else deadline - clock.monotonic()
+            if wait is None or (left is not None and left <= 0):
                 break
-            if not self._wait_deleted(before.kvs[0].key, before.revision, deadline):
-                self._withdraw()
-                return False
-        return self._take_office()
+            self._wake.wait(max(0.01, wait if left is None else min(wait, left)))
+        self._withdraw()
+        return False
 
     def start(self) -> Election:
-        """Campaign on a thread, again after every loss, until :meth:`close`."""
-        self._thread = threading.Thread(target=self._run, name=f"election-{self.name}", daemon=True)
-        self._thread.start()
+        """Campaign in a loop, again after every loss, until :meth:`close`."""
+        if self._loop is None:
+            self._loop = loops.start(f"election-{self.name}", self._step)
         return self
 
     def resign(self, rest: float = 0.0) -> None:
@@ -181,16 +175,18 @@ class Election:
         without waiting for a TTL. Started with :meth:`start`, the candidate then
         campaigns again, at the back of the line, after ``rest`` seconds (:meth:`close`
         to stop)."""
-        self._rest = rest
+        self._rest_until = clock.monotonic() + rest
         self._lose("resigned")
         self._withdraw()
 
     def close(self) -> None:
         self._closed.set()
-        self._wake.set()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
         self.resign()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
+        if isinstance(loop, loops.ThreadLoop):
+            loop.join(timeout=10)
 
     def __enter__(self) -> Election:
         return self
@@ -200,27 +196,48 @@ class Election:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _run(self) -> None:
-        pause = 0.1
-        while not self._closed.is_set():
-            try:
-                won = self.campaign()
-            except (EtcdError, OSError) as exc:
-                log.warning("election %s: %s; campaigning again shortly", self.prefix, exc)
-                self._withdraw()
-                won = False
-            if won:
-                pause = 0.1
-                while self.is_leader and not self._closed.is_set():
-                    lease = self._lease
-                    self._wake.wait(lease.remaining() if lease is not None else 0.05)
-                    self._wake.clear()
-                self._lose(self._by_the_clock())
-                self._withdraw()
-            if not self._closed.is_set():
-                rest, self._rest = self._rest, 0.0
-                self._closed.wait(max(pause, rest))
-                pause = min(pause * 2, RETRY_MAX)
+    def _step(self) -> float | None:
+        """One look at the candidacy, acting on what it finds: the seconds until the
+        next look (a deletion before ours, a lost lease or a resignation wakes it
+        sooner); None once closed."""
+        if self._closed.is_set():
+            return None
+        if self._leading:
+            if self.is_leader:
+                lease = self._lease
+                return max(0.01, lease.remaining()) if lease is not None else 0.01
+            self._lose(self._by_the_clock())
+            self._withdraw()
+        resting = self._rest_until - clock.monotonic()
+        if resting > 0:
+            return resting
+        if self._lease is not None and not self._candidate():
+            self._withdraw()  # a lease lost while waiting in line: a new candidacy
+        try:
+            self._enter()
+            if self._first_in_line() and self._take_office():
+                self._pause = PAUSE
+                return self._step()
+        except (EtcdError, OSError) as exc:
+            log.warning("election %s: %s; campaigning again shortly", self.prefix, exc)
+            self._withdraw()
+            return self._backoff()
+        if not self._candidate():
+            return self._backoff()
+        lease = self._lease
+        return max(0.01, lease.remaining()) if lease is not None else 0.01
+
+    def _backoff(self) -> float:
+        """The pause before the next campaign, doubling up to :data:`RETRY_MAX`."""
+        pause, self._pause = self._pause, min(self._pause * 2, RETRY_MAX)
+        return pause
+
+    def _poke(self) -> None:
+        """Look again now (whoever is taking the steps: the loop, or :meth:`campaign`)."""
+        self._wake.set()
+        loop = self._loop
+        if loop is not None:
+            loop.wake()
 
     def _by_the_clock(self) -> str:
         """Why leading ended when the loop saw it end (the lease's own reason when it has
@@ -253,28 +270,38 @@ class Election:
         lease = self._lease
         return lease is not None and lease.alive and bool(self._key)
 
-    def _wait_deleted(self, key: str, revision: int, deadline: float | None) -> bool:
-        """Wait for ``key`` (the candidate before us) to go; False on timeout, close or
-        the loss of our own lease."""
+    def _first_in_line(self) -> bool:
+        """Whether no candidate's key was created before ours; if one was, its
+        deletion is watched (it wakes this candidate)."""
+        before = self.client.range(
+            self.prefix + "/",
+            prefix_end(self.prefix + "/"),
+            limit=1,
+            by_create=True,
+            descending=True,
+            max_create_revision=self._revision - 1,
+        )
+        if not before.kvs:
+            self._unwatch_before()
+            return True
+        key = before.kvs[0].key
+        if self._before is None or self._before[0] != key:
+            self._unwatch_before()
 
-        def deleted(event: Event) -> None:
-            if event.kind == "delete":
-                gone.set()
-                self._wake.set()
+            def deleted(event: Event) -> None:
+                if event.kind == "delete":
+                    self._poke()
 
-        gone = threading.Event()
-        with Watch(self.client, key, deleted, from_revision=revision + 1, name="election-wait"):
-            while not gone.is_set():
-                if self._closed.is_set() or not self._candidate():
-                    return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                lease = self._lease
-                wait = lease.remaining() if lease is not None else 0.0
-                self._wake.wait(max(0.01, wait if left is None else min(wait, left)))
-                self._wake.clear()
-        return True
+            watch = self.client.watch(
+                key, deleted, from_revision=before.revision + 1, name="election-wait"
+            )
+            self._before = (key, watch)
+        return False
+
+    def _unwatch_before(self) -> None:
+        before, self._before = self._before, None
+        if before is not None:
+            before[1].close()
 
     def _take_office(self) -> bool:
         """Confirm our key is still ours, then lead."""
@@ -285,13 +312,12 @@ class Election:
                 return False
             self._leading = True
             self.lost_reason = ""
-            self._own = Watch(
-                self.client,
+            self._own = self.client.watch(
                 self._key,
                 self._own_key_changed,
                 from_revision=kv.mod_revision + 1,
                 name="election-own",
-            ).start()
+            )
             self._elected.set()
         log.info("%s leads %s (epoch %d)", self.name, self.prefix, self._revision)
         _call(self.on_elected, self._revision)
@@ -303,7 +329,7 @@ class Election:
             self._withdraw()
 
     def _lease_lost(self, reason: str) -> None:
-        self._wake.set()
+        self._poke()
         self._lose(reason)
 
     def _lose(self, reason: str) -> None:
@@ -313,8 +339,9 @@ class Election:
             self._leading = False
             self._elected.clear()
             self.lost_reason = reason
+            self._rest_until = max(self._rest_until, clock.monotonic() + self._backoff())
             own, self._own = self._own, None
-        self._wake.set()
+        self._poke()
         log.warning("%s no longer leads %s: %s", self.name, self.prefix, reason)
         if own is not None:
             own.close()
@@ -324,6 +351,7 @@ class Election:
         """Give up the candidacy: revoke the lease (etcd deletes our key with it)."""
         with self._lock:
             lease, self._lease, self._key = self._lease, None, ""
+        self._unwatch_before()
         if lease is not None:
             lease.revoke()
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from cube.store import StoreFailed
+
 if TYPE_CHECKING:
     from cube.etcd.txn import Compare
 
 
-class EtcdError(Exception):
+class EtcdError(StoreFailed):
     """etcd answered with an error this module has no better name for."""
 
     http_status = 500

@@ -18,9 +18,9 @@ import contextlib
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
 
+from cube import clock
 from cube.etcd.client import EtcdClient, b64
 from cube.etcd.errors import EtcdError, OutcomeUnknown
 
@@ -37,7 +37,7 @@ def series(client: EtcdClient, key: str) -> Series:
     """The series stored at ``key``, written now if there is none."""
     found = client.get(key)
     if found is None:
-        new = json.dumps({"ID": secrets.token_hex(8), "Born": time.time_ns() // 1_000_000})
+        new = json.dumps({"ID": secrets.token_hex(8), "Born": int(clock.now() * 1000)})
         compare = [{"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}]
         with contextlib.suppress(OutcomeUnknown):  # read back below either way
             client.txn(compare, [{"request_put": {"key": b64(key), "value": b64(new)}}])

@@ -175,15 +175,14 @@ class EtcdStore(Store[T]):
             callback(StoreEvent("put", key, value, event.revision))
 
         options.setdefault("name", f"watch {self.prefix}")
-        return Watch(
-            self.client,
+        return self.client.watch(
             self._start,
             deliver,
             end=prefix_end(self._start),
             from_revision=from_revision,
             on_compacted=on_compacted,
             **options,
-        ).start()
+        )
 
     # ------------------------------------------------------------ the Store interface
 

@@ -270,12 +270,11 @@ def watch(
     **options: Any,
 ) -> Watch:
     """A started :class:`Watch` of every key under ``prefix``."""
-    return Watch(
-        client,
+    return client.watch(
         prefix,
         callback,
         end=prefix_end(prefix),
         from_revision=from_revision,
         on_compacted=on_compacted,
         **options,
-    ).start()
+    )

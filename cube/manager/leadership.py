@@ -16,9 +16,9 @@ the next in line takes over the due times its predecessor left in etcd, looks at
 unfinished task (as a manager started again does), and goes on. The others only watch,
 and probe the workers so that ``GET /nodes`` answers everywhere.
 
-Terms change on a thread of their own (:class:`Leadership`): the election's callbacks
-only wake it, so taking and leaving office never run on etcd's threads, and never two
-at once.
+Terms change in a loop of their own (:class:`Leadership`, a :mod:`cube.loops` step): the
+election's callbacks only wake it, so taking and leaving office never run on etcd's
+threads, and never two at once.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from cube import loops
 from cube.etcd import Election, EtcdError, StoreEvent, Watch
 from cube.etcd.series import series
 from cube.manager.consistency import Position
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STEP_DOWN_REST = 3  # lease TTLs a manager that stepped down waits before standing again
+IDLE = 3600.0  # seconds the office loop sleeps when nothing wakes it
 
 
 class Mirror:
@@ -111,10 +113,9 @@ class Leadership:
         self.term = 0  # the epoch of the term being served (0: not acting)
         self.last_term = 0  # the latest term served, what orders say
         self._stamp: Stamp | None = None  # last_term, signed
-        self._wake = threading.Event()
         self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-        election.on_elected = lambda _epoch: self._wake.set()
+        self._office: loops.Loop | None = None
+        election.on_elected = lambda _epoch: self._wake()
         election.on_lost = self._lost
 
     @property
@@ -166,46 +167,52 @@ class Leadership:
     def start(self) -> None:
         self.mirror.start()
         self.m.observe()
-        self._thread = threading.Thread(target=self._office, name="manager-office", daemon=True)
-        self._thread.start()
+        self._office = loops.start("manager-office", self._change)
         self.election.start()
 
     def close(self) -> None:
         self._closed.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
-        self.election.close()
-        self.mirror.close()
-
-    def _lost(self, reason: str) -> None:
-        log.warning("this manager no longer leads: %s", reason)
-        self._wake.set()
-
-    def _office(self) -> None:
-        """Take and leave office as the election says, one change at a time."""
-        while not self._closed.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            leading, epoch = self.election.is_leader, self.election.epoch
-            if self.term and (not leading or epoch != self.term or self._closed.is_set()):
-                over, self.term = self.term, 0
-                self.m.leave_office()
-                if not self._closed.is_set():
-                    log.warning("stopped acting: epoch %d is over, its control loops closed", over)
-            if leading and not self.term and not self._closed.is_set():
-                try:
-                    self._sign(epoch)
-                    self.term = self.last_term = epoch
-                    self.m.take_office(epoch)
-                except (EtcdError, OSError) as exc:
-                    log.warning("could not take office (%s); resigning", exc)
-                    self.term = 0
-                    self.m.leave_office()
-                    self.election.resign()
+        office, self._office = self._office, None
+        if office is not None:
+            office.stop()
+        if isinstance(office, loops.ThreadLoop):
+            office.join(timeout=15)
         if self.term:
             self.term = 0
             self.m.leave_office()
+        self.election.close()
+        self.mirror.close()
+
+    def _wake(self) -> None:
+        office = self._office
+        if office is not None:
+            office.wake()
+
+    def _lost(self, reason: str) -> None:
+        log.warning("this manager no longer leads: %s", reason)
+        self._wake()
+
+    def _change(self) -> float | None:
+        """Take or leave office as the election says now (one change at a time: the
+        office loop's step; the election's callbacks wake it)."""
+        if self._closed.is_set():
+            return None
+        leading, epoch = self.election.is_leader, self.election.epoch
+        if self.term and (not leading or epoch != self.term):
+            over, self.term = self.term, 0
+            self.m.leave_office()
+            log.warning("stopped acting: epoch %d is over, its control loops closed", over)
+        if leading and not self.term:
+            try:
+                self._sign(epoch)
+                self.term = self.last_term = epoch
+                self.m.take_office(epoch)
+            except (EtcdError, OSError) as exc:
+                log.warning("could not take office (%s); resigning", exc)
+                self.term = 0
+                self.m.leave_office()
+                self.election.resign()
+        return IDLE
 
     def _sign(self, epoch: int) -> None:
         """The stamp of a term starting at ``epoch``, in the series of the etcd it is
@@ -223,25 +230,28 @@ class Lookout:
 
     def __init__(self, cluster: Nodes, interval: float) -> None:
         self.cluster, self.interval = cluster, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="manager-lookout", daemon=True)
+        self._loop: loops.Loop | None = None
+        self._closed = False
 
     def start(self) -> Lookout:
-        self._thread.start()
+        self._loop = loops.start("manager-lookout", self.look)
         return self
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._closed = True
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.stop()
+        if isinstance(loop, loops.ThreadLoop):
+            loop.join(timeout=10)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name in list(self.cluster.nodes):
-                if self._stop.is_set():
-                    return
-                try:
-                    self.cluster.take(name, self.cluster.ask(name))
-                except Exception:
-                    log.exception("probing %s failed; carrying on", name)
-            self._stop.wait(self.interval)
+    def look(self) -> float | None:
+        """Probe every worker once; the seconds until the next round."""
+        for name in list(self.cluster.nodes):
+            if self._closed:
+                return None
+            try:
+                self.cluster.take(name, self.cluster.ask(name))
+            except Exception:
+                log.exception("probing %s failed; carrying on", name)
+        return None if self._closed else self.interval

@@ -126,6 +126,7 @@ class Manager:
         self.lock = self.timers.changed
         self.control: Control | None = None
         self._lookout: Lookout | None = None
+        self._threads = False  # started as a service: the control loops get threads
         if self.leadership is None:
             self._recover()
             self.control = Control(self)
@@ -188,8 +189,8 @@ class Manager:
                     self.save(stopping, decided=False)
                 except CasConflict:
                     continue  # another manager changed it meanwhile: read it again
+                self.enqueue(task_id, "stop")  # before the history: stored is to be done
                 self.record(event or TaskEvent(task=stopping, state=State.Completed))
-                self.enqueue(task_id, "stop")
                 return stopping
         raise Busy(f"task {task_id} kept changing while it was being stopped; try again")
 
@@ -244,6 +245,7 @@ class Manager:
     # ------------------------------------------------------------------- lifecycle
 
     def start(self) -> Manager:
+        self._threads = True
         if self.leadership is not None:
             self.leadership.start()
         elif self.control is not None:
@@ -375,7 +377,8 @@ class Manager:
         self.timers.reload()
         self._recover(everything=True)
         self.control = Control(self)
-        self.control.start()
+        if self._threads:  # else whoever drives this manager runs the rounds
+            self.control.start()
         log.info(
             "leading from epoch %d: %d tasks, %d due", epoch, len(self.records), len(self.timers)
         )

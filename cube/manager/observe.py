@@ -185,14 +185,21 @@ class Watcher:
             self._ack = self.ready(self.name, answer.tasks)
         return True
 
+    def look(self, wait: float) -> bool:
+        """One fetch as the watch's loop takes it: a failure of any kind is logged, and
+        the next fetch lists everything again (the watch of a worker must outlive any
+        one answer)."""
+        try:
+            return self.once(wait)
+        except Exception:
+            log.exception("watching %s failed; listing it again shortly", self.name)
+            self._index = 0
+            return False
+
     def _run(self) -> None:
         while not self._stop.is_set():
             asked, began = self._index, time.monotonic()
-            try:
-                ok = self.once(WATCH_WAIT if asked else 0.0)
-            except Exception:  # the watch of this worker must outlive any one answer
-                log.exception("watching %s failed; listing it again shortly", self.name)
-                self._index, ok = 0, False
+            ok = self.look(WATCH_WAIT if asked else 0.0)
             early = asked and self._index == asked and time.monotonic() - began < WATCH_WAIT / 2
             if not ok or not self._index or early:  # no watch here, no answer, or a worker
                 self._stop.wait(self.interval)  # answering at once as it stops: ask later

@@ -4,6 +4,7 @@
     python -m cube.replay --seed 7 --story         # the whole story, every line
     python -m cube.replay --seed 7 --picture t.png # the timeline of where copies ran
     python -m cube.replay --seeds 0-499 --jobs 2   # a campaign; failing seeds listed
+    python -m cube.replay --seed 7 --managers 3    # three managers on a simulated etcd
 
 Python salts its string hashes per process, and the order a set of task IDs is walked
 in reaches the order tasks are looked at. A replay must not depend on that, so this
@@ -13,6 +14,7 @@ be): a seed replays the same on any machine.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -21,7 +23,7 @@ from typing import Any
 
 import click
 
-from cube.replay.run import Outcome, run, shrink
+from cube.replay.run import Outcome, Scenario, run, shrink
 
 
 @click.command()
@@ -32,6 +34,13 @@ from cube.replay.run import Outcome, run, shrink
 @click.option("--picture", type=click.Path(dir_okay=False), help="Draw the timeline (PNG).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--no-shrink", is_flag=True, help="Do not look for a shorter failing schedule.")
+@click.option(
+    "--managers",
+    type=click.IntRange(1, 5),
+    default=1,
+    show_default=True,
+    help="Managers: several share a simulated etcd, and one is elected.",
+)
 def main(
     seed: int | None,
     seeds: str,
@@ -40,18 +49,23 @@ def main(
     picture: str | None,
     as_json: bool,
     no_shrink: bool,
+    managers: int,
 ) -> None:
     """Replay the real manager and workers under a seeded simulation."""
     if seed is None and not seeds:
         raise click.UsageError("give --seed N or --seeds A-B")
+    scenario = Scenario(managers=managers)
     if seed is not None:
-        sys.exit(_one(seed, story, picture, as_json, not no_shrink))
-    sys.exit(_campaign(_range(seeds), jobs, as_json))
+        sys.exit(_one(seed, scenario, story, picture, as_json, not no_shrink))
+    sys.exit(_campaign(_range(seeds), scenario, jobs, as_json))
 
 
-def _one(seed: int, story: bool, picture: str | None, as_json: bool, shrinking: bool) -> int:
-    outcome = run(seed, verbose=story or not as_json, sample_every=0.5 if picture else 0.0)
-    shrunk = shrink(seed, outcome) if shrinking and not outcome.ok else None
+def _one(
+    seed: int, scenario: Scenario, story: bool, picture: str | None, as_json: bool, shrinking: bool
+) -> int:
+    verbose = story or not as_json
+    outcome = run(seed, scenario, verbose=verbose, sample_every=0.5 if picture else 0.0)
+    shrunk = shrink(seed, outcome, scenario) if shrinking and not outcome.ok else None
     if as_json:
         click.echo(json.dumps(_summary(outcome, shrunk), indent=2))
     else:
@@ -101,12 +115,13 @@ def _about(outcome: Outcome) -> list[str]:
     ]
 
 
-def _campaign(seeds: list[int], jobs: int, as_json: bool) -> int:
+def _campaign(seeds: list[int], scenario: Scenario, jobs: int, as_json: bool) -> int:
+    one = functools.partial(_quiet_run, scenario=scenario)
     if jobs > 1:
         with ProcessPoolExecutor(jobs) as pool:
-            outcomes = list(pool.map(_quiet_run, seeds, chunksize=4))
+            outcomes = list(pool.map(one, seeds, chunksize=4))
     else:
-        outcomes = [_quiet_run(s) for s in seeds]
+        outcomes = [one(s) for s in seeds]
     failed = [o for o in outcomes if not o.ok]
     simulated = sum(o.simulated for o in outcomes)
     wall = sum(o.wall for o in outcomes)
@@ -122,8 +137,8 @@ def _campaign(seeds: list[int], jobs: int, as_json: bool) -> int:
     return 1 if failed else 0
 
 
-def _quiet_run(seed: int) -> Outcome:
-    outcome = run(seed)
+def _quiet_run(seed: int, scenario: Scenario) -> Outcome:
+    outcome = run(seed, scenario)
     outcome.log = []  # the story stays behind: replay the seed to read it
     return outcome
 

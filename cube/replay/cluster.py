@@ -14,6 +14,12 @@ A component can crash (its object is dropped; its disk and its processes stay), 
 back (a new object over the same disk, which recovers as a restarted process does),
 pause (it does nothing and answers nothing), be cut off by a partition, or find its
 disk full (:mod:`cube.replay.disk`).
+
+With ``Settings(managers=3)``, three managers share a simulated etcd
+(:mod:`cube.replay.etcd`) instead of a disk, as ``cube manager --store etcd://`` does:
+each serves clients and mirrors the shared records, one is elected and runs the
+control loops, and their leases, election and office changes run as the production
+loops (:mod:`cube.loops`), each round an event of the world (:mod:`cube.replay.loops`).
 """
 
 from __future__ import annotations
@@ -22,24 +28,33 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
+from cube.etcd import Election, EtcdError
 from cube.manager.health import RestartPolicy
 from cube.manager.manager import Manager
 from cube.manager.observe import WATCH_WAIT
 from cube.manager.reconcile import given_up
 from cube.manager.retention import Retention
+from cube.manager.stores import Stores
+from cube.proof import LeaderSecret
 from cube.replay.disk import Volume, WorkerDisk, manager_stores
+from cube.replay.etcd import SimEtcd
+from cube.replay.etcd_wires import ETCD, SimEtcdClient, SimWatch
+from cube.replay.loops import SimLoops
 from cube.replay.machine import Machine, SimRuntime
-from cube.replay.wires import SimNetwork, Wires
+from cube.replay.wires import Request, SimNetwork, Wires
 from cube.replay.world import World
 from cube.task import State, Task, TaskEvent
 from cube.worker.api import make_app
 from cube.worker.stats import StatsCollector
 from cube.worker.worker import Worker
 
-MANAGER = "manager"
+MANAGER = "manager"  # the one manager's name; several are m1, m2...
 PORT = 5556
+PREFIX = "/cube"  # where the managers keep their state on etcd
+SECRET = LeaderSecret(b"the simulation's leader secret, 32 bytes or more")
 
 
 class Crash(BaseException):
@@ -59,6 +74,8 @@ class Settings:
     prune_every: float = 30.0
     restart: RestartPolicy = field(default_factory=lambda: RestartPolicy(3, 1.0, 8.0))
     max_events: int = 400
+    managers: int = 1  # more than one: on a shared etcd, one of them elected
+    lease_ttl: int = 3
 
 
 class FixedStats:
@@ -89,28 +106,58 @@ class SimCluster:
         self.disks = {name: WorkerDisk(self.volumes[name]) for name in self.names}
         self.workers: dict[str, Worker | None] = dict.fromkeys(self.names)
         self.manager_stores = manager_stores(self.volumes[MANAGER])
-        self.manager: Manager | None = None
+        count = self.settings.managers
+        self.manager_names = [MANAGER] if count == 1 else [f"m{i + 1}" for i in range(count)]
+        self.managers: dict[str, Manager | None] = dict.fromkeys(self.manager_names)
+        self.etcd: SimEtcd | None = None
+        self.etcd_watches: list[SimWatch] = []
+        self.loops = SimLoops(self)
+        self.order_checks: list[Callable[[str, Request], None]] = []
+        self._submissions: dict[str, UUID] = {}  # task ID -> its submission's event ID
         self.paused: set[str] = set()
         self.running = ""  # the component whose code runs now (for crash points)
         self.armed: dict[str, str] = {}  # component -> the fault point it dies at
         self.on_boot: list[Callable[[str], None]] = []
         self.given_up: set[str] = set()
         self._wake_at: float | None = None
+        self._expiry_at: float | None = None
         self._lives: dict[str, int] = {}
+        if self.shared:
+            self.etcd = SimEtcd(world.monotonic, on_change=self._etcd_changed)
+            self.wires.host(ETCD).app = self._etcd_app
+            self.wires.on_send = self._sent
+
+    @property
+    def shared(self) -> bool:
+        """Several managers, on etcd."""
+        return self.settings.managers > 1
+
+    @property
+    def manager(self) -> Manager | None:
+        """The manager that acts: the one manager, or the leader of several (None when
+        none leads now)."""
+        if not self.shared:
+            return self.managers[MANAGER]
+        for name in self.manager_names:
+            manager = self.managers[name]
+            if manager is not None and manager.control is not None and manager.acting:
+                return manager
+        return None
 
     # ------------------------------------------------------------------ lifecycle
 
     def boot(self) -> None:
         for name in self.names:
             self.start(name)
-        self.start(MANAGER)
+        for name in self.manager_names:
+            self.start(name)
 
     def start(self, name: str) -> None:
         """Start ``name`` on its disk (a first start, or a restart after a crash)."""
         life = self._lives[name] = self._lives.get(name, 0) + 1
         self.paused.discard(name)
-        if name == MANAGER:
-            self._run(name, self._start_manager)
+        if name in self.managers:
+            self._run(name, lambda: self._start_manager(name))
         else:
             self._run(name, lambda: self._start_worker(name))
         self._every(name, life)
@@ -123,8 +170,8 @@ class SimCluster:
         if not self.up(name):
             return
         self._lives[name] += 1  # its loops end: they belong to the life that died
-        if name == MANAGER:
-            self.manager = None
+        if name in self.managers:
+            self.managers[name] = None
         else:
             self.workers[name] = None
             self.wires.host(name).app = None
@@ -142,26 +189,62 @@ class SimCluster:
             self.paused.discard(name)
             self.wires.host(name).paused = False
             self.world.say(name, "resumed")
+            self.loops.resumed(name)
 
     def up(self, name: str) -> bool:
-        return (self.manager if name == MANAGER else self.workers.get(name)) is not None
+        if name in self.managers:
+            return self.managers[name] is not None
+        return self.workers.get(name) is not None
 
     def acting(self, name: str) -> bool:
         return self.up(name) and name not in self.paused
 
-    def _start_manager(self) -> None:
-        self.manager = Manager(
-            [f"{name}:{PORT}" for name in self.names],
-            "roundrobin",
-            self.manager_stores,
+    def life(self, name: str) -> int:
+        return self._lives.get(name, 0)
+
+    def run_as(self, name: str, body: Callable[[], None]) -> None:
+        self._run(name, body)
+
+    def _start_manager(self, name: str) -> None:
+        options: dict[str, Any] = dict(
             update_interval=self.settings.update_interval,
             health_interval=self.settings.health_interval,
             node_ttl=self.settings.node_ttl,
             restart=self.settings.restart,
             http_timeout=1.0,
             retention=Retention(max_events=self.settings.max_events),
-            network=SimNetwork(self.wires, MANAGER),
+            network=SimNetwork(self.wires, name),
         )
+        workers = [f"{worker}:{PORT}" for worker in self.names]
+        if not self.shared:
+            self.managers[name] = Manager(workers, "roundrobin", self.manager_stores, **options)
+            return
+        client = SimEtcdClient(self, name)
+        election = Election(
+            client, f"{PREFIX}/leader", name, self.settings.lease_ttl, info={"API": name}
+        )
+        try:
+            manager = Manager(
+                workers,
+                "roundrobin",
+                Stores.on_etcd(client, PREFIX),
+                election=election,
+                leader_secret=SECRET,
+                series_key=f"{PREFIX}/series",
+                **options,
+            )
+            assert manager.leadership is not None
+            manager.leadership.start()
+        except EtcdError as exc:  # as a process that cannot start: its supervisor retries
+            self.world.say(name, f"could not start ({exc}); starting again in a second")
+            self._lives[name] += 1
+            self.world.after(1.0, f"start {name}", lambda: self._start_again(name))
+            return
+        self.managers[name] = manager
+
+    def _start_again(self, name: str) -> None:
+        if not self.up(name):
+            self.start(name)
 
     def _start_worker(self, name: str) -> None:
         disk = self.disks[name]
@@ -173,6 +256,7 @@ class SimCluster:
             forgotten=disk.forgotten,
             leader=disk.leader,
             reconcile_interval=self.settings.inspect_every,
+            leader_secret=SECRET if self.shared else None,
         )
         worker._stats = FixedStats()  # type: ignore[assignment]
         self.workers[name] = worker
@@ -184,13 +268,13 @@ class SimCluster:
 
     def _every(self, name: str, life: int) -> None:
         s = self.settings
-        if name == MANAGER:
-            self._loop(name, life, "liveness", s.update_interval, self._liveness)
-            self._loop(name, life, "health", s.health_interval, self._health)
-            self._loop(name, life, "prune", s.prune_every, self._prune_manager)
-            self._loop(name, life, "given up?", 1.0, self._watch_invariants)
+        if name in self.managers:
+            self._loop(name, life, "liveness", s.update_interval, lambda: self._liveness(name))
+            self._loop(name, life, "health", s.health_interval, lambda: self._health(name))
+            self._loop(name, life, "prune", s.prune_every, lambda: self._prune_manager(name))
+            self._loop(name, life, "given up?", 1.0, lambda: self._watch_invariants(name))
             for worker in self.names:
-                self._loop(name, life, f"watch {worker}", 0.0, self._watcher(worker))
+                self._loop(name, life, f"watch {worker}", 0.0, self._watcher(name, worker))
         else:
             self._loop(name, life, "inspect", s.inspect_every, lambda: self._inspect(name))
 
@@ -217,34 +301,40 @@ class SimCluster:
             return self.world.jitter(period)
         return self.world.rng.uniform(*self.settings.watch_every)
 
-    def _liveness(self) -> None:
-        if self.manager is not None and self.manager.control is not None:
-            self.manager.control.liveness_round()
+    def _control(self, name: str) -> Any:
+        """The control loops of manager ``name``, if it runs them now."""
+        manager = self.managers[name]
+        return manager.control if manager is not None else None
 
-    def _health(self) -> None:
-        if self.manager is not None and self.manager.control is not None:
-            self.manager.control.health_round()
+    def _liveness(self, name: str) -> None:
+        if (control := self._control(name)) is not None:
+            control.liveness_round()
 
-    def _prune_manager(self) -> None:
-        if self.manager is not None and self.manager.control is not None:
-            self.manager.control.liveness_round(prune=True)
+    def _health(self, name: str) -> None:
+        if (control := self._control(name)) is not None:
+            control.health_round()
 
-    def _watcher(self, worker: str) -> Callable[[], None]:
-        """The manager's watch of ``worker``: a blocking query answers once the worker's
-        index moved past the one asked (or after ``WATCH_WAIT``), so it is asked only
-        then; a first list, or a failed one, is asked for at once."""
+    def _prune_manager(self, name: str) -> None:
+        if (control := self._control(name)) is not None:
+            control.liveness_round(prune=True)
+
+    def _watcher(self, name: str, worker: str) -> Callable[[], None]:
+        """Manager ``name``'s watch of ``worker``: a blocking query answers once the
+        worker's index moved past the one asked (or after ``WATCH_WAIT``), so it is
+        asked only then; a first list, or a failed one, is asked for at once."""
         asked_at = [0.0]
 
         def watch() -> None:
-            if self.manager is None or self.manager.control is None:
+            control = self._control(name)
+            if control is None:
                 return
-            watcher = self.manager.control.watchers[f"{worker}:{PORT}"]
+            watcher = control.watchers[f"{worker}:{PORT}"]
             held = self.workers.get(worker)
             moved = held is None or held.index != watcher.index
             if watcher.index and not moved and self.world.now - asked_at[0] < WATCH_WAIT:
                 return  # the query still waits
             asked_at[0] = self.world.now
-            watcher.once(WATCH_WAIT)
+            watcher.look(WATCH_WAIT)
 
         return watch
 
@@ -258,7 +348,7 @@ class SimCluster:
     def settle(self) -> None:
         """Every acting component does what is due now (in an order the seed picks),
         then the world is told when the next due time is."""
-        order = [name for name in (MANAGER, *self.names) if self._due(name)]
+        order = [name for name in (*self.manager_names, *self.names) if self._due(name)]
         if len(order) > 1:
             self.world.rng.shuffle(order)
         for name in order:
@@ -268,8 +358,9 @@ class SimCluster:
 
     def _due(self, name: str) -> bool:
         """Whether ``name`` has work due now (its loop would wake)."""
-        if name == MANAGER:
-            queue = self.manager.timers if self.manager is not None else None
+        if name in self.managers:
+            control = self._control(name)
+            queue = control.m.timers if control is not None else None
         else:
             worker = self.workers[name]
             queue = worker.timers if worker is not None else None
@@ -277,9 +368,9 @@ class SimCluster:
         return due is not None and due <= self.world.now
 
     def _work(self, name: str) -> None:
-        if name == MANAGER:
-            if self.manager is not None and self.manager.control is not None:
-                self.manager.control.drain()
+        if name in self.managers:
+            if (control := self._control(name)) is not None:
+                control.drain()
         else:
             worker = self.workers[name]
             if worker is not None:
@@ -287,8 +378,10 @@ class SimCluster:
 
     def _arm_wake(self) -> None:
         dues = []
-        if self.acting(MANAGER) and self.manager is not None:
-            dues.append(self.manager.timers.next_due())
+        for name in self.manager_names:
+            control = self._control(name)
+            if self.acting(name) and control is not None:
+                dues.append(control.m.timers.next_due())
         for name in self.names:
             worker = self.workers[name]
             if worker is not None and name not in self.paused:
@@ -326,35 +419,51 @@ class SimCluster:
 
     def submit(self, task: Task) -> bool:
         """A client's submission; False when the manager cannot take it now."""
-        if not self.acting(MANAGER) or self.manager is None:
+        name = self._reachable_manager()
+        manager = self.managers.get(name)
+        if manager is None:
             return False
-        event = TaskEvent(id=_uuid(self.world), task=task, state=State.Running)
-        return self._answered(lambda: self.manager.submit(event))  # type: ignore[union-attr]
+        # a retry is the same event (its answer may have been lost after it was taken)
+        event_id = self._submissions.setdefault(str(task.id), _uuid(self.world))
+        event = TaskEvent(id=event_id, task=task, state=State.Running)
+        return self._answered(name, lambda: manager.submit(event))
 
     def stop(self, task_id: str) -> bool:
         """A client's stop; False when the manager cannot take it now."""
-        manager = self.manager
-        if not self.acting(MANAGER) or manager is None:
+        name = self._reachable_manager()
+        manager = self.managers.get(name)
+        if manager is None:
             return False
 
         def stop() -> None:
+            manager.catch_up(0, task_id)  # as the API does: maybe made through another
             task = manager.get_task(task_id)
+            if task.desired is State.Completed:
+                return  # stopped already: a retry, the first answer lost after it was taken
             manager.stop(task_id, TaskEvent(id=_uuid(self.world), task=task, state=State.Completed))
 
-        return self._answered(stop)
+        return self._answered(name, stop)
 
-    def _answered(self, call: Callable[[], object]) -> bool:
-        """A client's call to the manager, as its API would answer it: False for an
+    def _reachable_manager(self) -> str:
+        """The manager a client's call goes to (any that is up and not paused, as behind
+        a load balancer; "" when there is none)."""
+        if not self.shared:
+            return MANAGER if self.acting(MANAGER) else ""
+        ready = [name for name in self.manager_names if self.acting(name)]
+        return self.world.rng.choice(ready) if ready else ""
+
+    def _answered(self, name: str, call: Callable[[], object]) -> bool:
+        """A client's call to manager ``name``, as its API would answer it: False for an
         error the API answers with a status of 500 or more (the client tries again);
         anything else is a bug of the simulation or of Cube, and is raised."""
         try:
-            self._run(MANAGER, call)
+            self._run(name, call)
         except Exception as exc:
             if getattr(exc, "http_status", 500) < 500:
                 raise
-            self.world.say("client", f"the manager answered an error: {exc}")
+            self.world.say("client", f"{name} answered an error: {exc}")
             return False
-        return self.up(MANAGER)
+        return self.up(name)
 
     def copies(self) -> dict[str, list[str]]:
         """task ID -> the machines where a copy of it runs now."""
@@ -364,14 +473,69 @@ class SimCluster:
                 where.setdefault(process.task_id, []).append(name)
         return where
 
-    def _watch_invariants(self) -> None:
-        if self.manager is None:
+    def _watch_invariants(self, name: str) -> None:
+        manager = self.managers[name]
+        if manager is None or manager.control is None:
             return
         policy = self.settings.restart
-        for task in self.manager.records.all():
+        for task in manager.records.all():
             key = str(task.id)
             if given_up(task, policy):
                 self.given_up.add(key)
+
+    # ------------------------------------------------------------------ etcd
+
+    def _etcd_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """etcd answering one call; then its next lease expiry is on the world's queue."""
+        assert self.etcd is not None
+        answer = self.etcd.app(environ, start_response)
+        self._arm_expiry()
+        return answer
+
+    def _arm_expiry(self) -> None:
+        assert self.etcd is not None
+        due = self.etcd.next_expiry()
+        if due is None:
+            return
+        at = due - self.world.monotonic() + self.world.elapsed
+        if self._expiry_at is None or at < self._expiry_at or self._expiry_at < self.world.elapsed:
+            self._expiry_at = at
+            self.world.at(max(at, self.world.elapsed), "etcd lease expiry", self._expire)
+
+    def _expire(self) -> None:
+        assert self.etcd is not None
+        self._expiry_at = None
+        self.etcd.expire()
+        self._arm_expiry()
+
+    def _etcd_changed(self) -> None:
+        self.etcd_watches = [watch for watch in self.etcd_watches if watch.alive]
+        for watch in self.etcd_watches:
+            watch.changed()
+
+    def _sent(self, source: str, request: Request) -> None:
+        """Every request on the wires: an order from a manager to a worker goes to the
+        checks."""
+        to = urlsplit(request.url).hostname or ""
+        if source in self.managers and to in self.workers and request.method != "GET":
+            for check in self.order_checks:
+                check(source, request)
+
+    def leads_in_etcd(self, name: str) -> bool:
+        """Whether etcd has manager ``name`` leading now: the first key in line under
+        the election's prefix is its own, on a lease etcd still has."""
+        manager = self.managers.get(name)
+        if manager is None or manager.leadership is None or self.etcd is None:
+            return False
+        election = manager.leadership.election
+        lease = election._lease
+        first = self.etcd.first_created(f"{PREFIX}/leader/")
+        return (
+            lease is not None
+            and first is not None
+            and first == election._key
+            and self.etcd.lease_alive(lease.id)
+        )
 
 
 def _uuid(world: World) -> UUID:

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 from cube.replay.cluster import MANAGER, SimCluster
+from cube.replay.etcd_wires import ETCD
 
 KINDS = (
     "crash",  # the component dies (SIGKILL); it comes back after `lasts`
@@ -26,6 +27,7 @@ KINDS = (
 )
 DISK_FULL = "disk full"  # every write to the component's disk fails for `lasts`
 POINTS = {MANAGER: ("manager-saved", "manager-sending"), "worker": ("worker-started",)}
+ETCD_KINDS = ("pause", "partition")  # etcd itself is not killed: its durability is its own
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,17 @@ class Fault:
 
 
 def schedule(
-    seed: int, workers: list[str], start: float, end: float, count: tuple[int, int] = (3, 12)
+    seed: int,
+    workers: list[str],
+    start: float,
+    end: float,
+    count: tuple[int, int] = (3, 12),
+    managers: list[str] | None = None,
 ) -> list[Fault]:
-    """The faults of run ``seed``, between ``start`` and ``end`` seconds."""
+    """The faults of run ``seed``, between ``start`` and ``end`` seconds (``managers``:
+    several, on etcd, which the nemesis strikes too)."""
+    if managers:
+        return _shared(seed, workers, managers, start, end, count)
     rng = random.Random(f"nemesis-{seed}")
     faults = []
     for _ in range(rng.randint(*count)):
@@ -71,6 +81,37 @@ def schedule(
     return sorted(faults, key=lambda f: f.at)
 
 
+def _shared(
+    seed: int,
+    workers: list[str],
+    managers: list[str],
+    start: float,
+    end: float,
+    count: tuple[int, int],
+) -> list[Fault]:
+    """Faults for several managers on etcd: the managers (above all the leader, which
+    is any of them) are struck as often as the workers, and etcd is paused or cut off."""
+    rng = random.Random(f"nemesis-managers-{seed}")
+    faults = []
+    for _ in range(rng.randint(*count)):
+        at = round(rng.uniform(start, end), 3)
+        kind = rng.choices(KINDS, weights=(4, 2, 8, 4, 2, 1, 1, 2))[0]
+        roll = rng.random()
+        target = rng.choice(managers) if roll < 0.5 else rng.choice(workers)
+        if kind in ETCD_KINDS and roll > 0.9:
+            target = ETCD
+        if kind in ("kill task", "hang task"):
+            target = rng.choice(workers)
+        if kind in ("lossy network", "late requests"):
+            target = ""
+        point = ""
+        if kind == "crash at point":
+            point = rng.choice(POINTS[MANAGER if target in managers else "worker"])
+        lasts = round(rng.uniform(0.5, 12.0), 3)
+        faults.append(Fault(at, kind, target, lasts, point))
+    return sorted(faults, key=lambda f: f.at)
+
+
 def strike(cluster: SimCluster, fault: Fault) -> None:
     """Do ``fault`` now (and undo it when it lasts no longer)."""
     world, name = cluster.world, fault.target
@@ -81,6 +122,11 @@ def strike(cluster: SimCluster, fault: Fault) -> None:
     elif fault.kind == "crash at point":
         cluster.armed[name] = fault.point
         world.after(fault.lasts, f"restart {name}", lambda: _restart(cluster, name))
+    elif fault.kind == "pause" and name == ETCD:
+        cluster.wires.host(ETCD).paused = True
+        world.after(
+            fault.lasts, "resume etcd", lambda: setattr(cluster.wires.host(ETCD), "paused", False)
+        )
     elif fault.kind == "pause":
         cluster.pause(name)
         world.after(fault.lasts, f"resume {name}", lambda: cluster.resume(name))
@@ -117,7 +163,9 @@ def heal_all(cluster: SimCluster) -> None:
     cluster.armed.clear()
     for volume in cluster.volumes.values():
         volume.full = False
-    for name in [MANAGER, *cluster.names]:
+    if cluster.shared:
+        cluster.wires.host(ETCD).paused = False
+    for name in [*cluster.manager_names, *cluster.names]:
         cluster.resume(name)
         if not cluster.up(name):
             cluster.start(name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cube.lab.timeline import Fault, Timeline
-from cube.replay.cluster import MANAGER
 from cube.replay.run import Outcome
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def timeline(outcome: Outcome, tasks: set[str] | None = None) -> Timeline:
         line.observe(seen, at=at)
     last = outcome.samples[-1][0] if outcome.samples else outcome.simulated
     for fault in outcome.faults:
-        lane = None if fault.target in ("", MANAGER) else fault.target
+        lane = fault.target if fault.target in outcome.workers else None
         label = f"{fault.kind} {fault.target}".strip()
         end = fault.at + fault.lasts if fault.lasts else fault.at
         line.faults.append(Fault(label, fault.at, min(end, last), lane))

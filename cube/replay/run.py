@@ -13,15 +13,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from cube import clock, faults, text
+from cube import clock, faults, loops, text
 from cube.replay import check
-from cube.replay.cluster import SimCluster
+from cube.replay.cluster import Settings, SimCluster
 from cube.replay.nemesis import Fault, heal_all, schedule, strike
 from cube.replay.world import World
 from cube.task import Task
+
+BUSY = 20_000  # events at one instant that make a busy loop
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class Scenario:
     faults_from: float = 3.0
     faults_until: float = 60.0
     quiet: float = 60.0
+    managers: int = 1  # several: on a simulated etcd, one elected
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Outcome:
     samples: list[tuple[float, dict[str, list[str]]]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)  # task ID -> name
     final: dict[str, Task] = field(default_factory=dict)  # name -> the manager's record
+    workers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,9 +75,12 @@ def run(
     ``verbose`` puts what the components log into the story too."""
     scenario = scenario or Scenario()
     world = World(seed)
-    cluster = SimCluster(world)
+    cluster = SimCluster(world, Settings(managers=scenario.managers))
     if fault_list is None:
-        fault_list = schedule(seed, cluster.names, scenario.faults_from, scenario.faults_until)
+        several = cluster.manager_names if cluster.shared else None
+        fault_list = schedule(
+            seed, cluster.names, scenario.faults_from, scenario.faults_until, managers=several
+        )
     watch = check.Watch(cluster)
     samples: list[tuple[float, dict[str, list[str]]]] = []
     began = time.perf_counter()
@@ -93,6 +101,8 @@ def run(
             where = cluster.running or "the simulation"
             what = f"{type(exc).__name__} escaped {where}: {text.printable(exc)}"
             watch.fail(what)
+            for line in traceback.format_exception(exc)[-12:]:
+                world.say("traceback", text.printable(line.rstrip()))
             violations = watch.violations
     final = {}
     if cluster.manager is not None:
@@ -108,17 +118,29 @@ def run(
         samples,
         names,
         final,
+        cluster.names,
     )
 
 
 def _drive(world: World, cluster: SimCluster, end: float) -> None:
-    """Run the world's events up to ``end`` seconds, each followed by what it made due."""
+    """Run the world's events up to ``end`` seconds, each followed by what it made due.
+    A component that keeps asking to run again at the same instant is a busy loop: a
+    finding, not a hang."""
+    instant, same = world.elapsed, 0
     while (at := world.next_at()) is not None and at <= end:
         event = world.step()
         assert event is not None
+        same = same + 1 if world.elapsed == instant else 0
+        instant = world.elapsed
+        if same > BUSY:
+            raise BusyLoop(f"{same} events at t={instant:.3f}s, the last: {event.what}")
         event.action()
         cluster.settle()
     world.advance(end)
+
+
+class BusyLoop(RuntimeError):
+    """Events queued again and again at one instant: time would never move on."""
 
 
 def shrink(seed: int, outcome: Outcome, scenario: Scenario | None = None) -> list[Fault]:
@@ -191,7 +213,11 @@ def _simulated(world: World, cluster: SimCluster, verbose: bool) -> Iterator[Non
     cube_log.setLevel(logging.INFO if verbose else logging.CRITICAL + 1)
     cube_log.propagate = False
     try:
-        with clock.simulated(world), faults.simulated(cluster.at_point):
+        with (
+            clock.simulated(world),
+            faults.simulated(cluster.at_point),
+            loops.simulated(cluster.loops),
+        ):
             yield
     finally:
         cube_log.level, cube_log.propagate, cube_log.handlers = saved

@@ -56,16 +56,19 @@ class Wires:
     loss: float = 0.0  # chance a request, or its answer, is lost
     late: float = 0.0  # chance a request arrives later than asked
     task_health: Callable[[str, int], str] | None = None  # (host, port) -> problem
+    on_send: Callable[[str, Request], None] | None = None  # sees every request sent
 
     def host(self, name: str) -> Host:
         return self.hosts.setdefault(name, Host(name))
 
     def deliver(self, source: str, request: Request) -> requests.Response:
+        if self.on_send is not None:
+            self.on_send(source, request)
         name = urlsplit(request.url).hostname or ""
         host = self.hosts.get(name)
         if host is None or host.app is None:
             raise requests.ConnectionError(f"connection to {name} refused")
-        if host.paused or name in self.cut_off or source in self.cut_off:
+        if not self.reaches(source, name):
             raise requests.ReadTimeout(f"{name} did not answer")
         rng = self.world.rng
         if self.late and rng.random() < self.late:
@@ -78,6 +81,13 @@ class Wires:
         if self.loss and rng.random() < self.loss:
             raise requests.ReadTimeout(f"{name} did not answer (the answer was lost)")
         return response
+
+    def reaches(self, source: str, name: str) -> bool:
+        """Whether a call from ``source`` gets to ``name`` and back now (both up is
+        asked elsewhere): neither is cut off, and ``name`` is not paused."""
+        host = self.hosts.get(name)
+        paused = host is not None and host.paused
+        return not paused and name not in self.cut_off and source not in self.cut_off
 
     def _late(self, request: Request) -> None:
         host = self.hosts.get(urlsplit(request.url).hostname or "")
@@ -118,17 +128,24 @@ class SimSession:
         params: dict[str, Any] | None = None,
         json: Any = None,
         headers: dict[str, str] | None = None,
+        data: str | bytes | None = None,
         **_: Any,
     ) -> requests.Response:
         if params:
             url = f"{url}?{urlencode(params)}"
-        body = b""
+        body = data.encode() if isinstance(data, str) else (data or b"")
         if json is not None:
             body = _json.dumps(json).encode()
         merged = {**self.headers, **(headers or {})}
         if json is not None:
             merged["Content-Type"] = "application/json"
         return self.wires.deliver(self.source, Request(method, url, merged, body))
+
+    def get(self, url: str, **options: Any) -> requests.Response:
+        return self.request("GET", url, **options)
+
+    def post(self, url: str, **options: Any) -> requests.Response:
+        return self.request("POST", url, **options)
 
     def close(self) -> None:
         pass

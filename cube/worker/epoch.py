@@ -33,10 +33,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
+from cube import clock
 from cube.proof import (
     HEADER,
     MAX_EPOCH,
@@ -110,7 +110,7 @@ class LeaderEpoch:
                 "with (cube worker --leader-secret); nothing was changed"
             )
         self.secret.check(stamp)
-        if stamp.born > time.time_ns() // 1_000_000 + MAX_AHEAD_MS:
+        if stamp.born > int(clock.now() * 1000) + MAX_AHEAD_MS:
             # signed, but by a manager whose clock is far ahead: followed, its series would
             # outrank every series made after it with a right clock
             raise BadEpoch(PROOF_HEADER, str(stamp.born), "a series born before tomorrow")
