@@ -217,3 +217,13 @@ class Procs:
             runtime = worker_runtime(kind, self.tmp, name)
             for managed in runtime.list_managed():
                 runtime.stop(managed.status.container_id)
+
+
+def replay(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m cube.replay`` with ``args``, as a user runs it (it fixes the hash salt)."""
+    return subprocess.run(
+        [sys.executable, "-m", "cube.replay", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
