@@ -166,7 +166,7 @@ class Leadership:
 
     def start(self) -> None:
         self.mirror.start()
-        self.m.observe()
+        self.m.look_out()
         self._office = loops.start("manager-office", self._change)
         self.election.start()
 

@@ -363,7 +363,7 @@ class Manager:
 
     # --------------------------------------------------------- several managers
 
-    def observe(self) -> None:
+    def look_out(self) -> None:
         """Not acting: keep the workers' state current for ``GET /nodes`` only."""
         if self._lookout is None:
             self._lookout = Lookout(self.cluster, self.update_interval).start()
@@ -388,7 +388,7 @@ class Manager:
         control, self.control = self.control, None
         if control is not None:
             control.close()
-        self.observe()
+        self.look_out()
 
     def forget(self, task_id: str) -> None:
         """Drop a finished task (past retention) from memory and the store."""

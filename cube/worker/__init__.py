@@ -1,5 +1,13 @@
-"""The worker: runs tasks on one machine (worker.py), serves its API (api.py), and
-reports machine statistics (stats.py)."""
+"""The worker: runs tasks on one machine, as the manager orders.
+
+- ``api.py``: the REST API, behind the fence of the leader's epoch (``epoch.py``);
+- ``worker.py``: :class:`Worker`: an order stored as intent, then carried out on the
+  runtime (:mod:`cube.runtime`) by its loop, which also inspects the running copies;
+- ``orders.py``: what an order means (its generation, repeats, stale orders);
+- ``adopt.py``: after a restart, adopt what still runs and stop what nobody owns;
+- ``retention.py``: when a finished task is forgotten; ``stats.py``: the machine's
+  statistics for ``GET /stats``.
+"""
 
 from cube.worker.worker import Worker, open_worker
 

@@ -232,7 +232,7 @@ class Worker:
         """Do everything that is due now, in this thread, then inspect once."""
         self.recover()
         self.work_due()
-        self.reconcile()
+        self.inspect_running()
 
     def work_due(self) -> int:
         """Carry out every order that is due now, in this thread; returns how many."""
@@ -246,7 +246,7 @@ class Worker:
     def inspect_round(self) -> None:
         """What the loop does every ``reconcile_interval``: inspect every running task,
         then forget what is past retention; a failure of one never stops the other."""
-        self._guard(self.reconcile)
+        self._guard(self.inspect_running)
         self._guard(retention.prune, self)
 
     def recover(self) -> None:
@@ -347,9 +347,9 @@ class Worker:
 
     # ------------------------------------------------------------------ inspection
 
-    def reconcile(self) -> None:
+    def inspect_running(self) -> None:
         """Inspect every running task not being worked on; one bad record never stops
-        the pass."""
+        the pass. (Not "reconcile": in Cube that word is the manager's alone.)"""
         for task_id in self.records.ids(State.Running):
             task = self.records.get(task_id)
             if task is not None and not self.timers.busy(task_id):
