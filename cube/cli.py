@@ -314,9 +314,9 @@ def manager(
     from cube.http import Server
     from cube.manager import open_manager
     from cube.manager.api import make_app
-    from cube.manager.health import RestartPolicy
     from cube.manager.retention import Retention
     from cube.store import DirectoryLocked
+    from cube.task import RestartPolicy
 
     _logging(log_level)
     addresses = [w.strip() for w in workers.split(",") if w.strip()]
@@ -890,7 +890,7 @@ def export_(
       cube export --to k8s -f task.json
     """
     from cube.export import Options, export
-    from cube.manager.health import RestartPolicy
+    from cube.task import RestartPolicy
 
     if sum((task_id is not None, every, filename is not None)) != 1:
         raise click.UsageError("give one of: a task ID, --all, or --filename FILE")

@@ -169,7 +169,7 @@ Image = _string(
     mismatch=_IMAGE_HINT,
 )
 RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
-RestartPolicy = Annotated[
+DockerRestartPolicy = Annotated[
     Literal["", "no", "always", "unless-stopped", "on-failure"],
     Rule(enum=f"{{value}} is not one of {RESTART_POLICIES[1:]} (or '')"),
 ]

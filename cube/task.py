@@ -44,6 +44,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Any
 
@@ -63,6 +64,7 @@ from cube.fields import (
     Bytes,
     Cores,
     Count,
+    DockerRestartPolicy,
     Generation,
     HealthCheck,
     HostPorts,
@@ -73,7 +75,6 @@ from cube.fields import (
     PortMap,
     Ports,
     PortSet,
-    RestartPolicy,
     Text,
     Time,
     check_allowed,
@@ -237,7 +238,7 @@ class Task(Wire):
     exposed_ports: Ports = PortSet()
     host_ports: HostPorts = msgspec.field(default_factory=PortMap)
     port_bindings: Bindings = msgspec.field(default_factory=PortBindings)
-    restart_policy: RestartPolicy = ""
+    restart_policy: DockerRestartPolicy = ""
     start_time: Time = None
     finish_time: Time = None
     health_check: HealthCheck = ""
@@ -271,6 +272,19 @@ class TaskEvent(Wire):
 
 Task.__strict__ = strict_variant(Task, "TaskSpec")  # type: ignore[attr-defined]
 TaskEvent.__strict__ = strict_variant(TaskEvent, "TaskEventSpec")  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Restart up to ``limit`` times, waiting ``base * 2**n`` seconds (at most ``cap``)
+    before restart ``n + 1``."""
+
+    limit: int = 3
+    base: float = 1.0
+    cap: float = 30.0
+
+    def backoff(self, restarts_so_far: int) -> float:
+        return min(self.cap, self.base * 2**restarts_so_far)
 
 
 def new_attempt(task: Task) -> Task:

@@ -13,9 +13,8 @@ import pytest
 from cube.client import ManagerClient, WorkerClient
 from cube.lab import LocalCluster, checks
 from cube.lab.exercise import solution
-from cube.manager.health import RestartPolicy
 from cube.runtime import Status
-from cube.task import State, parse_uuid
+from cube.task import RestartPolicy, State, parse_uuid
 
 
 @pytest.fixture(scope="module")

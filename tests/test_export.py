@@ -22,8 +22,7 @@ from cube.export import Options, export
 from cube.http import Server
 from cube.manager import Manager
 from cube.manager.api import make_app
-from cube.manager.health import RestartPolicy
-from cube.task import State, Task
+from cube.task import RestartPolicy, State, Task
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIB, GIB = 1 << 20, 1 << 30

@@ -18,8 +18,7 @@ from test_worker import build_worker, cleanup
 from cube.client import NotFound, WorkerClient
 from cube.http import Server
 from cube.manager import Manager
-from cube.manager.health import RestartPolicy
-from cube.task import State, Task, TaskEvent, parse_submission
+from cube.task import RestartPolicy, State, Task, TaskEvent, parse_submission
 from cube.worker.api import make_app
 
 SAMPLES = Path(__file__).parent / "fixtures" / "gocube"

@@ -14,8 +14,7 @@ from cube.client import Conflict, ManagerClient, NotFound
 from cube.http import Server
 from cube.manager import Manager
 from cube.manager.api import make_app as manager_app
-from cube.manager.health import RestartPolicy
-from cube.task import State
+from cube.task import RestartPolicy, State
 from cube.worker.api import make_app as worker_app
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -22,9 +22,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cube.manager.health import RestartPolicy
 from cube.manager.reconcile import Observed, Plan, Post, Spot, Stop, Timing, given_up, reconcile
-from cube.task import State, Task, TaskEvent, can_transition
+from cube.task import RestartPolicy, State, Task, TaskEvent, can_transition
 from cube.worker import orders
 
 WORKERS = ("a", "b", "c")

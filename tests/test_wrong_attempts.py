@@ -706,7 +706,7 @@ def test_08_a_task_waiting_for_room_is_not_a_404(cluster):
 
 
 def test_09_a_wait_that_grows_by_one_base(cluster):
-    from cube.manager.health import RestartPolicy
+    from cube.task import RestartPolicy
 
     class Linear(RestartPolicy):
         def backoff(self, restarts_so_far):
@@ -716,7 +716,7 @@ def test_09_a_wait_that_grows_by_one_base(cluster):
 
 
 def test_09_a_wait_one_doubling_ahead(cluster):
-    from cube.manager.health import RestartPolicy
+    from cube.task import RestartPolicy
 
     class Ahead(RestartPolicy):
         def backoff(self, restarts_so_far):

@@ -15,9 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cube.manager.health import RestartPolicy
 from cube.runtime.process import DEFAULT_PORT, PROGRAMS
-from cube.task import Task
+from cube.task import RestartPolicy, Task
 
 RUNTIME_NOTE = (
     "Runtime state (State, ContainerID, HostPorts, StartTime, FinishTime, RestartCount, "

@@ -1,4 +1,4 @@
-"""Health checks and the restart policy.
+"""Health checks (the restart policy they lead to is the task's: :class:`cube.task.RestartPolicy`).
 
 A task with a ``HealthCheck`` path is probed at ``http://<worker host>:<host port><path>``;
 anything but a 2xx answer within the timeout is a failure. The book probed every 60 s
@@ -9,22 +9,7 @@ exponentially growing wait, and after ``limit`` restarts it is Failed for good.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import requests
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """Restart up to ``limit`` times, waiting ``base * 2**n`` seconds (at most ``cap``)
-    before restart ``n + 1``."""
-
-    limit: int = 3
-    base: float = 1.0
-    cap: float = 30.0
-
-    def backoff(self, restarts_so_far: int) -> float:
-        return min(self.cap, self.base * 2**restarts_so_far)
 
 
 def probe(host: str, port: int, path: str, timeout: float) -> str:

@@ -26,7 +26,6 @@ from cube.client import NotFound
 from cube.etcd import CasConflict, Election, EtcdClient
 from cube.manager.consistency import Catchup
 from cube.manager.control import Control
-from cube.manager.health import RestartPolicy
 from cube.manager.history import History
 from cube.manager.leadership import Leadership, Lookout
 from cube.manager.network import Network
@@ -42,6 +41,7 @@ from cube.records import Records
 from cube.scheduler import Scheduler, make
 from cube.store import Store, lock_directory
 from cube.task import (
+    RestartPolicy,
     State,
     Task,
     TaskEvent,

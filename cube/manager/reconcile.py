@@ -33,8 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from cube.manager.health import RestartPolicy
-from cube.task import State, Task, check_transition, clip_reason, new_attempt
+from cube.task import RestartPolicy, State, Task, check_transition, clip_reason, new_attempt
 
 LIVE = (State.Scheduled, State.Running)
 

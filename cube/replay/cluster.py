@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from cube.etcd import Election, EtcdError
-from cube.manager.health import RestartPolicy
 from cube.manager.manager import Manager
 from cube.manager.observe import WATCH_WAIT
 from cube.manager.reconcile import given_up
@@ -46,7 +45,7 @@ from cube.replay.loops import SimLoops
 from cube.replay.machine import Machine, SimRuntime
 from cube.replay.wires import Request, SimNetwork, Wires
 from cube.replay.world import World
-from cube.task import State, Task, TaskEvent
+from cube.task import RestartPolicy, State, Task, TaskEvent
 from cube.worker.api import make_app
 from cube.worker.stats import StatsCollector
 from cube.worker.worker import Worker

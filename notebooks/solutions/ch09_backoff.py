@@ -1,7 +1,7 @@
 """Chapter 9: exponential backoff: wait longer before each restart, up to a cap."""
 
 from cube.lab.exercise import exercise
-from cube.manager.health import RestartPolicy
+from cube.task import RestartPolicy
 
 
 @exercise("ch09_backoff")

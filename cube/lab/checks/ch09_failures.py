@@ -22,8 +22,7 @@ from cube.lab.timeline import Span
 from cube.lab.verdict import Verdict
 from cube.lab.view import ClusterView
 from cube.lab.watch import Watch, of_manager
-from cube.manager.health import RestartPolicy
-from cube.task import State, Task, TaskEvent
+from cube.task import RestartPolicy, State, Task, TaskEvent
 
 HINTS = (
     "each restart should wait longer than the one before, but never longer than the policy's cap",
