@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20
 MAX_DEPTH = 32
-OPEN_PATHS = frozenset({"/health", "/openapi.json"})
 JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "")
 TRUSTED = "cube.trusted"  # set False on an open route asked without the token
 
@@ -68,8 +67,16 @@ def json_app(name: str, token: str | Access | None = None) -> bottle.Bottle:
     if isinstance(token, str) and token:
         app.install(_require_token(token))
     elif token:
-        app.install(token.plugin(OPEN_PATHS, TRUSTED))
+        app.install(token.plugin(open_route, TRUSTED))
     return app
+
+
+def open_route() -> bool:
+    """Whether the route asked for now is open to anyone, as its ``Doc`` says (``/health``,
+    ``/openapi.json``): said once, where the route is declared, for the token check and
+    the OpenAPI document alike."""
+    doc = bottle.request.route.config.get("doc")
+    return bool(getattr(doc, "open", False))
 
 
 def _translate_errors(callback: Callable[..., Any]) -> Callable[..., Any]:
@@ -120,7 +127,7 @@ def _require_token(token: str) -> Callable[[Callable[..., Any]], Callable[..., A
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             given = bottle.request.get_header("Authorization", "").encode()
             valid = hmac.compare_digest(given, expected)
-            if bottle.request.path in OPEN_PATHS:
+            if open_route():
                 bottle.request.environ[TRUSTED] = valid
             elif not valid:
                 bottle.response.set_header("WWW-Authenticate", 'Bearer realm="cube"')

@@ -23,7 +23,7 @@ import bottle
 import msgspec
 
 import cube
-from cube.http import MAX_BODY, MAX_DEPTH, OPEN_PATHS
+from cube.http import MAX_BODY, MAX_DEPTH
 from cube.messages import ErrorBody
 from cube.task import State
 from cube.wire import OURS, Wire, hints_of, wire_class
@@ -172,7 +172,7 @@ def document(app: bottle.Bottle) -> Schema:
         item = paths.setdefault(path, {})
         if "{task_id}" in path:
             item["parameters"] = [TASK_ID]
-        item[route.method.lower()] = _operation(doc, path, headers)
+        item[route.method.lower()] = _operation(doc, headers)
         types += [t for t in (doc.answer, *doc.body) if t not in (None, dict)]
     _, schemas = msgspec.json.schema_components(types, schema_hook=_schema_hook, ref_template=REF)
     answers = _answer_types([r.config["doc"].answer for r in app.routes])
@@ -194,7 +194,7 @@ def document(app: bottle.Bottle) -> Schema:
 
 def serve_document(app: bottle.Bottle, title: str, description: str) -> None:
     """Answer ``GET /openapi.json`` on ``app`` with its document, made on first use
-    (open without a token: :data:`cube.http.OPEN_PATHS` lists it)."""
+    (open without a token, as its ``Doc`` says)."""
     app.config["cube.openapi"] = (title, description)
     made: list[bytes] = []
 
@@ -206,15 +206,13 @@ def serve_document(app: bottle.Bottle, title: str, description: str) -> None:
 
     doc = Doc(f"{title} OpenAPI document", dict, said="This document.", open=True)
     app.route("/openapi.json", "GET", openapi, doc=doc)
-    assert "/openapi.json" in OPEN_PATHS
 
 
 # ---------------------------------------------------------------------- helpers
 
 
-def _operation(doc: Doc, path: str, headers: tuple[Header, ...] = ()) -> Schema:
-    open_route = doc.open or path in OPEN_PATHS
-    codes = sorted({*doc.errors, *(() if open_route else (401,))})
+def _operation(doc: Doc, headers: tuple[Header, ...] = ()) -> Schema:
+    codes = sorted({*doc.errors, *(() if doc.open else (401,))})
     if doc.body:
         codes = sorted({*codes, 408, 411})
     codes = sorted({*codes, *(code for header in headers for code in header.errors)})
@@ -247,7 +245,7 @@ def _operation(doc: Doc, path: str, headers: tuple[Header, ...] = ()) -> Schema:
             f"`curl -d` sends it); JSON nested deeper than {MAX_DEPTH} levels is refused.",
             "content": {JSON: {"schema": {"oneOf": [_schema_of(t) for t in doc.body]}}},
         }
-    if open_route:
+    if doc.open:
         operation["security"] = []
     return operation
 

@@ -80,16 +80,17 @@ class Access:
     def needed(self, method: str) -> frozenset[str]:
         return self.reads if method in READS else self.orders
 
-    def plugin(self, open_paths: frozenset[str], trusted_key: str) -> Callable[..., Any]:
+    def plugin(self, is_open: Callable[[], bool], trusted_key: str) -> Callable[..., Any]:
         """The Bottle plugin that admits a request by its role; an open route
-        (``/health``) is served to anyone, and told whether the caller may give orders."""
+        (``/health``: ``is_open()`` says) is served to anyone, and told whether the caller
+        may give orders."""
 
         def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 request = bottle.request
                 role = self.role(request.get_header("Authorization", ""))
                 request.environ[trusted_key] = role in self.orders
-                if request.path not in open_paths:
+                if not is_open():
                     self.admit(role, request.method, request.path)
                 return callback(*args, **kwargs)
 

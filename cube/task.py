@@ -141,6 +141,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
+LIVE = (State.Scheduled, State.Running)  # a copy in these states is (about to be) running
+
+
 class TransitionError(ValueError):
     """A state change the table does not allow. Names both states."""
 

@@ -43,11 +43,10 @@ from cube.proof import Stamp
 from cube.records import Changes
 from cube.scheduler import Scheduler, place
 from cube.store import Store, StoreError
-from cube.task import State, Task, clip_reason, utcnow
+from cube.task import LIVE, Task, clip_reason, utcnow
 
 log = logging.getLogger(__name__)
 
-LIVE = (State.Scheduled, State.Running)
 STATS_EVERY = 5.0  # seconds between /stats of a worker that is up
 STATS_KEPT_EVERY = 10.0  # seconds between two stored copies of a worker's statistics
 

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from cube.task import RestartPolicy, State, Task, check_transition, clip_reason, new_attempt
-
-LIVE = (State.Scheduled, State.Running)
+from cube.task import LIVE, RestartPolicy, State, Task, check_transition, clip_reason, new_attempt
 
 
 @dataclass(frozen=True)

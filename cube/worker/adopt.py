@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from cube.runtime import Managed, RuntimeFailure, attempt_label
-from cube.task import State, Task
+from cube.task import LIVE, State, Task
 from cube.worker import orders
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def _remove(worker: Worker, container_id: str) -> None:
 def _keeper(task: Task, copies: list[Managed]) -> Managed | None:
     """The running copy to adopt, if the task is to run: one of the order the record
     follows (or unlabelled, from an older Cube), preferring the one it names."""
-    if task.desired is not State.Running or task.state not in orders.RUN_STATES:
+    if task.desired is not State.Running or task.state not in LIVE:
         return None
     label = attempt_label(task)
     running = [c for c in copies if c.status.running and c.attempt in (label, "")]

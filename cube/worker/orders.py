@@ -20,6 +20,7 @@ alone, as in the book.
 from __future__ import annotations
 
 from cube.task import (
+    LIVE,
     State,
     Task,
     TaskEvent,
@@ -30,8 +31,6 @@ from cube.task import (
     new_attempt,
     utcnow,
 )
-
-RUN_STATES = (State.Scheduled, State.Running)
 
 
 class StaleOrder(ValueError):
@@ -54,7 +53,7 @@ def attempt(task: Task) -> tuple[int, int]:
 
 def wanted(event: TaskEvent) -> State:
     """The state an event asks for: Running (sent as 1 or 2) or Completed."""
-    if event.state in RUN_STATES:
+    if event.state in LIVE:
         return State.Running
     if event.state is State.Completed:
         return State.Completed
