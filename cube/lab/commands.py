@@ -1,4 +1,4 @@
-"""``cube lab``: the commands for teaching with the notebooks (kept out of cube/cli.py,
+"""``cube lab``: the commands for teaching with the notebooks (kept out of cube/cli/,
 which is about running a cluster)."""
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def grade(
     if as_json:
         click.echo(json.dumps(grading.as_json(grades), indent=2))
     else:
-        from cube.cli import _table  # the same columns as `cube status`
+        from cube.cli.tables import table  # the same columns as `cube status`
 
-        _table(grading.headers(grades), grading.table(grades))
+        table(grading.headers(grades), grading.table(grades))
     if any(g.verdict != "pass" for g in grades):
         raise SystemExit(1)
