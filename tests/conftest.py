@@ -5,6 +5,7 @@ without etcd (``CUBE_REQUIRE_ETCD=1``)."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     from cube.etcd import LocalEtcd
 
 REQUIRE_DOCKER = os.environ.get("CUBE_REQUIRE_DOCKER") == "1"
+
+# Some tests stop a command as Ctrl-C does (SIGINT). A test run started in the background
+# of a non-interactive shell (a CI script's `&`) has SIGINT ignored, and an ignored
+# signal is inherited by every command it starts, which then could not be stopped so.
+# A handler is not inherited (exec resets it): with one here, the commands get Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
