@@ -30,8 +30,9 @@ from typing import Annotated, Any
 
 from bench.common import header
 from cube.fields import PortSet, format_time
+from cube.http import ListCache
 from cube.task import State, Task
-from cube.wire import ListCache, decode_json, encode
+from cube.wire import decode_json, encode
 
 STORED = 10_000
 LISTED = 1_000

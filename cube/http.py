@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import bottle
+import msgspec
 
 from cube.connections import GatedServer
 from cube.held import HeldWatches, WatchLimits
@@ -102,6 +103,32 @@ def send_json(data: Any, status: int = 200) -> bytes:
     bottle.response.status = status
     bottle.response.content_type = "application/json"
     return data if isinstance(data, bytes) else encode(data)
+
+
+class ListCache:
+    """Encodes lists of wire values (tasks, say), reusing each value's bytes for as long
+    as it is unchanged: answering ``GET /tasks`` again costs one comparison per task
+    that did not change since, and an encoding per task that did.
+
+    Values are keyed by ``key`` (a task's ID) and compared with a copy taken when they
+    were encoded, so a value replaced or assigned a new field is encoded again. (Cube
+    never changes the maps inside a stored value in place; that would go unseen.)"""
+
+    def __init__(self, key: Callable[[Any], Any]) -> None:
+        self._key = key
+        self._known: dict[Any, tuple[Any, bytes]] = {}
+
+    def encode(self, values: list[Any]) -> bytes:
+        known, fresh, parts = self._known, {}, []
+        for value in values:
+            key = self._key(value)
+            seen = known.get(key)
+            if seen is None or seen[0] != value:
+                seen = (msgspec.structs.replace(value), encode(value))
+            fresh[key] = seen
+            parts.append(seen[1])
+        self._known = fresh  # what is no longer listed is forgotten
+        return b"[" + b",".join(parts) + b"]"
 
 
 def _error_handler(res: bottle.HTTPError) -> str:

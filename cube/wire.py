@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 import typing
 import uuid
@@ -102,42 +103,60 @@ def hints_of(cls: type) -> dict[str, Any]:
 
 
 class _Plan:
-    """What :class:`Wire` derives per class from its declaration: the field types by
-    wire name, and two functions written out field by field (as dataclasses writes
-    ``__init__``), because a store of 10,000 tasks runs them 10,000 times: ``check``
-    (the checks msgspec cannot make) and ``to_wire``."""
+    """What :class:`Wire` derives per class from its declaration, once: the field types
+    by wire name, and per field what ``check`` (the checks msgspec cannot make) and
+    ``to_wire`` do with it, as plain tuples, so that a store of 10,000 tasks walks lists
+    rather than looking anything up."""
 
     def __init__(self, cls: type[Wire]) -> None:
         hints = hints_of(cls)
         fields = msgspec.structs.fields(cls)
         self.types = {f.encode_name: hints[f.name] for f in fields}
         self.names = {f.encode_name.lower(): f.encode_name for f in fields}
-        env: dict[str, Any] = {"force": msgspec.structs.force_setattr}
-        checks = ["def check(self):", "    field = ''", "    try:", "        pass"]
-        encode = ["def to_wire(self):", "    out = {}"]
-        for i, f in enumerate(fields):
+        self._checks: list[tuple[str, str, Callable[[Any], Any]]] = []
+        self._encodes: list[tuple[str, Callable[[Any], Any] | None, bool, Any]] = []
+        for f in fields:
             rule = rule_of(hints[f.name])
             convert = (rule.to_wire if rule is not None else None) or _converter(hints[f.name])
-            env[f"convert{i}"], env[f"default{i}"] = convert, f.default
-            value = f"convert{i}(self.{f.name})" if convert else f"self.{f.name}"
-            put = f"out[{f.encode_name!r}] = {value}"
-            if OURS in getattr(hints[f.name], "__metadata__", ()):
-                put = f"if self.{f.name} != default{i}: {put}"
-            encode.append(f"    {put}")
+            ours = OURS in getattr(hints[f.name], "__metadata__", ())
+            self._encodes.append((f.encode_name, convert, ours, f.default))
             if rule is not None and rule.check is not None:
-                env[f"check{i}"] = rule.check
-                checks += [
-                    f"        field, value = {f.encode_name!r}, self.{f.name}",
-                    f"        checked = check{i}(value)",
-                    f"        if checked is not value: force(self, {f.name!r}, checked)",
-                ]
-        checks += [
-            "    except (ValueError, TypeError) as exc:",
-            "        raise ValueError(f'.{field}: {exc}') from None",
-        ]
-        exec("\n".join([*checks, *encode, "    return out"]), env)
-        self.check: Callable[[Any], None] = env["check"]
-        self.to_wire: Callable[[Any], dict[str, Any]] = env["to_wire"]
+                self._checks.append((f.name, f.encode_name, rule.check))
+        self._values = _getter([f.name for f in fields])  # every field's value, in order
+        self._checked = _getter([name for name, _, _ in self._checks])
+
+    def check(self, obj: Any) -> None:
+        """Run each field's own check; a check may answer a normalised value, which is
+        kept."""
+        for (name, wire_name, check), value in zip(self._checks, self._checked(obj), strict=True):
+            try:
+                checked = check(value)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f".{wire_name}: {exc}") from None
+            if checked is not value:
+                msgspec.structs.force_setattr(obj, name, checked)
+
+    def to_wire(self, obj: Any) -> dict[str, Any]:
+        """The object as Go's JSON has it (Cube's own fields only when not default)."""
+        out = {}
+        for (wire_name, convert, ours, default), value in zip(
+            self._encodes, self._values(obj), strict=True
+        ):
+            if ours and value == default:
+                continue
+            out[wire_name] = value if convert is None else convert(value)
+        return out
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function answering the values of ``names`` of an object, as a tuple, in one
+    call (``operator.attrgetter`` answers a bare value for one name, nothing for none)."""
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        get = operator.attrgetter(names[0])
+        return lambda obj: (get(obj),)
+    return operator.attrgetter(*names)
 
 
 def _converter(hint: Any) -> Callable[[Any], Any] | None:
@@ -234,32 +253,6 @@ def _json(data: Any) -> bytes:
         return _ENCODER.encode(data)
     except UnicodeEncodeError:
         return json.dumps(data, separators=(",", ":")).encode()
-
-
-class ListCache:
-    """Encodes lists of wire values (tasks, say), reusing each value's bytes for as long
-    as it is unchanged: answering ``GET /tasks`` again costs one comparison per task
-    that did not change since, and an encoding per task that did.
-
-    Values are keyed by ``key`` (a task's ID) and compared with a copy taken when they
-    were encoded, so a value replaced or assigned a new field is encoded again. (Cube
-    never changes the maps inside a stored value in place; that would go unseen.)"""
-
-    def __init__(self, key: Callable[[Any], Any]) -> None:
-        self._key = key
-        self._known: dict[Any, tuple[Wire, bytes]] = {}
-
-    def encode(self, values: list[Any]) -> bytes:
-        known, fresh, parts = self._known, {}, []
-        for value in values:
-            key = self._key(value)
-            seen = known.get(key)
-            if seen is None or seen[0] != value:
-                seen = (msgspec.structs.replace(value), _json(value.to_wire()))
-            fresh[key] = seen
-            parts.append(seen[1])
-        self._known = fresh  # what is no longer listed is forgotten
-        return b"[" + b",".join(parts) + b"]"
 
 
 # --------------------------------------------------------------------- decoding

@@ -13,11 +13,12 @@ import bottle
 import pytest
 
 from cube.fields import Text
+from cube.http import ListCache
 from cube.messages import Stats
 from cube.node import Node
 from cube.openapi import Doc, document
 from cube.task import State, Task, TaskEvent, ValidationError, parse_submission
-from cube.wire import OURS, ListCache, decode, decode_json, encode, strict_variant
+from cube.wire import OURS, decode, decode_json, encode, strict_variant
 from cube.worker.stats import Snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -26,6 +26,7 @@ import bottle
 from cube.client import CubeError
 from cube.http import (
     FORGOTTEN_HEADER,
+    ListCache,
     ListQuery,
     block,
     fail,
@@ -51,7 +52,6 @@ from cube.openapi import (
 )
 from cube.roles import Access
 from cube.task import Task, TaskEvent, parse_submission, parse_uuid
-from cube.wire import ListCache
 
 TAIL = count("tail", "How many of the last lines to return.", default=200)
 EVENTS = (

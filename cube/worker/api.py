@@ -46,6 +46,7 @@ import msgspec
 
 from cube.http import (
     FORGOTTEN_HEADER,
+    ListCache,
     block,
     json_app,
     list_query,
@@ -69,7 +70,7 @@ from cube.openapi import (
 )
 from cube.proof import PROOF_HEADER
 from cube.task import MAX_GENERATION, Task, parse_submission, parse_uuid
-from cube.wire import ListCache, encode
+from cube.wire import encode
 from cube.worker import epoch
 from cube.worker.stats import Snapshot
 from cube.worker.worker import Worker
