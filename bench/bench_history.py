@@ -21,13 +21,14 @@ from pathlib import Path
 import requests
 
 from bench.common import header, ms
+from cube.clock import utcnow
 from cube.http import Server
 from cube.manager import Manager
 from cube.manager.api import make_app as manager_app
 from cube.manager.stores import Stores
 from cube.runtime import choose
 from cube.store import JsonCodec, MemoryStore, WireCodec
-from cube.task import State, Task, TaskEvent, utcnow
+from cube.task import State, Task, TaskEvent
 from cube.worker import Worker, retention
 from cube.worker.api import make_app as worker_app
 

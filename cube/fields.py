@@ -225,13 +225,6 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 _ZERO = datetime(1, 1, 1, tzinfo=UTC)  # Go's zero time: "not set", read as None
 
 
-def utcnow() -> datetime:
-    """Now, in UTC, from :mod:`cube.clock` (the machine's, or a simulation's)."""
-    from cube import clock  # cube.clock imports nothing of Cube's: no cycle
-
-    return clock.utcnow()
-
-
 def format_time(value: datetime | None) -> str:
     """RFC 3339 in UTC; ``None`` is Go's zero time. Trailing zero digits are dropped."""
     if value is None:

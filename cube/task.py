@@ -51,6 +51,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from cube.clock import utcnow
 from cube.fields import (
     ID,
     MAX_BYTES,
@@ -83,7 +84,6 @@ from cube.fields import (
     format_time,
     parse_time,
     parse_uuid,
-    utcnow,
 )
 from cube.messages import ErrorBody
 from cube.wire import OURS, Rule, ValidationError, Wire, decode, from_strict, strict_variant
@@ -114,7 +114,6 @@ __all__ = [
     "parse_submission",
     "parse_time",
     "parse_uuid",
-    "utcnow",
     "wait_for_state",
 ]
 

@@ -20,7 +20,8 @@ from cube.cli.connection import find_task, manager_client, talking_to
 from cube.cli.options import manager_options
 from cube.cli.tables import EVENT_HEADERS, describe, echo_json, event_row, table, task_table
 from cube.client import CubeError, ManagerClient
-from cube.task import State, Task, TaskEvent, format_time, utcnow
+from cube.clock import utcnow
+from cube.task import State, Task, TaskEvent, format_time
 from cube.text import printable
 
 

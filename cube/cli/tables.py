@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 
-from cube.task import State, Task, TaskEvent, format_time, utcnow
+from cube.clock import utcnow
+from cube.task import State, Task, TaskEvent, format_time
 from cube.text import printable
 
 EVENT_HEADERS = ["WHEN", "TASK", "NAME", "ASKED", "RESTARTS"]

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from cube import clock, faults
 from cube.client import BadRequest, Conflict, CubeError, DeposedLeader, NotFound, Unreachable
+from cube.clock import utcnow
 from cube.etcd import CasConflict, NotLeader
 from cube.manager import retention
 from cube.manager.observe import Watcher
 from cube.manager.reconcile import Action, Observed, Post, Spot, Stop, reconcile
-from cube.task import State, Task, TaskEvent, utcnow
+from cube.task import State, Task, TaskEvent
 
 if TYPE_CHECKING:
     from cube.manager.manager import Manager

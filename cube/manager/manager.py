@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from cube.client import NotFound
+from cube.clock import utcnow
 from cube.etcd import CasConflict, Election, EtcdClient
 from cube.manager.consistency import Catchup
 from cube.manager.control import Control
@@ -48,7 +49,6 @@ from cube.task import (
     UnknownTask,
     ValidationError,
     check_transition,
-    utcnow,
     wait_for_state,
 )
 from cube.timers import WorkQueue

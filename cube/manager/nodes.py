@@ -33,6 +33,7 @@ from typing import Any
 
 from cube import clock
 from cube.client import CubeError, NotFound, WorkerClient
+from cube.clock import utcnow
 from cube.etcd.errors import EtcdError
 from cube.feasibility import can_run
 from cube.manager.network import Network
@@ -43,7 +44,7 @@ from cube.proof import Stamp
 from cube.records import Changes
 from cube.scheduler import Scheduler, place
 from cube.store import Store, StoreError
-from cube.task import LIVE, Task, clip_reason, utcnow
+from cube.task import LIVE, Task, clip_reason
 
 log = logging.getLogger(__name__)
 

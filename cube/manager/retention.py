@@ -15,7 +15,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cube.task import State, utcnow
+from cube.clock import utcnow
+from cube.task import State
 
 if TYPE_CHECKING:
     from cube.manager.manager import Manager

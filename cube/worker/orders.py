@@ -19,6 +19,7 @@ alone, as in the book.
 
 from __future__ import annotations
 
+from cube.clock import utcnow
 from cube.task import (
     LIVE,
     State,
@@ -29,7 +30,6 @@ from cube.task import (
     check_transition,
     clip_reason,
     new_attempt,
-    utcnow,
 )
 
 

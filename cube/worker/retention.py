@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from cube.clock import utcnow
 from cube.runtime import RuntimeFailure
-from cube.task import State, utcnow
+from cube.task import State
 
 if TYPE_CHECKING:
     from cube.worker.worker import Worker
