@@ -391,16 +391,17 @@ def _pause_manager(page):
 def _run_all(page) -> None:
     """Run All Cells, chosen again if nothing started (a busy page can drop the click, as
     it can a person's, who would choose it again)."""
-    from playwright.sync_api import expect
+    from playwright.sync_api import Error, expect
 
     first = page.locator(".jp-CodeCell .jp-InputPrompt").first
     for _ in range(3):
-        page.locator(".jp-MarkdownCell").first.click()  # the notebook, not the page, has focus
-        _menu(page, "Run All Cells")
         try:
+            _close_dialogs(page)  # one popped up over the notebook takes every click
+            page.locator(".jp-MarkdownCell").first.click(timeout=15_000)  # the notebook has focus
+            _menu(page, "Run All Cells")
             expect(first).to_have_text(re.compile(r"\[(\d+|\*)\]"), timeout=30_000)
             return
-        except AssertionError:
+        except (AssertionError, Error):
             continue
     raise AssertionError("Run All Cells never started the notebook")
 

@@ -19,13 +19,13 @@ import requests
 from etcd_helpers import unique_prefix, wipe
 from helpers import Procs, cube_process, eventually, free_port, kill, settled, wait_healthy
 
-from cube.client import ManagerClient, WorkerClient
+from cube.client import CubeError, ManagerClient, WorkerClient
 from cube.etcd import EtcdClient, EtcdStore
 from cube.etcd.series import series
 from cube.procs import process_state
 from cube.proof import HEADER, MAX_EPOCH, LeaderSecret
 from cube.store import WireCodec
-from cube.task import State, Task
+from cube.task import State, Task, TaskEvent
 
 pytestmark = pytest.mark.etcd
 
@@ -146,6 +146,22 @@ def echo(name: str) -> Task:
     return Task(name=name, image="cube/echo", memory=32 * 2**20)
 
 
+def submit_until_taken(client: ManagerClient, task: Task, within: float = 30) -> Task:
+    """Submit as a client should while etcd elects a leader: a 503 says "try again",
+    and the same event again is recognised as the same submission, not a second one."""
+    event = TaskEvent(task=task)
+
+    def taken() -> Task | None:
+        try:
+            return client.submit(event)
+        except CubeError as exc:
+            if exc.status != 503:
+                raise
+            return None
+
+    return eventually(taken, within, f"{task.name} taken")
+
+
 def test_one_leader_every_manager_answers_and_places(cluster):
     cluster.start_worker("w1")
     cluster.start_managers("m1", "m2", "m3")
@@ -243,8 +259,8 @@ def test_managers_ride_out_an_etcd_member_down_and_a_whole_etcd_restart(local_et
         first = cluster.client("m1").submit(echo("first"))
         eventually(lambda: cluster.client("m2").task(first.id).state is State.Running, 15, "1st")
 
-        etcd.members[0].kill()  # one of three: nothing changes
-        second = cluster.client("m2").submit(echo("second"))
+        etcd.members[0].kill()  # one of three: no write is lost (it may wait for a leader)
+        second = submit_until_taken(cluster.client("m2"), echo("second"))
         eventually(lambda: cluster.client("m1").task(second.id).state is State.Running, 20, "2nd")
 
         for member in etcd.members:  # all of etcd down: reads go on, writes say why
@@ -257,7 +273,7 @@ def test_managers_ride_out_an_etcd_member_down_and_a_whole_etcd_restart(local_et
 
         etcd.start()  # every member back, with its data
         eventually(cluster.leader, 30, "a leader again")
-        third = cluster.client("m1").submit(echo("third"))
+        third = submit_until_taken(cluster.client("m1"), echo("third"))
         for task in (first, second, third):
             eventually(
                 lambda t=task: cluster.client("m2").task(t.id).state is State.Running,

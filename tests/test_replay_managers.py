@@ -33,9 +33,9 @@ def test_a_seed_that_once_failed_with_three_managers_holds(seed: int) -> None:
 
 
 def test_a_campaign_with_three_managers_on_etcd_keeps_every_invariant() -> None:
-    result = replay("--seeds", "0-99", "--managers", "3", "--jobs", "2")
+    result = replay("--seeds", "0-59", "--managers", "3", "--jobs", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "100 seeds, 0 failed" in result.stdout
+    assert "60 seeds, 0 failed" in result.stdout
 
 
 def test_three_managers_replay_the_same_event_for_event() -> None:
