@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import UUID
 
 from cube.etcd import Election, EtcdError
 from cube.manager.manager import Manager
@@ -39,13 +38,12 @@ from cube.manager.retention import Retention
 from cube.manager.stores import Stores
 from cube.proof import LeaderSecret
 from cube.replay.disk import Volume, WorkerDisk, manager_stores
-from cube.replay.etcd import SimEtcd
-from cube.replay.etcd_wires import ETCD, SimEtcdClient, SimWatch
+from cube.replay.etcd_wires import SharedEtcd, SimEtcdClient
 from cube.replay.loops import SimLoops
 from cube.replay.machine import Machine, SimRuntime
 from cube.replay.wires import Request, SimNetwork, Wires
 from cube.replay.world import World
-from cube.task import RestartPolicy, State, Task, TaskEvent
+from cube.task import RestartPolicy
 from cube.worker.api import make_app
 from cube.worker.stats import StatsCollector
 from cube.worker.worker import Worker
@@ -108,22 +106,18 @@ class SimCluster:
         count = self.settings.managers
         self.manager_names = [MANAGER] if count == 1 else [f"m{i + 1}" for i in range(count)]
         self.managers: dict[str, Manager | None] = dict.fromkeys(self.manager_names)
-        self.etcd: SimEtcd | None = None
-        self.etcd_watches: list[SimWatch] = []
+        self.etcd: SharedEtcd | None = None  # several managers: the etcd they share
         self.loops = SimLoops(self)
         self.order_checks: list[Callable[[str, Request], None]] = []
-        self._submissions: dict[str, UUID] = {}  # task ID -> its submission's event ID
         self.paused: set[str] = set()
         self.running = ""  # the component whose code runs now (for crash points)
         self.armed: dict[str, str] = {}  # component -> the fault point it dies at
         self.on_boot: list[Callable[[str], None]] = []
         self.given_up: set[str] = set()
         self._wake_at: float | None = None
-        self._expiry_at: float | None = None
         self._lives: dict[str, int] = {}
         if self.shared:
-            self.etcd = SimEtcd(world.monotonic, on_change=self._etcd_changed)
-            self.wires.host(ETCD).app = self._etcd_app
+            self.etcd = SharedEtcd(world, self.wires)
             self.wires.on_send = self._sent
 
     @property
@@ -416,54 +410,6 @@ class SimCluster:
             return f"GET {host}:{port} failed: ConnectionError"
         return "" if process.healthy else f"GET {host}:{port} answered 500"
 
-    def submit(self, task: Task) -> bool:
-        """A client's submission; False when the manager cannot take it now."""
-        name = self._reachable_manager()
-        manager = self.managers.get(name)
-        if manager is None:
-            return False
-        # a retry is the same event (its answer may have been lost after it was taken)
-        event_id = self._submissions.setdefault(str(task.id), _uuid(self.world))
-        event = TaskEvent(id=event_id, task=task, state=State.Running)
-        return self._answered(name, lambda: manager.submit(event))
-
-    def stop(self, task_id: str) -> bool:
-        """A client's stop; False when the manager cannot take it now."""
-        name = self._reachable_manager()
-        manager = self.managers.get(name)
-        if manager is None:
-            return False
-
-        def stop() -> None:
-            manager.catch_up(0, task_id)  # as the API does: maybe made through another
-            task = manager.get_task(task_id)
-            if task.desired is State.Completed:
-                return  # stopped already: a retry, the first answer lost after it was taken
-            manager.stop(task_id, TaskEvent(id=_uuid(self.world), task=task, state=State.Completed))
-
-        return self._answered(name, stop)
-
-    def _reachable_manager(self) -> str:
-        """The manager a client's call goes to (any that is up and not paused, as behind
-        a load balancer; "" when there is none)."""
-        if not self.shared:
-            return MANAGER if self.acting(MANAGER) else ""
-        ready = [name for name in self.manager_names if self.acting(name)]
-        return self.world.rng.choice(ready) if ready else ""
-
-    def _answered(self, name: str, call: Callable[[], object]) -> bool:
-        """A client's call to manager ``name``, as its API would answer it: False for an
-        error the API answers with a status of 500 or more (the client tries again);
-        anything else is a bug of the simulation or of Cube, and is raised."""
-        try:
-            self._run(name, call)
-        except Exception as exc:
-            if getattr(exc, "http_status", 500) < 500:
-                raise
-            self.world.say("client", f"{name} answered an error: {exc}")
-            return False
-        return self.up(name)
-
     def copies(self) -> dict[str, list[str]]:
         """task ID -> the machines where a copy of it runs now."""
         where: dict[str, list[str]] = {}
@@ -482,36 +428,6 @@ class SimCluster:
             if given_up(task, policy):
                 self.given_up.add(key)
 
-    # ------------------------------------------------------------------ etcd
-
-    def _etcd_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """etcd answering one call; then its next lease expiry is on the world's queue."""
-        assert self.etcd is not None
-        answer = self.etcd.app(environ, start_response)
-        self._arm_expiry()
-        return answer
-
-    def _arm_expiry(self) -> None:
-        assert self.etcd is not None
-        due = self.etcd.next_expiry()
-        if due is None:
-            return
-        at = due - self.world.monotonic() + self.world.elapsed
-        if self._expiry_at is None or at < self._expiry_at or self._expiry_at < self.world.elapsed:
-            self._expiry_at = at
-            self.world.at(max(at, self.world.elapsed), "etcd lease expiry", self._expire)
-
-    def _expire(self) -> None:
-        assert self.etcd is not None
-        self._expiry_at = None
-        self.etcd.expire()
-        self._arm_expiry()
-
-    def _etcd_changed(self) -> None:
-        self.etcd_watches = [watch for watch in self.etcd_watches if watch.alive]
-        for watch in self.etcd_watches:
-            watch.changed()
-
     def _sent(self, source: str, request: Request) -> None:
         """Every request on the wires: an order from a manager to a worker goes to the
         checks."""
@@ -521,21 +437,8 @@ class SimCluster:
                 check(source, request)
 
     def leads_in_etcd(self, name: str) -> bool:
-        """Whether etcd has manager ``name`` leading now: the first key in line under
-        the election's prefix is its own, on a lease etcd still has."""
+        """Whether etcd has manager ``name`` leading now (several managers)."""
         manager = self.managers.get(name)
         if manager is None or manager.leadership is None or self.etcd is None:
             return False
-        election = manager.leadership.election
-        lease = election._lease
-        first = self.etcd.first_created(f"{PREFIX}/leader/")
-        return (
-            lease is not None
-            and first is not None
-            and first == election._key
-            and self.etcd.lease_alive(lease.id)
-        )
-
-
-def _uuid(world: World) -> UUID:
-    return UUID(int=world.rng.getrandbits(128), version=4)
+        return self.etcd.leads(manager.leadership.election)

@@ -18,11 +18,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from cube.etcd import EtcdClient
+from cube.etcd import Election, EtcdClient
 from cube.etcd.client import KeyValue
 from cube.etcd.watch import Event
 from cube.replay.etcd import HistoryCompacted, SimEtcd
-from cube.replay.wires import SimSession
+from cube.replay.wires import SimSession, Wires
+from cube.replay.world import World
 
 if TYPE_CHECKING:
     from cube.replay.cluster import SimCluster
@@ -33,6 +34,60 @@ ETCD = "etcd"  # the simulated etcd's host name
 URL = f"http://{ETCD}:2379"
 LATENCY = (0.001, 0.02)  # seconds before a watch hears of a change
 RETRY = 0.5  # seconds before a watch cut off from etcd tries again
+
+
+class SharedEtcd:
+    """The etcd several managers share: a host on the wires, whose leases run out on the
+    world's clock (each expiry is an event), and whose changes reach the open watches."""
+
+    def __init__(self, world: World, wires: Wires) -> None:
+        self.world = world
+        self.etcd = SimEtcd(world.monotonic, on_change=self._changed)
+        self.watches: list[SimWatch] = []
+        self._expiry_at: float | None = None
+        wires.host(ETCD).app = self._app
+
+    @property
+    def revision(self) -> int:
+        return self.etcd.revision
+
+    def leads(self, election: Election) -> bool:
+        """Whether etcd has ``election``'s candidate leading now: the first key in line
+        under its prefix is its own, on a lease etcd still has."""
+        lease = election._lease
+        first = self.etcd.first_created(f"{election.prefix}/")
+        return (
+            lease is not None
+            and first is not None
+            and first == election._key
+            and self.etcd.lease_alive(lease.id)
+        )
+
+    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """etcd answering one call; then its next lease expiry is on the world's queue."""
+        answer = self.etcd.app(environ, start_response)
+        self._arm_expiry()
+        return answer
+
+    def _arm_expiry(self) -> None:
+        due = self.etcd.next_expiry()
+        if due is None:
+            return
+        world = self.world
+        at = due - world.monotonic() + world.elapsed
+        if self._expiry_at is None or at < self._expiry_at or self._expiry_at < world.elapsed:
+            self._expiry_at = at
+            world.at(max(at, world.elapsed), "etcd lease expiry", self._expire)
+
+    def _expire(self) -> None:
+        self._expiry_at = None
+        self.etcd.expire()
+        self._arm_expiry()
+
+    def _changed(self) -> None:
+        self.watches = [watch for watch in self.watches if watch.alive]
+        for watch in self.watches:
+            watch.changed()
 
 
 class SimEtcdClient(EtcdClient):
@@ -84,7 +139,7 @@ class SimWatch:
         self.callback, self.on_compacted = callback, on_compacted
         self.owner = cluster.running
         self.life = cluster.life(self.owner)
-        self.next_revision = from_revision or cluster.etcd.revision + 1
+        self.next_revision = from_revision or self._etcd.revision + 1
         self.closed = False
         self._queued = False
 
@@ -92,8 +147,13 @@ class SimWatch:
     def revision(self) -> int:
         return self.next_revision - 1
 
+    @property
+    def _etcd(self) -> SharedEtcd:
+        assert self.cluster.etcd is not None, "a watch of etcd with no etcd"
+        return self.cluster.etcd
+
     def start(self) -> SimWatch:
-        self.cluster.etcd_watches.append(self)
+        self._etcd.watches.append(self)
         self.changed()
         return self
 
@@ -130,7 +190,7 @@ class SimWatch:
         c.run_as(self.owner, self._catch_up)
 
     def _catch_up(self) -> None:
-        etcd: SimEtcd = self.cluster.etcd
+        etcd = self._etcd.etcd
         try:
             events = etcd.events(self.key, self.end, self.next_revision)
         except HistoryCompacted as exc:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from cube import clock, faults, loops, text
 from cube.replay import check
+from cube.replay.client import Client
 from cube.replay.cluster import Settings, SimCluster
 from cube.replay.nemesis import Fault, heal_all, schedule, strike
 from cube.replay.world import World
@@ -87,7 +88,7 @@ def run(
     with _simulated(world, cluster, verbose):
         cluster.on_boot.append(watch.booted)
         cluster.boot()
-        names = _workload(world, cluster, watch, scenario)
+        names = _workload(world, Client(cluster), watch, scenario)
         for fault in fault_list:
             world.at(fault.at, str(fault), lambda f=fault: strike(cluster, f))
         world.at(scenario.faults_until, "heal", lambda: heal_all(cluster))
@@ -159,7 +160,7 @@ def shrink(seed: int, outcome: Outcome, scenario: Scenario | None = None) -> lis
 
 
 def _workload(
-    world: World, cluster: SimCluster, watch: check.Watch, scenario: Scenario
+    world: World, client: Client, watch: check.Watch, scenario: Scenario
 ) -> dict[str, str]:
     """Queue the client's submissions and stops; returns task ID -> name."""
     rng = world.rng
@@ -169,30 +170,30 @@ def _workload(
         task = Task(id=check.uuid_from(rng), name=f"t{i:02d}", image=image, health_check="/health")
         names[str(task.id)] = task.name
         at = rng.uniform(0.0, scenario.arrive_within)
-        world.at(at, f"submit {task.name}", lambda t=task: _submit(world, cluster, watch, t))
+        world.at(at, f"submit {task.name}", lambda t=task: _submit(world, client, watch, t))
         if rng.random() < scenario.stop_share:
             later = at + rng.uniform(1.0, scenario.faults_until)
-            world.at(later, f"stop {task.name}", lambda t=task: _stop(world, cluster, watch, t))
+            world.at(later, f"stop {task.name}", lambda t=task: _stop(world, client, watch, t))
     return names
 
 
-def _submit(world: World, cluster: SimCluster, watch: check.Watch, task: Task) -> None:
-    if cluster.submit(task):
+def _submit(world: World, client: Client, watch: check.Watch, task: Task) -> None:
+    if client.submit(task):
         watch.accepted[str(task.id)] = task.name
         world.say("client", f"{task.name} accepted")
     else:
-        world.after(1.0, f"submit {task.name} again", lambda: _submit(world, cluster, watch, task))
+        world.after(1.0, f"submit {task.name} again", lambda: _submit(world, client, watch, task))
 
 
-def _stop(world: World, cluster: SimCluster, watch: check.Watch, task: Task) -> None:
+def _stop(world: World, client: Client, watch: check.Watch, task: Task) -> None:
     key = str(task.id)
     if key not in watch.accepted:
-        world.after(1.0, f"stop {task.name} again", lambda: _stop(world, cluster, watch, task))
-    elif cluster.stop(key):
+        world.after(1.0, f"stop {task.name} again", lambda: _stop(world, client, watch, task))
+    elif client.stop(key):
         watch.stopped.add(key)
         world.say("client", f"{task.name} stop accepted")
     else:
-        world.after(1.0, f"stop {task.name} again", lambda: _stop(world, cluster, watch, task))
+        world.after(1.0, f"stop {task.name} again", lambda: _stop(world, client, watch, task))
 
 
 def _sample(world: World, cluster: SimCluster, samples: list, every: float) -> None:
