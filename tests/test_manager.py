@@ -231,3 +231,19 @@ def test_a_full_disk_is_said_plainly_and_changes_nothing(tmp_path):
     assert "the disk is full" in reply["Message"]
     assert [t.id for t in manager.list_tasks()] == [kept.id] and events.count() == before
     manager.close()
+
+
+def test_a_forgotten_task_leaves_no_refusal_behind():
+    """What a worker said when it refused a task is kept to place the task elsewhere,
+    and goes with the task: the table does not grow for ever."""
+    from cube.manager.nodes import Nodes
+    from cube.store import MemoryStore
+    from cube.task import Task
+
+    worker = "127.0.0.1:9"
+    nodes = Nodes([worker], MemoryStore(), token=None, timeout=1, probe_timeout=1, node_ttl=5)
+    task = Task(name="refused", image="cube/echo")
+    nodes.refused(worker, task, "no such image here")
+    assert nodes.refusal(task, worker) == "refused it: no such image here"
+    nodes.forget_task(str(task.id))
+    assert "refused" not in nodes.refusal(task, worker)

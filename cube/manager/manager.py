@@ -396,6 +396,7 @@ class Manager:
             task = self.records.forget(task_id)
             self.outputs.forget(task_id)
             self.cluster.account(task, None)
+            self.cluster.forget_task(task_id)
             self.problems.pop(task_id, None)
             self.timers.remove(task_id)
 

@@ -203,6 +203,13 @@ class Nodes:
         with self._lock:
             self._refused[(name, str(task.id))] = clip_reason(why)[:500]
 
+    def forget_task(self, task_id: str) -> None:
+        """A task forgotten: what any worker said when it refused it goes too (else the
+        table would only grow)."""
+        with self._lock:
+            for key in [key for key in self._refused if key[1] == task_id]:
+                del self._refused[key]
+
     def place(self, scheduler: Scheduler, task: Task, avoid: str = "") -> Spot:
         """Feasibility, then the scheduler, over the nodes as they are now."""
         with self._lock:
