@@ -22,12 +22,21 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cube.manager.reconcile import Observed, Plan, Post, Spot, Stop, Timing, given_up, reconcile
-from cube.task import RestartPolicy, State, Task, TaskEvent, can_transition
+from cube.manager.reconcile import (
+    Observed,
+    Plan,
+    Post,
+    Spot,
+    Stop,
+    Timing,
+    given_up,
+    placed,
+    reconcile,
+)
+from cube.task import LIVE, RestartPolicy, State, Task, TaskEvent, can_transition
 from cube.worker import orders
 
 WORKERS = ("a", "b", "c")
-LIVE = (State.Scheduled, State.Running)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TIMING = Timing(restart=RestartPolicy(limit=3, base=1.0, cap=8.0), retry=1.0, capacity=5.0)
 
@@ -44,7 +53,7 @@ class World:
     now: datetime = T0
     lose_next: bool = False  # the next plan's orders are lost on the way
 
-    # -- what reconcile may ask (the Cluster protocol)
+    # -- what the manager knows of the workers, and placement (asked after reconcile)
     def state(self, worker: str) -> str:
         return "up" if self.up.get(worker) else "down"
 
@@ -59,11 +68,19 @@ class World:
 
     # -- the manager's pass, delivered
     def seen(self) -> Observed:
-        return Observed({w: self.held.get(w) for w in WORKERS if self.up[w]}, self.problem)
+        worker = self.task.worker
+        return Observed(
+            {w: self.held.get(w) for w in WORKERS if self.up[w]},
+            self.problem,
+            state=self.state(worker) if worker else "unknown",
+            refusal=self.refusal(self.task, worker) if worker else "",
+        )
 
     def decide(self) -> Plan:
         before = self.task
-        plan = reconcile(before, self.seen(), self, self.now, TIMING)
+        plan = reconcile(before, self.seen(), self.now, TIMING)
+        if plan.place is not None:  # placement after reconcile, as the manager does it
+            plan = placed(plan, self.place(plan.task, plan.place.avoid), self.now, TIMING)
         after = plan.task
         if after.state is not before.state:
             assert can_transition(before.state, after.state), (before.state, after.state)
@@ -182,8 +199,8 @@ def settle(world: World, rounds: int = 60) -> None:
 
 def assert_settled(world: World) -> None:
     task = world.task
-    again = reconcile(task, world.seen(), world, world.now, TIMING)
-    assert again.actions == () and again.task == task, "not at rest"
+    again = reconcile(task, world.seen(), world.now, TIMING)
+    assert again.actions == () and again.task == task and again.place is None, "not at rest"
     live = {w for w, c in world.held.items() if c.state in LIVE and c.desired is State.Running}
     if task.desired is State.Completed:
         assert task.state is State.Completed
@@ -290,25 +307,18 @@ def test_reasons_built_from_a_long_worker_reason_stay_within_the_limit():
 def test_a_stray_is_stopped_on_any_worker_whose_list_is_known_whatever_its_liveness():
     """A worker back from a crash with its old copy can be listed before the probe that
     marks it up, and a worker dropped from the configuration is listed while it drains:
-    its list is the proof it answers, so the stray is stopped there and then."""
-
-    class Liveness(World):
-        said: dict[str, str] = {"b": "down", "c": "gone"}  # noqa: RUF012 - read only
-
-        def state(self, worker: str) -> str:
-            return self.said.get(worker, "up")
-
+    its list is the proof it answers, so the stray is stopped there and then (reconcile
+    is told only the liveness of the task's own worker: a stray's cannot hold it back)."""
     moved = fresh_task().replace(state=State.Running, worker="a", generation=2)
     old = orders.started(orders.fresh(moved.replace(generation=1)), "old", {})
     running = orders.started(orders.fresh(moved), "new", {})
     for stray_on in ("b", "c"):
-        world = Liveness(moved)
-        seen = Observed({"a": running, stray_on: old})
-        plan = reconcile(moved, seen, world, T0, TIMING)
+        seen = Observed({"a": running, stray_on: old}, state="up")
+        plan = reconcile(moved, seen, T0, TIMING)
         # at the stray's own order (1), so that, arriving late, it cannot stop a newer one
         assert plan.actions == (Stop(stray_on, str(moved.id), 1),)
         stopping = moved.replace(desired=State.Completed, generation=3)
-        plan = reconcile(stopping, seen, world, T0, TIMING)
+        plan = reconcile(stopping, seen, T0, TIMING)
         assert Stop(stray_on, str(moved.id), 1) in plan.actions
 
 
@@ -318,6 +328,6 @@ def test_a_plan_that_sends_orders_looks_again_in_case_one_is_lost():
     moved = fresh_task().replace(state=State.Running, worker="a", generation=2)
     old = orders.started(orders.fresh(moved.replace(generation=1)), "old", {})
     running = orders.started(orders.fresh(moved), "new", {})
-    plan = reconcile(moved, Observed({"a": running, "b": old}), World(moved), T0, TIMING)
+    plan = reconcile(moved, Observed({"a": running, "b": old}, state="up"), T0, TIMING)
     assert plan.actions and plan.wake is not None
     assert plan.wake <= T0 + timedelta(seconds=TIMING.retry)

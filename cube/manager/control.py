@@ -29,7 +29,7 @@ from cube.clock import utcnow
 from cube.etcd import CasConflict, NotLeader
 from cube.manager import retention
 from cube.manager.observe import Watcher
-from cube.manager.reconcile import Action, Observed, Post, Spot, Stop, reconcile
+from cube.manager.reconcile import Action, Observed, Post, Stop, placed, reconcile
 from cube.task import State, Task, TaskEvent
 
 if TYPE_CHECKING:
@@ -50,29 +50,12 @@ def _as_answered(futures: list[Future[Any]]) -> Iterator[Future[Any]]:
     yield from as_completed([f for f in futures if f not in ready])
 
 
-class View:
-    """What reconcile may ask about the workers (:class:`~cube.manager.reconcile.Cluster`)."""
-
-    def __init__(self, manager: Manager) -> None:
-        self.manager = manager
-
-    def state(self, worker: str) -> str:
-        return self.manager.cluster.state(worker)
-
-    def place(self, task: Task, avoid: str = "") -> Spot:
-        return self.manager.cluster.place(self.manager.scheduler, task, avoid)
-
-    def refusal(self, task: Task, worker: str) -> str:
-        return self.manager.cluster.refusal(task, worker)
-
-
 class Control:
     """The manager's moving parts. :meth:`step` does one round of all in the caller's
     thread; :meth:`start` runs them as threads."""
 
     def __init__(self, manager: Manager) -> None:
         self.m = manager
-        self.view = View(manager)
         workers = len(manager.cluster.clients)
         self.pool = manager.network.pool("manager-work", max(4, workers))
         self.io = manager.network.pool("manager-io", max(4, workers))
@@ -164,8 +147,18 @@ class Control:
             task = m.records.get(task_id)
             if task is None:
                 return None
-            seen = Observed(m.reports.copies(task_id), m.problems.get(task_id, ""))
-            plan = reconcile(task, seen, self.view, utcnow(), m.timing)
+            now, nodes = utcnow(), m.cluster
+            worker = task.worker
+            seen = Observed(
+                m.reports.copies(task_id),
+                m.problems.get(task_id, ""),
+                state=nodes.state(worker) if worker else "unknown",
+                refusal=nodes.refusal(task, worker) if worker else "",
+            )
+            plan = reconcile(task, seen, now, m.timing)
+            if plan.place is not None:  # placement comes after: feasibility, then score
+                spot = nodes.place(m.scheduler, plan.task, plan.place.avoid)
+                plan = placed(plan, spot, now, m.timing)
             if plan.task is not task:
                 m.save(plan.task, note=plan.note)
             if plan.ordered:

@@ -9,10 +9,16 @@ when to look again if nothing happens first. The caller stores the record, then 
 the orders; every order is idempotent at the worker, so doing a plan twice is harmless,
 and a manager killed between the two finds the same plan again on start.
 
+Its inputs and its answer are plain data, as Nomad's reconciler's are: what is known of
+the task's own worker (its state, and why it could not run the task, if it said so) is
+part of :class:`Observed`. Placement comes after, as in Nomad: a plan that needs a worker
+says so (:class:`Place`), the caller asks placement (feasibility, then the scheduler,
+:mod:`cube.manager.nodes`), and :func:`placed` finishes the plan with its answer.
+
 The rules, for a task wanted Running:
 
-- placed nowhere yet: pick a worker (feasibility, then the scheduler); none fits: wait
-  for room, or fail at once when no worker could ever run it;
+- placed nowhere yet: place it; no worker fits: wait for room, or fail at once when no
+  worker could ever run it;
 - its worker is down, or gone from the configuration: move it (a new order elsewhere);
 - its worker lacks the order, or holds an older one: post it again;
 - the worker reports it Running: copy what it says; a failed health check or a Failed
@@ -31,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from cube.task import LIVE, RestartPolicy, State, Task, check_transition, clip_reason, new_attempt
 
@@ -57,27 +62,40 @@ Action = Post | Stop
 
 
 @dataclass(frozen=True)
+class Place:
+    """The task needs a worker: placement is asked after reconcile, never ``avoid``."""
+
+    avoid: str = ""
+
+
+@dataclass(frozen=True)
 class Plan:
     """The outcome of one pass: the record to store (the same object when nothing
     changed), the orders to send, and when to look again (None: when something changes).
     ``ordered`` is True when the record is a new order worth keeping in the history
-    (a restart or a move)."""
+    (a restart or a move). ``place``: the record needs a worker first (:func:`placed`
+    finishes the plan with placement's answer)."""
 
     task: Task
     actions: tuple[Action, ...] = ()
     wake: datetime | None = None
     ordered: bool = False
     note: str = ""
+    place: Place | None = None
 
 
 @dataclass(frozen=True)
 class Observed:
     """What is known of one task out there. ``copies`` has a key for every worker whose
     list of tasks is known (value None: it does not hold the task); ``problem`` is the
-    latest failed health check of the running copy ("" when none)."""
+    latest failed health check of the running copy ("" when none). Of the task's own
+    worker: its ``state`` ("up", "down", "unknown": not heard from yet, "gone": not
+    configured) and, if it cannot run the task, why (``refusal``)."""
 
     copies: Mapping[str, Task | None] = field(default_factory=dict)
     problem: str = ""
+    state: str = "unknown"
+    refusal: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,19 +106,6 @@ class Spot:
     worker: str | None
     reason: str = ""
     possible: bool = True
-
-
-class Cluster(Protocol):
-    """The questions reconcile asks about the workers."""
-
-    def state(self, worker: str) -> str:
-        """ "up", "down", "unknown" (not heard from yet) or "gone" (not configured)."""
-
-    def place(self, task: Task, avoid: str = "") -> Spot:
-        """Where the task should go (never ``avoid``)."""
-
-    def refusal(self, task: Task, worker: str) -> str:
-        """Why ``worker`` cannot run ``task`` ("" when it can, as far as is known)."""
 
 
 @dataclass(frozen=True)
@@ -114,15 +119,35 @@ class Timing:
     hopeless: float = 30.0  # a task no worker can run: look again now and then
 
 
-def reconcile(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
+def reconcile(task: Task, seen: Observed, now: datetime, timing: Timing) -> Plan:
     """The next step for ``task`` (see the module doc)."""
     if task.state is State.Completed or given_up(task, timing.restart):
         plan = Plan(task, _stops(task, seen, everywhere=True))
     elif task.desired is State.Completed:
-        plan = _stop(task, seen, cluster, now, timing)
+        plan = _stop(task, seen, now, timing)
     else:
-        plan = _run(task, seen, cluster, now, timing)
+        plan = _run(task, seen, now, timing)
     return _confirm(plan, now, timing)
+
+
+def placed(plan: Plan, spot: Spot, now: datetime, timing: Timing) -> Plan:
+    """``plan`` finished with placement's answer to its :class:`Place`: the record on
+    that worker, and the order sent there; or, with no worker, the record waiting for
+    room (or Failed, when no worker could ever run it)."""
+    task, strays = plan.task, plan.actions
+    if spot.worker is not None:
+        at = _to(task, State.Scheduled, worker=spot.worker, reason="")
+        post = Post(spot.worker, order(at))
+        done = Plan(at, (*strays, post), _later(now, timing.retry), plan.ordered, plan.note)
+        return _confirm(done, now, timing)
+    reason = clip_reason(spot.reason)
+    if not spot.possible:
+        failed = _to(task, State.Failed, reason=reason, finish_time=task.finish_time or now)
+        wake = _later(now, timing.hopeless)
+    else:
+        failed = task if task.reason == reason else task.replace(reason=reason)
+        wake = _later(now, timing.capacity)
+    return _confirm(Plan(failed, strays, wake, plan.ordered, plan.note or reason), now, timing)
 
 
 def _confirm(plan: Plan, now: datetime, timing: Timing) -> Plan:
@@ -155,24 +180,23 @@ def order(task: Task) -> Task:
 # --------------------------------------------------------------------------- running
 
 
-def _run(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
+def _run(task: Task, seen: Observed, now: datetime, timing: Timing) -> Plan:
     strays = _stops(task, seen, everywhere=False)
     if task.restart_at is not None:
         if now < task.restart_at:
             return Plan(task, strays, wake=task.restart_at)
-        return _renew(task, "", seen, cluster, now, timing, strays, restart=True)
+        return _renew(task, "", seen, now, timing, strays, restart=True)
     worker = task.worker
     if not worker:
-        return _place(task, cluster, now, timing, strays)
-    where = cluster.state(worker)
-    if where in ("down", "gone"):
-        why = f"worker {worker} is {'down' if where == 'down' else 'no longer configured'}"
-        return _renew(task, why, seen, cluster, now, timing, strays, restart=False)
+        return Plan(task, strays, place=Place())
+    if seen.state in ("down", "gone"):
+        gone = "down" if seen.state == "down" else "no longer configured"
+        return _renew(task, f"worker {worker} is {gone}", seen, now, timing, strays, restart=False)
     if worker not in seen.copies:
         return Plan(task, strays)  # its list is not known yet: wait for it
     copy = seen.copies[worker]
     if copy is None or _behind(copy, task):
-        return _resend(task, copy, worker, seen, cluster, now, timing, strays)
+        return _resend(task, copy, worker, seen, now, timing, strays)
     if copy.generation > task.generation:  # someone gave a newer order: overrule it
         ahead = task.replace(generation=copy.generation + 1)
         return Plan(ahead, (*strays, Post(worker, order(ahead))), wake=_later(now, timing.retry))
@@ -184,7 +208,6 @@ def _resend(
     copy: Task | None,
     worker: str,
     seen: Observed,
-    cluster: Cluster,
     now: datetime,
     timing: Timing,
     strays: tuple[Action, ...],
@@ -192,10 +215,9 @@ def _resend(
     """The worker lacks the order (or holds an older one)."""
     if copy is None and task.state is State.Running:
         return _problem(task, f"worker {worker} no longer has this task", seen, now, timing, strays)
-    refusal = cluster.refusal(task, worker)
-    if refusal:
-        unplaced = task.replace(worker="", reason=clip_reason(f"worker {worker}: {refusal}"))
-        return _place(unplaced, cluster, now, timing, strays, avoid=worker)
+    if seen.refusal:
+        why = clip_reason(f"worker {worker}: {seen.refusal}")
+        return Plan(task.replace(worker="", reason=why), strays, place=Place(avoid=worker))
     return Plan(task, (*strays, Post(worker, order(task))), wake=_later(now, timing.retry))
 
 
@@ -257,7 +279,6 @@ def _renew(
     task: Task,
     why: str,
     seen: Observed,
-    cluster: Cluster,
     now: datetime,
     timing: Timing,
     strays: tuple[Action, ...],
@@ -269,7 +290,7 @@ def _renew(
     count = task.restart_count + 1
     generation = max([task.generation, *(c.generation for c in seen.copies.values() if c)]) + 1
     worker = task.worker
-    if not restart or cluster.state(worker) != "up" or cluster.refusal(task, worker):
+    if not restart or seen.state != "up" or seen.refusal:
         worker = ""
     reason = f"restart {count} of {timing.restart.limit}" if restart else f"{why}; rescheduling"
     renewed = _to(
@@ -286,40 +307,19 @@ def _renew(
     if worker:
         post = Post(worker, order(renewed))
         return Plan(renewed, (*strays, post), _later(now, timing.retry), ordered=True, note=reason)
-    placed = _place(renewed, cluster, now, timing, strays, avoid=task.worker if restart else "")
-    return Plan(placed.task, placed.actions, placed.wake, ordered=True, note=reason)
-
-
-def _place(
-    task: Task,
-    cluster: Cluster,
-    now: datetime,
-    timing: Timing,
-    strays: tuple[Action, ...],
-    avoid: str = "",
-) -> Plan:
-    spot = cluster.place(task, avoid)
-    if spot.worker is not None:
-        placed = _to(task, State.Scheduled, worker=spot.worker, reason="")
-        post = Post(spot.worker, order(placed))
-        return Plan(placed, (*strays, post), wake=_later(now, timing.retry))
-    reason = clip_reason(spot.reason)
-    if not spot.possible:
-        failed = _to(task, State.Failed, reason=reason, finish_time=task.finish_time or now)
-        return Plan(failed, strays, wake=_later(now, timing.hopeless), note=reason)
-    waiting = task if task.reason == reason else task.replace(reason=reason)
-    return Plan(waiting, strays, wake=_later(now, timing.capacity), note=reason)
+    avoid = task.worker if restart else ""
+    return Plan(renewed, strays, ordered=True, note=reason, place=Place(avoid))
 
 
 # -------------------------------------------------------------------------- stopping
 
 
-def _stop(task: Task, seen: Observed, cluster: Cluster, now: datetime, timing: Timing) -> Plan:
+def _stop(task: Task, seen: Observed, now: datetime, timing: Timing) -> Plan:
     stops = _stops(task, seen, everywhere=True)
     worker = task.worker
     if not worker:
         return Plan(_done(task, "cancelled before it was placed", now), stops)
-    where = cluster.state(worker)
+    where = seen.state
     if where in ("down", "gone"):
         return Plan(_done(task, f"stopped on request (worker {worker} is {where})", now), stops)
     if worker not in seen.copies:
