@@ -359,8 +359,8 @@ def _open(browser, url: str, width: int = 1400):
 
 def _run_above(page, heading: str) -> None:
     """Run every cell above the section called ``heading``."""
-    page.locator(f".jp-MarkdownCell:has(h2:text-is('{heading}'))").click()
-    _menu(page, "Run All Above Selected Cell")
+    cell = page.locator(f".jp-MarkdownCell:has(h2:text-is('{heading}'))")
+    _run_from(page, cell, "Run All Above Selected Cell")
 
 
 def _clean_up(page) -> None:
@@ -389,21 +389,27 @@ def _pause_manager(page):
 
 
 def _run_all(page) -> None:
-    """Run All Cells, chosen again if nothing started (a busy page can drop the click, as
-    it can a person's, who would choose it again)."""
+    """Run All Cells."""
+    _run_from(page, page.locator(".jp-MarkdownCell").first, "Run All Cells")
+
+
+def _run_from(page, cell, item: str) -> None:
+    """Select ``cell`` and choose ``item`` of the Run menu; chosen again if nothing
+    started (a busy page can drop a click, or put a dialog over the notebook, as it can
+    for a person, who would close it and choose again)."""
     from playwright.sync_api import Error, expect
 
     first = page.locator(".jp-CodeCell .jp-InputPrompt").first
     for _ in range(3):
         try:
             _close_dialogs(page)  # one popped up over the notebook takes every click
-            page.locator(".jp-MarkdownCell").first.click(timeout=15_000)  # the notebook has focus
-            _menu(page, "Run All Cells")
+            cell.click(timeout=15_000)  # the notebook, not the page, has the focus
+            _menu(page, item)
             expect(first).to_have_text(re.compile(r"\[(\d+|\*)\]"), timeout=30_000)
             return
         except (AssertionError, Error):
             continue
-    raise AssertionError("Run All Cells never started the notebook")
+    raise AssertionError(f"{item} never started the notebook")
 
 
 def _menu(page, item: str) -> None:
