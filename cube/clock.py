@@ -6,13 +6,16 @@ production these are the machine's clocks. :mod:`cube.replay` swaps in a virtual
 that only moves when its scheduler says so, which is what lets one seed replay one run
 exactly (FoundationDB's simulator swaps its clock the same way, behind one global).
 
-The swap is process-wide and meant for one thread: the simulator runs every component
-in the thread that called :func:`simulated`.
+The swap holds for one thread only: the simulator runs every component in the thread
+that called :func:`simulated`, and any other thread of the process (a test's leftover
+lease keeper, say) goes on reading the machine's clocks, so it can neither see virtual
+time nor disturb a run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import time as _time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -34,40 +37,56 @@ class MachineClock:
     monotonic = staticmethod(_time.monotonic)
 
 
-_clock: Clock = MachineClock()
+_MACHINE = MachineClock()
+_clock: Clock = _MACHINE
+_owner = 0  # the thread the simulated clock is for
+
+
+def _current() -> Clock:
+    clock = _clock
+    if clock is not _MACHINE and threading.get_ident() != _owner:
+        return _MACHINE
+    return clock
+
+
+def simulating() -> bool:
+    """Whether this thread runs on a simulated clock."""
+    return _current() is not _MACHINE
 
 
 def now() -> float:
     """Seconds since the epoch, as :func:`time.time`."""
-    return _clock.time()
+    return _current().time()
 
 
 def monotonic() -> float:
     """As :func:`time.monotonic`."""
-    return _clock.monotonic()
+    return _current().monotonic()
 
 
 def sleep(seconds: float) -> None:
     """As :func:`time.sleep`. A simulated component never sleeps: its time moves only
     between events, so a sleep there is a bug, and raises."""
-    if not isinstance(_clock, MachineClock):
+    if simulating():
         raise RuntimeError(f"a simulated component tried to sleep {seconds:.3f} s")
     _time.sleep(seconds)
 
 
 def utcnow() -> datetime:
     """The current time, in UTC."""
-    if isinstance(_clock, MachineClock):
+    clock = _current()
+    if clock is _MACHINE:
         return datetime.now(UTC)
-    return datetime.fromtimestamp(_clock.time(), UTC)
+    return datetime.fromtimestamp(clock.time(), UTC)
 
 
 @contextlib.contextmanager
 def simulated(clock: Clock) -> Iterator[Clock]:
-    """Read ``clock`` instead of the machine's until the block ends."""
-    global _clock
-    previous, _clock = _clock, clock
+    """Read ``clock`` instead of the machine's, in this thread, until the block ends."""
+    global _clock, _owner
+    previous = _clock, _owner
+    _clock, _owner = clock, threading.get_ident()
     try:
         yield clock
     finally:
-        _clock = previous
+        _clock, _owner = previous

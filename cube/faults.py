@@ -28,18 +28,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 
 _ARMED = frozenset(p.strip() for p in os.environ.get("CUBE_FAULTS", "").split(",") if p.strip())
 _frozen: set[str] = set()  # the points that froze the process once already
 _handler: Callable[[str], None] | None = None  # the simulator's, while one runs
+_owner = 0  # the thread the simulator runs in
 
 
 def point(name: str) -> None:
     """Die here (SIGKILL, no clean-up at all) if ``name`` is armed in ``CUBE_FAULTS``;
     freeze here (SIGSTOP, once) if ``name:stop`` is."""
-    if _handler is not None:
-        _handler(name)
+    handler = _handler
+    if handler is not None and threading.get_ident() == _owner:
+        handler(name)
     if name in _ARMED:
         os.kill(os.getpid(), signal.SIGKILL)
     if f"{name}:stop" in _ARMED and name not in _frozen:
@@ -49,10 +52,11 @@ def point(name: str) -> None:
 
 @contextlib.contextmanager
 def simulated(handler: Callable[[str], None]) -> Iterator[None]:
-    """Hand every point reached to ``handler`` until the block ends (one thread)."""
-    global _handler
-    previous, _handler = _handler, handler
+    """Hand every point this thread reaches to ``handler`` until the block ends."""
+    global _handler, _owner
+    previous = _handler, _owner
+    _handler, _owner = handler, threading.get_ident()
     try:
         yield
     finally:
-        _handler = previous
+        _handler, _owner = previous

@@ -368,6 +368,7 @@ class Server:
         self.scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
         self._growing = threading.Lock()
+        self._stopping = False
         self.watches = HeldWatches(watch_limits or WatchLimits(total=MAX_THREADS // 2))
         if hasattr(app, "config"):
             app.config["cube.server"] = self
@@ -395,11 +396,14 @@ class Server:
         wait (a blocking query) first grows the pool when fewer are idle."""
         pool = self._server.requests
         with self._growing:
+            if self._stopping:
+                return  # a pool that is being stopped must not grow under it
             if pool.idle <= SPARE_THREADS and len(pool._threads) < MAX_THREADS:
                 pool.grow(GROW_THREADS)
 
     def start(self) -> Server:
         """Bind now (so the port is known and errors surface here), serve in a thread."""
+        self._stopping = False
         for hold in self._on_start:
             hold()
         self._server.prepare()
@@ -416,6 +420,8 @@ class Server:
         self._server.serve()
 
     def stop(self) -> None:
+        with self._growing:  # no request grows the pool from now on (see spare_threads)
+            self._stopping = True
         for release in self._on_stop:  # answer blocked watchers now, not at their timeout
             release()
         self._server.stop()

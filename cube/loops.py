@@ -80,20 +80,25 @@ class ThreadLoop:
 
 
 _runner: Runner = ThreadLoop
+_owner = 0  # the thread whose loops a simulation runs
 
 
 def start(name: str, step: Step) -> Loop:
     """Run ``step`` now and then again whenever it asks, until it answers None or the
     loop is stopped."""
+    if _runner is not ThreadLoop and threading.get_ident() != _owner:
+        return ThreadLoop(name, step)  # another thread's loop: not the simulation's
     return _runner(name, step)
 
 
 @contextlib.contextmanager
 def simulated(runner: Runner) -> Iterator[None]:
-    """Start every loop with ``runner`` instead of a thread until the block ends."""
-    global _runner
-    previous, _runner = _runner, runner
+    """Start every loop that this thread starts with ``runner`` instead of a thread of
+    its own, until the block ends."""
+    global _runner, _owner
+    previous = _runner, _owner
+    _runner, _owner = runner, threading.get_ident()
     try:
         yield
     finally:
-        _runner = previous
+        _runner, _owner = previous

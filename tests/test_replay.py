@@ -135,3 +135,34 @@ def test_a_crash_at_each_fault_point_leaves_one_copy_per_task(target: str, point
     outcome = run(5, FEW, schedule)
     assert outcome.ok, outcome.violations
     assert any(f"crashed at {point}" in line for line in outcome.log)
+
+
+def test_another_thread_keeps_the_machine_clock_while_a_run_goes_on() -> None:
+    """Found in CI: a thread left over from an earlier test in the same process (a real
+    lease's keeper) read the simulation's clock, started its loops in the simulated
+    world and changed what the run did. The swap is for the simulation's thread only."""
+    import threading
+    import time
+
+    from cube import clock, loops
+
+    seen: list[float] = []
+    rounds: list[float] = []
+    stop = threading.Event()
+
+    def other() -> None:
+        loop = loops.start("a real loop", lambda: rounds.append(clock.now()) or 0.01)
+        while not stop.is_set():
+            seen.append(clock.now())
+            stop.wait(0.005)
+        loop.stop()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        outcome = run(3)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert outcome.ok and seen and rounds
+    assert all(abs(t - time.time()) < 60 for t in seen + rounds)  # never the run's 2027

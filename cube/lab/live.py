@@ -55,12 +55,13 @@ def notebook_manager(
 def _wait_up(manager: Any, timeout: float = 10.0) -> None:
     """Until the manager has heard from every worker: on a busy machine its first probe
     may time out, and a checker must not mistake that for the learner's doing."""
+    changes = manager.cluster.changes
     deadline = time.monotonic() + timeout
-    with manager.cluster.changes.cond:
-        while time.monotonic() < deadline:
-            if all(node.state == "up" for node in manager.list_nodes()):
-                return
-            manager.cluster.changes.cond.wait(0.2)
+    while (left := deadline - time.monotonic()) > 0:
+        index = changes.index  # the nodes' own lock is never taken under this one's
+        if all(node.state == "up" for node in manager.list_nodes()):
+            return
+        changes.wait(index, min(0.2, left))
 
 
 def _stop_everywhere(cluster: LocalCluster, task_ids: list[str]) -> None:

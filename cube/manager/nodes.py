@@ -152,8 +152,8 @@ class Nodes:
             changed = was != (node.state, node.runtime, node.images, node.pulls)
             if changed or (answer.stats is not None and self._keep_stats_now(name)):
                 self._keep(node)  # for the first decisions after a start
-            self.changes.bump()
-            return changed
+        self.changes.bump()  # outside the lock: a watcher may hold its own and ask us
+        return changed
 
     def _keep_stats_now(self, name: str) -> bool:
         """Fresh statistics are stored every ``STATS_KEPT_EVERY`` seconds, not on every
