@@ -228,7 +228,7 @@ def test_a_leader_paused_past_its_lease_is_fenced_when_resumed(client, prefix, c
     paused_writes = len(old.events("wrote"))
     resumed = time.time()
     old.send(signal.SIGCONT)
-    lost = eventually(lambda: old.events("lost"), 5, "the old leader to know it lost")
+    lost = eventually(lambda: old.events("lost"), 15, "the old leader to know it lost")
     time.sleep(1)  # let it try whatever it was about to do
     gone.close()
 
