@@ -55,50 +55,50 @@ def schedule(
 ) -> list[Fault]:
     """The faults of run ``seed``, between ``start`` and ``end`` seconds (``managers``:
     several, on etcd, which the nemesis strikes too)."""
-    if managers:
-        return _shared(seed, workers, managers, start, end, count)
-    rng = random.Random(f"nemesis-{seed}")
-    faults = []
-    for _ in range(rng.randint(*count)):
-        at = round(rng.uniform(start, end), 3)
-        kind = rng.choices(KINDS, weights=(6, 3, 3, 3, 3, 2, 1, 2))[0]
-        target = MANAGER if rng.random() < 0.25 else rng.choice(workers)
-        if kind in ("kill task", "hang task"):
-            target = rng.choice(workers)
-        if kind in ("lossy network", "late requests"):
-            target = ""
-        point = ""
-        if kind == "crash at point":
-            point = rng.choice(POINTS[MANAGER if target == MANAGER else "worker"])
-        lasts = round(rng.uniform(0.5, 12.0), 3)
-        faults.append(Fault(at, kind, target, lasts, point))
-    # Full disks come from a stream of their own: added later, they leave every other
-    # fault of a seed where it was, so a seed that failed before still means that run.
-    disks = random.Random(f"disks-{seed}")
-    for _ in range(disks.choice((0, 0, 1, 2))):
-        at, lasts = round(disks.uniform(start, end), 3), round(disks.uniform(0.5, 10.0), 3)
-        faults.append(Fault(at, DISK_FULL, disks.choice([MANAGER, *workers]), lasts))
+    several = bool(managers)
+    if several:  # the managers (above all the leader) struck as often as the workers
+        mix = Mix(f"nemesis-managers-{seed}", (4, 2, 8, 4, 2, 1, 1, 2), 0.5, etcd=True)
+    else:
+        mix = Mix(f"nemesis-{seed}", (6, 3, 3, 3, 3, 2, 1, 2), 0.25, etcd=False)
+    faults = _draw(mix, workers, managers or [MANAGER], start, end, count)
+    if not several:
+        # Full disks come from a stream of their own: added later, they leave every
+        # other fault of a seed where it was, so a seed that failed before still means
+        # that run. (Managers on etcd have no disk of their own.)
+        disks = random.Random(f"disks-{seed}")
+        for _ in range(disks.choice((0, 0, 1, 2))):
+            at, lasts = round(disks.uniform(start, end), 3), round(disks.uniform(0.5, 10.0), 3)
+            faults.append(Fault(at, DISK_FULL, disks.choice([MANAGER, *workers]), lasts))
     return sorted(faults, key=lambda f: f.at)
 
 
-def _shared(
-    seed: int,
+@dataclass(frozen=True)
+class Mix:
+    """How a nemesis draws: its random stream, the weight of each of :data:`KINDS`, the
+    share of faults that strike a manager, and whether etcd is struck too."""
+
+    stream: str
+    weights: tuple[int, ...]
+    manager_share: float
+    etcd: bool
+
+
+def _draw(
+    mix: Mix,
     workers: list[str],
     managers: list[str],
     start: float,
     end: float,
     count: tuple[int, int],
 ) -> list[Fault]:
-    """Faults for several managers on etcd: the managers (above all the leader, which
-    is any of them) are struck as often as the workers, and etcd is paused or cut off."""
-    rng = random.Random(f"nemesis-managers-{seed}")
+    rng = random.Random(mix.stream)
     faults = []
     for _ in range(rng.randint(*count)):
         at = round(rng.uniform(start, end), 3)
-        kind = rng.choices(KINDS, weights=(4, 2, 8, 4, 2, 1, 1, 2))[0]
+        kind = rng.choices(KINDS, weights=mix.weights)[0]
         roll = rng.random()
-        target = rng.choice(managers) if roll < 0.5 else rng.choice(workers)
-        if kind in ETCD_KINDS and roll > 0.9:
+        target = _pick(rng, managers) if roll < mix.manager_share else rng.choice(workers)
+        if mix.etcd and kind in ETCD_KINDS and roll > 0.9:
             target = ETCD
         if kind in ("kill task", "hang task"):
             target = rng.choice(workers)
@@ -109,7 +109,13 @@ def _shared(
             point = rng.choice(POINTS[MANAGER if target in managers else "worker"])
         lasts = round(rng.uniform(0.5, 12.0), 3)
         faults.append(Fault(at, kind, target, lasts, point))
-    return sorted(faults, key=lambda f: f.at)
+    return faults
+
+
+def _pick(rng: random.Random, names: list[str]) -> str:
+    """One of ``names``; a choice of one draws nothing (so one manager's seeds keep the
+    runs they always had)."""
+    return names[0] if len(names) == 1 else rng.choice(names)
 
 
 def strike(cluster: SimCluster, fault: Fault) -> None:
