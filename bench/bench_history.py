@@ -103,7 +103,7 @@ def event_history() -> None:
         manager = Manager([], "roundrobin", stores)
         task = Task("e", "cube/echo")
         for _ in range(EVENTS):
-            manager.record(TaskEvent(task=task))
+            manager.tasks.record(TaskEvent(task=task))
         with Server(manager_app(manager)) as server:
             newest = timed(f"{server.url}/events", {"limit": 20})
         start = time.perf_counter()

@@ -38,7 +38,7 @@ def recovery() -> None:
             start = time.perf_counter()
             manager = Manager(WORKERS, "epvm", Stores.open("persistent", tmp))
             times.append(time.perf_counter() - start)
-            assert len(manager.records) == STORED
+            assert len(manager.tasks.records) == STORED
             manager.close()
     print(f"recovery with {STORED:,} stored tasks: best {ms(min(times))} (goal < 1 s)")
 

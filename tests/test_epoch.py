@@ -468,19 +468,19 @@ def test_a_single_manager_takes_a_refusal_as_not_sent_and_says_so_once(tmp_path,
             address = server.url.split("://")[1]
             manager = Manager([address], update_interval=60)
             try:
-                name = next(iter(manager.cluster.clients))
-                manager.cluster.clients[name].epoch = lambda: signed(5)
+                name = next(iter(manager.nodes.clients))
+                manager.nodes.clients[name].epoch = lambda: signed(5)
                 order = task("late").replace(worker=name)
-                with caplog.at_level(logging.WARNING, logger="cube.manager.control"):
-                    assert manager.control._send(Post(name, order)) is False
-                    assert manager.control._send(Stop(name, str(uuid.uuid4()), 1)) is False
-                    assert manager.control._send(Post(name, order)) is False
+                with caplog.at_level(logging.WARNING, logger="cube.manager.orders"):
+                    assert manager.control.orders.send(Post(name, order)) is False
+                    assert manager.control.orders.send(Stop(name, str(uuid.uuid4()), 1)) is False
+                    assert manager.control.orders.send(Post(name, order)) is False
                 warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
                 assert warned == [
                     f"worker {name} follows a newer leader (epoch 9), which it cannot prove"
                 ]
                 assert worker.tasks() == []
-                assert not manager.cluster.refusal(order, name)  # not taken for a refused task
+                assert not manager.nodes.refusal(order, name)  # not taken for a refused task
             finally:
                 manager.close()
     finally:

@@ -55,7 +55,7 @@ def notebook_manager(
 def _wait_up(manager: Any, timeout: float = 10.0) -> None:
     """Until the manager has heard from every worker: on a busy machine its first probe
     may time out, and a checker must not mistake that for the learner's doing."""
-    changes = manager.cluster.changes
+    changes = manager.nodes.changes
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         index = changes.index  # the nodes' own lock is never taken under this one's

@@ -81,7 +81,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
     listing = ListCache(key=lambda task: task.id)
 
     def changes() -> tuple[Any, ...]:
-        return (manager.records.changes, manager.cluster.changes, manager.history.changes)
+        return (manager.tasks.records.changes, manager.nodes.changes, manager.tasks.history.changes)
 
     app.config["cube.on_stop"].append(lambda: [each.release() for each in changes()])
     app.config["cube.on_start"].append(lambda: [each.hold() for each in changes()])
@@ -92,7 +92,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
         return send_json(
             ManagerHealth(
                 scheduler=manager.scheduler.name,
-                workers=len(manager.nodes),
+                workers=len(manager.nodes.by_name),
                 store=manager.stores.describe(),
                 leading=manager.acting,
                 leader=leader,
@@ -106,11 +106,12 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
     )
     def list_tasks() -> bytes:
         query = list_query()
+        records = manager.tasks.records
         manager.catch_up(consistency.asked())
-        block(manager.records.changes)
-        tasks = manager.list_tasks() if query == ListQuery() else manager.records.select(query)
+        block(records.changes)
+        tasks = manager.list_tasks() if query == ListQuery() else records.select(query)
         if query.since is not None:
-            gone = manager.records.forgotten_since(query.since)
+            gone = records.forgotten_since(query.since)
             bottle.response.set_header(FORGOTTEN_HEADER, ",".join(gone))
         return send_json(listing.encode(tasks))
 
@@ -124,7 +125,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
     def get_task(task_id: str) -> bytes:
         task_uuid = str(parse_uuid(task_id))
         manager.catch_up(consistency.asked(), task_uuid)
-        block(manager.records.changes)
+        block(manager.tasks.records.changes)
         return send_json(manager.get_task(task_uuid))
 
     @app.delete(
@@ -165,7 +166,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
 
     @app.get("/nodes", doc=Doc("list workers", list[NodeInfo], said="The workers."))
     def nodes() -> bytes:
-        block(manager.cluster.changes)
+        block(manager.nodes.changes)
         return send_json([n.info() for n in manager.list_nodes()])
 
     @app.get(
@@ -182,7 +183,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
         query = bottle.request.query
         limit = query_int("limit", 0) or None
         task = str(parse_uuid(query["task"], "task")) if query.get("task") else None
-        block(manager.history.changes)
+        block(manager.tasks.history.changes)
         return send_json(manager.list_events(limit, task))
 
     serve_document(app, "Cube manager", "Places tasks on workers and keeps them running.")

@@ -76,8 +76,8 @@ class Catchup:
         that a task it does not know is really not in etcd."""
         try:
             if task_id is not None:
-                if revision > self.position.revision or task_id not in self.m.records:
-                    self.m.reread(task_id)
+                if revision > self.position.revision or task_id not in self.m.tasks.records:
+                    self.m.tasks.reread(task_id)
             elif revision > self.position.revision and not self._caught_up(revision):
                 self.m.reread_all()
         except EtcdError as exc:
@@ -122,6 +122,6 @@ def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 def tell(manager: Manager, task_id: str) -> None:
     """Say in the answer the revision a write left ``task_id``'s record at (on etcd)."""
-    revision = manager.records.revision_of(task_id)
+    revision = manager.tasks.records.revision_of(task_id)
     if revision:
         bottle.response.set_header(HEADER, str(revision))

@@ -9,7 +9,20 @@ exponentially growing wait, and after ``limit`` restarts it is Failed for good.
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
+
 import requests
+
+from cube.task import State, Task
+
+if TYPE_CHECKING:
+    from cube.manager.network import Network
+    from cube.manager.nodes import Nodes
+    from cube.manager.tasks import Tasks
+
+log = logging.getLogger(__name__)
 
 
 def probe(host: str, port: int, path: str, timeout: float) -> str:
@@ -22,3 +35,47 @@ def probe(host: str, port: int, path: str, timeout: float) -> str:
     if not 200 <= response.status_code < 300:
         return f"GET {url} answered {response.status_code}"
     return ""
+
+
+class Health:
+    """The health round: probes every running task that has a health check, and queues
+    each task whose verdict changed (reconcile restarts an unhealthy one)."""
+
+    def __init__(self, tasks: Tasks, nodes: Nodes, network: Network, timeout: float) -> None:
+        self.tasks, self.nodes, self.network = tasks, nodes, network
+        self.timeout = timeout
+
+    def round(self, pool: Executor) -> None:
+        """Probe every running task with a health check, at once; queue those whose
+        verdict changed."""
+        tasks = self.tasks
+        with tasks.lock:
+            running = (tasks.records.get(k) for k in tasks.records.ids(State.Running))
+            due = [t for t in running if t is not None and _checked(t)]
+        verdicts = {str(t.id): pool.submit(self._probe, t) for t in due}
+        for task_id, future in verdicts.items():
+            problem = future.result()
+            with tasks.lock:
+                if tasks.problems.get(task_id, "") != problem:
+                    tasks.problems[task_id] = problem
+                    if problem:
+                        log.warning("task %s is unhealthy: %s", task_id, problem)
+                    tasks.timers.schedule(task_id, why="health")
+
+    def _probe(self, task: Task) -> str:
+        node = self.nodes.by_name.get(task.worker)
+        if node is None:
+            return ""
+        host = node.api.split("://")[-1].rsplit(":", 1)[0]
+        port = task.host_port() or 0
+        return self.network.probe_task(host, port, task.health_check, self.timeout)
+
+
+def _checked(task: Task) -> bool:
+    """A task to probe: wanted and running, with a health check and a port to ask."""
+    return (
+        task.desired is State.Running
+        and bool(task.health_check)
+        and task.host_port() is not None
+        and task.restart_at is None
+    )

@@ -50,10 +50,10 @@ class Mirror:
     def __init__(self, manager: Manager) -> None:
         self.m = manager
         self._watches: list[Watch] = []
-        self.position = Position(manager.records.revision)  # what reads catch up to
+        self.position = Position(manager.tasks.records.revision)  # what reads catch up to
 
     def start(self) -> None:
-        records, stores = self.m.records, self.m.stores
+        records, stores = self.m.tasks.records, self.m.stores
         self._watches = [
             stores.tasks.watch(  # type: ignore[attr-defined]
                 self._task_changed,
@@ -62,7 +62,7 @@ class Mirror:
                 name="mirror tasks",
             ),
             stores.history.watch(  # type: ignore[attr-defined]
-                lambda _: self.m.history.changes.bump(), name="mirror history"
+                lambda _: self.m.tasks.history.changes.bump(), name="mirror history"
             ),
         ]
 
@@ -74,7 +74,7 @@ class Mirror:
         if event.kind == "unreadable":
             log.warning("task %s was written unreadable: %s", event.key, event.error)
             return
-        self.m.take_in(event.key, event.value, event.revision)
+        self.m.tasks.take_in(event.key, event.value, event.revision)
         self.position.advance(event.revision)
 
     def read_all(self) -> int:
@@ -82,9 +82,9 @@ class Mirror:
         revision read at."""
         snapshot = self.m.stores.tasks.snapshot()  # type: ignore[attr-defined]
         for key, versioned in snapshot.entries.items():
-            self.m.take_in(key, versioned.value, versioned.mod_revision)
-        for key in {str(t.id) for t in self.m.records.all()} - set(snapshot.entries):
-            self.m.take_in(key, None, snapshot.revision)
+            self.m.tasks.take_in(key, versioned.value, versioned.mod_revision)
+        for key in {str(t.id) for t in self.m.tasks.records.all()} - set(snapshot.entries):
+            self.m.tasks.take_in(key, None, snapshot.revision)
         self.position.advance(snapshot.revision)
         return int(snapshot.revision)
 
@@ -228,8 +228,8 @@ class Lookout:
     """A manager that does not act still probes the workers (reads only), so that
     ``GET /nodes`` answers the same on every manager."""
 
-    def __init__(self, cluster: Nodes, interval: float) -> None:
-        self.cluster, self.interval = cluster, interval
+    def __init__(self, nodes: Nodes, interval: float) -> None:
+        self.nodes, self.interval = nodes, interval
         self._loop: loops.Loop | None = None
         self._closed = False
 
@@ -247,11 +247,11 @@ class Lookout:
 
     def look(self) -> float | None:
         """Probe every worker once; the seconds until the next round."""
-        for name in list(self.cluster.nodes):
+        for name in list(self.nodes.by_name):
             if self._closed:
                 return None
             try:
-                self.cluster.take(name, self.cluster.ask(name))
+                self.nodes.take(name, self.nodes.ask(name))
             except Exception:
                 log.exception("probing %s failed; carrying on", name)
         return None if self._closed else self.interval

@@ -18,7 +18,6 @@ restart waiting out its backoff still happens, and, since workers take each orde
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,20 +26,19 @@ from cube.clock import utcnow
 from cube.etcd import CasConflict, Election, EtcdClient
 from cube.manager.consistency import Catchup
 from cube.manager.control import Control
-from cube.manager.history import History
 from cube.manager.leadership import Leadership, Lookout
 from cube.manager.network import Network
 from cube.manager.nodes import Nodes
 from cube.manager.observe import Reports
 from cube.manager.outputs import Keeper, Outputs, last_lines
-from cube.manager.reconcile import Timing, given_up
+from cube.manager.reconcile import Timing
 from cube.manager.retention import Retention
 from cube.manager.stores import Stores
+from cube.manager.tasks import Tasks
 from cube.node import Node
 from cube.proof import LeaderSecret
-from cube.records import Records
 from cube.scheduler import Scheduler, make
-from cube.store import Store, lock_directory
+from cube.store import lock_directory
 from cube.task import (
     RestartPolicy,
     State,
@@ -51,7 +49,6 @@ from cube.task import (
     check_transition,
     wait_for_state,
 )
-from cube.timers import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +89,7 @@ class Manager:
         self.http_timeout = http_timeout
         self.retention = retention or Retention()
         self.timing = Timing(restart=restart or RestartPolicy(), retry=max(1.0, update_interval))
-        self.cluster = Nodes(
+        self.nodes = Nodes(
             workers,
             self.stores.nodes,
             token=worker_token,
@@ -102,11 +99,10 @@ class Manager:
             network=self.network,
         )
         self.reports = Reports()
-        self.records = Records(self.stores.tasks, versioned=self.stores.shared)
-        self.history = History(self.stores.events, self.stores.history)
+        fence = election.fence if election is not None else None
+        self.tasks = Tasks(self.stores, self.nodes, self.timing, fence, lambda: self.acting)
         self.outputs = Outputs(self.stores.outputs)
         self.keeper = Keeper(self)
-        self.problems: dict[str, str] = {}  # task ID -> its latest failed health check
         self._file_lock = lock
         # several managers on etcd: the control loops run only while this one leads,
         # and their writes go through stores that hold only while its lease does
@@ -114,21 +110,17 @@ class Manager:
         if election is not None:
             leadership = Leadership(self, election, leader_secret, series_key)
             self.leadership = leadership
-            self.cluster.speak_for(lambda: leadership.stamp)
+            self.nodes.speak_for(lambda: leadership.stamp)
             if leader_secret is None:
                 log.warning(
                     "no leader secret (--leader-secret): workers cannot tell this "
                     "manager's orders from a deposed leader's, or from anyone's"
                 )
-        fence = election.fence if election is not None else None
-        self._decisions = _fenced(self.stores.tasks, fence)
-        self.timers = WorkQueue(_fenced(self.stores.timers, fence) or self.stores.timers)
-        self.lock = self.timers.changed
         self.control: Control | None = None
         self._lookout: Lookout | None = None
         self._threads = False  # started as a service: the control loops get threads
         if self.leadership is None:
-            self._recover()
+            self.tasks.recover()
             self.control = Control(self)
 
     # ------------------------------------------------------------------ public API
@@ -145,8 +137,8 @@ class Manager:
                 "TaskEvent.State", f"ask for Running (2) or Completed (3), not {event.state.name}"
             )
         task_id = str(event.task.id)
-        with self.lock:
-            existing = self.records.get(task_id)
+        with self.tasks.lock:
+            existing = self.tasks.records.get(task_id)
             if existing is not None:
                 if self._event(str(event.id)) is not None:
                     return existing  # the same submission again
@@ -167,47 +159,47 @@ class Manager:
                 restart_count=0,
                 created=utcnow(),
             )
-            self.record(event)  # first: a retry after a crash here is recognised
+            self.tasks.record(event)  # first: a retry after a crash here is recognised
             try:
-                self.save(task, decided=False)
+                self.tasks.save(task, decided=False)
             except CasConflict:  # another manager stored it first
                 raise TaskExists(task_id, State.Pending) from None
-            self.enqueue(task_id, "submitted")
+            self.tasks.enqueue(task_id, "submitted")
             log.info("accepted task %s (%s, %s)", task_id, task.name, task.image)
             return task
 
     def stop(self, task_id: str, event: TaskEvent | None = None) -> Task:
         """Want a task stopped wherever it runs (cancelled, if it never started)."""
         for _ in range(CAS_TRIES):
-            with self.lock:
+            with self.tasks.lock:
                 task = self.get_task(task_id)
                 check_transition(task.state, State.Completed)
                 if task.desired is State.Completed:
                     return task  # being stopped already
                 stopping = task.replace(desired=State.Completed, generation=task.generation + 1)
                 try:
-                    self.save(stopping, decided=False)
+                    self.tasks.save(stopping, decided=False)
                 except CasConflict:
                     continue  # another manager changed it meanwhile: read it again
-                self.enqueue(task_id, "stop")  # before the history: stored is to be done
-                self.record(event or TaskEvent(task=stopping, state=State.Completed))
+                self.tasks.enqueue(task_id, "stop")  # before the history: stored is to be done
+                self.tasks.record(event or TaskEvent(task=stopping, state=State.Completed))
                 return stopping
         raise Busy(f"task {task_id} kept changing while it was being stopped; try again")
 
     def get_task(self, task_id: str) -> Task:
-        with self.lock:
-            task = self.records.get(task_id)
+        with self.tasks.lock:
+            task = self.tasks.records.get(task_id)
         if task is None:
             why = self.stores.tasks.unreadable().get(task_id)
             raise UnknownTask(task_id) if why is None else UnreadableTask(task_id, why)
         return task
 
     def list_tasks(self) -> list[Task]:
-        return sorted(self.records.all(), key=lambda t: (t.created or utcnow(), t.name))
+        return sorted(self.tasks.records.all(), key=lambda t: (t.created or utcnow(), t.name))
 
     def list_events(self, limit: int | None = None, task_id: str | None = None) -> list[TaskEvent]:
         """The newest events first (reading only as many as asked for)."""
-        return self.history.newest(limit or None, task_id)
+        return self.tasks.history.newest(limit or None, task_id)
 
     def logs(self, task_id: str, tail: int = 200) -> str:
         """A task's last ``tail`` lines of output: of a finished task, what this manager
@@ -217,7 +209,7 @@ class Manager:
         kept = self.outputs.get(task_id)
         if kept is not None:
             return last_lines(kept, tail)
-        client = self.cluster.clients.get(task.worker)
+        client = self.nodes.clients.get(task.worker)
         if client is None:
             if task.start_time is None:
                 return ""  # it never ran: there is no output
@@ -231,16 +223,13 @@ class Manager:
 
     def list_nodes(self) -> list[Node]:
         """The workers, with the cores, memory and disk promised to their live tasks."""
-        return self.cluster.list()
-
-    @property
-    def nodes(self) -> dict[str, Node]:
-        return self.cluster.nodes
+        return self.nodes.list()
 
     def wait_for(self, task_id: str, *states: State, timeout: float = 10.0) -> Task:
         """Block until the task reaches one of ``states`` (woken by each change)."""
-        with self.lock:
-            return wait_for_state(lambda: self.get_task(task_id), states, timeout, self.lock.wait)
+        lock = self.tasks.lock
+        with lock:
+            return wait_for_state(lambda: self.get_task(task_id), states, timeout, lock.wait)
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -281,45 +270,12 @@ class Manager:
             self.control.close()
         if self._lookout is not None:
             self._lookout.close()
-        self.cluster.close()
+        self.nodes.close()
         self.stores.close()
         if self._file_lock is not None:
             self._file_lock.close()
 
     # ------------------------------------------------------------ what is stored
-
-    def save(self, task: Task, note: str = "", *, decided: bool = True) -> Task:
-        """Store a task's record (before anything acts on it) and wake whoever waits.
-        A decision of the control loop (``decided``) is fenced on etcd; a client's
-        wish is not (any manager takes those). On etcd, raises
-        :class:`~cube.etcd.CasConflict` when another manager changed the task since it
-        was read here (this manager's copy is then read again)."""
-        task_id = str(task.id)
-        with self.lock:
-            old = self.records.get(task_id)
-            try:
-                self.records.put(task, via=self._decisions if decided else None)
-            except CasConflict:
-                taken, before = self.records.refresh(task_id)
-                if taken:
-                    self._took(task_id, before, self.records.get(task_id))
-                raise
-            self._took(task_id, old, task)
-        if old is not None and old.state is not task.state:
-            where = f" on {task.worker}" if task.worker else ""
-            log.info("task %s (%s) is %s%s", task_id, task.name, task.state.name, where)
-        elif note:
-            log.info("task %s (%s): %s", task_id, task.name, note)
-        return task
-
-    def record(self, event: TaskEvent) -> None:
-        self.history.record(event)
-
-    def enqueue(self, task_id: str, why: str) -> None:
-        """Have the control loop look at a task now (if it runs here: else the leader
-        hears of the change through its watch)."""
-        if self.acting:
-            self.timers.schedule(task_id, why=why)
 
     def catch_up(self, revision: int, task_id: str | None = None) -> None:
         """Read-your-writes with several managers: before answering about ``task_id``
@@ -329,44 +285,17 @@ class Manager:
         if self.leadership is not None:
             Catchup(self, self.leadership.mirror.position).reach(revision, task_id)
 
-    def reread(self, task_id: str) -> None:
-        """Read one task again from etcd, taking it in if it is newer than ours."""
-        with self.lock:
-            taken, old = self.records.refresh(task_id)
-            if taken:
-                task = self.records.get(task_id)
-                self._took(task_id, old, task)
-                if task is not None:
-                    self.enqueue(task_id, "read again from etcd")
-
     def reread_all(self) -> None:
         """Read every task again from etcd (a client has seen newer writes)."""
         if self.leadership is not None:
             self.leadership.mirror.read_all()
-
-    def take_in(self, task_id: str, task: Task | None, revision: int) -> None:
-        """A change another manager wrote (or etcd holds, read again): into memory,
-        and, when this manager acts, to the control loop."""
-        with self.lock:
-            taken, old = self.records.apply(task_id, task, revision)
-            if not taken:
-                return
-            self._took(task_id, old, task)
-            if task is not None:
-                self.enqueue(task_id, "changed through another manager")
-
-    def _took(self, task_id: str, old: Task | None, task: Task | None) -> None:
-        self.cluster.account(old, task)
-        if old is not None and (task is None or old.generation != task.generation):
-            self.problems.pop(task_id, None)  # a new order: its health is unknown
-        self.lock.notify_all()
 
     # --------------------------------------------------------- several managers
 
     def look_out(self) -> None:
         """Not acting: keep the workers' state current for ``GET /nodes`` only."""
         if self._lookout is None:
-            self._lookout = Lookout(self.cluster, self.update_interval).start()
+            self._lookout = Lookout(self.nodes, self.update_interval).start()
 
     def take_office(self, epoch: int) -> None:
         """Start leading: take over the due times in etcd, look at every unfinished
@@ -374,13 +303,16 @@ class Manager:
         if self._lookout is not None:
             self._lookout.close()
             self._lookout = None
-        self.timers.reload()
-        self._recover(everything=True)
+        self.tasks.timers.reload()
+        self.tasks.recover(everything=True)
         self.control = Control(self)
         if self._threads:  # else whoever drives this manager runs the rounds
             self.control.start()
         log.info(
-            "leading from epoch %d: %d tasks, %d due", epoch, len(self.records), len(self.timers)
+            "leading from epoch %d: %d tasks, %d due",
+            epoch,
+            len(self.tasks.records),
+            len(self.tasks.timers),
         )
 
     def leave_office(self) -> None:
@@ -391,29 +323,12 @@ class Manager:
         self.look_out()
 
     def forget(self, task_id: str) -> None:
-        """Drop a finished task (past retention) from memory and the store."""
-        with self.lock:
-            task = self.records.forget(task_id)
-            self.outputs.forget(task_id)
-            self.cluster.account(task, None)
-            self.cluster.forget_task(task_id)
-            self.problems.pop(task_id, None)
-            self.timers.remove(task_id)
-
-    def tasks_on(self, worker: str) -> set[str]:
-        return self.records.on(worker)
-
-    def waiting(self) -> set[str]:
-        """Tasks that wait for a worker with room (or able to run them at all)."""
-        placed_nowhere = (self.records.get(k) for k in self.records.on(""))
-        return {str(t.id) for t in placed_nowhere if t is not None and self._active(t)}
-
-    def _active(self, task: Task) -> bool:
-        """Still something to do for it: not Completed, not given up."""
-        return task.state is not State.Completed and not given_up(task, self.timing.restart)
+        """Drop a finished task (past retention): its record, and the output kept of it."""
+        self.tasks.forget(task_id)
+        self.outputs.forget(task_id)
 
     def _event(self, event_id: str) -> TaskEvent | None:
-        return self.history.get(event_id)
+        return self.tasks.history.get(event_id)
 
     def _check_event(self, event: TaskEvent) -> None:
         """An event ID already used: fine for the same content (a retry), a 409 for
@@ -421,23 +336,6 @@ class Manager:
         earlier = self._event(str(event.id))
         if earlier is not None and not _same_order(earlier, event):
             raise TaskExists(str(event.task.id), State.Pending, f"event ID {event.id} is taken")
-
-    def _recover(self, everything: bool = False) -> None:
-        """Read back the tasks; queue those that need a look before any worker speaks
-        (``everything``: every unfinished one, as a new leader does)."""
-        for task in self.records.all():
-            if not everything:
-                self.cluster.account(None, task)
-            unplaced = not task.worker or task.worker not in self.cluster.nodes
-            if self._active(task) and (unplaced or everything):
-                self.timers.schedule(str(task.id), why="recovered")
-        if len(self.records):
-            log.info("recovered %d tasks, %d due", len(self.records), len(self.timers))
-
-
-def _fenced(store: Store[Any], fence: Callable[[], Any] | None) -> Any:
-    """``store`` with every write conditional on ``fence`` (on etcd), or None."""
-    return store.with_guard(fence) if fence is not None else None  # type: ignore[attr-defined]
 
 
 def _same_order(a: TaskEvent, b: TaskEvent) -> bool:

@@ -82,7 +82,7 @@ class Nodes:
         self.probe_timeout = probe_timeout
         self.started = utcnow()
         self._kept_at: dict[str, float] = {}  # when each worker's statistics were stored
-        self.nodes: dict[str, Node] = {}
+        self.by_name: dict[str, Node] = {}
         self.clients: dict[str, WorkerClient] = {}
         self._probes: dict[str, Prober] = {}
         self._no_health: set[str] = set()
@@ -92,7 +92,7 @@ class Nodes:
         self.changes = Changes()  # bumped by every answer taken in: for watchers of /nodes
         for address in addresses:
             node = self._load(address)
-            self.nodes[node.name] = node
+            self.by_name[node.name] = node
             self.clients[node.name] = network.client(node.api, token, timeout)
             self._probes[node.name] = network.prober(node.api, token, probe_timeout)
         self._said: dict[str, str] = {}  # node -> the name its /health gives
@@ -116,7 +116,7 @@ class Nodes:
                     self._no_health.add(name)  # a Go worker: /stats alone tells it lives
             if not isinstance(health, dict | None):
                 return Answer(error="/health did not answer an object", malformed=True)
-            due = name in self._no_health or self.nodes[name].state != "up"
+            due = name in self._no_health or self.by_name[name].state != "up"
             if not due and clock.monotonic() < self._stats_due.get(name, 0.0):
                 return Answer(health, None, "")  # alive; its stats are recent enough
             stats = probe.get("/stats")
@@ -132,7 +132,7 @@ class Nodes:
         """Take in a round's answer; True when the node went up or down (or changed
         what it can run), which is worth a new look at the tasks that wait."""
         with self._lock:
-            node = self.nodes[name]
+            node = self.by_name[name]
             was = (node.state, node.runtime, node.images, node.pulls)
             if answer.malformed:
                 self._down(node, f"malformed answer: {answer.error}")
@@ -179,7 +179,7 @@ class Nodes:
     # ------------------------------------------------------------------ questions
 
     def state(self, name: str) -> str:
-        node = self.nodes.get(name)
+        node = self.by_name.get(name)
         return "gone" if node is None else node.state
 
     def refusal(self, task: Task, name: str) -> str:
@@ -189,7 +189,7 @@ class Nodes:
             said = self._refused.get((name, str(task.id)))
             if said:
                 return f"refused it: {said}"
-            node = self.nodes.get(name)
+            node = self.by_name.get(name)
             if node is None:
                 return "is not configured"
             check = can_run(task.image, node.runtime, node.images, node.pulls)
@@ -213,7 +213,7 @@ class Nodes:
     def place(self, scheduler: Scheduler, task: Task, avoid: str = "") -> Spot:
         """Feasibility, then the scheduler, over the nodes as they are now."""
         with self._lock:
-            names = list(self.nodes)
+            names = list(self.by_name)
             table = NodeTable.from_nodes(self.list())
             table.refusals = [
                 self._refused.get((name, str(task.id)), "it cannot run it" if name == avoid else "")
@@ -226,7 +226,7 @@ class Nodes:
 
     def list(self) -> list[Node]:
         with self._lock:
-            return list(self.nodes.values())
+            return list(self.by_name.values())
 
     # ------------------------------------------------------------- what is promised
 
@@ -235,7 +235,7 @@ class Nodes:
         the live tasks placed on it, as a record changes from ``old`` to ``new``."""
         with self._lock:
             for task, sign in ((old, -1), (new, 1)):
-                node = self.nodes.get(task.worker) if task is not None else None
+                node = self.by_name.get(task.worker) if task is not None else None
                 if node is None or task is None or task.state not in LIVE:
                     continue
                 node.cpu_allocated = max(0.0, node.cpu_allocated + sign * task.cpu)
@@ -263,7 +263,7 @@ class Nodes:
         with contextlib.suppress(OSError, StoreError, EtcdError):
             for name, data in self.store.items():
                 with contextlib.suppress(KeyError, ValueError, TypeError):
-                    if name not in self.nodes:
+                    if name not in self.by_name:
                         dropped[name] = Node.from_wire(data).api
         if dropped:
             log.info("draining workers no longer configured: %s", ", ".join(sorted(dropped)))
@@ -275,9 +275,9 @@ class Nodes:
         None while that cannot be told (a configured worker not heard from yet, or the
         dropped one not answering)."""
         with self._lock:
-            if any(node.state == "unknown" for node in self.nodes.values()):
+            if any(node.state == "unknown" for node in self.by_name.values()):
                 return None
-            said = {self._said.get(n, "") for n, node in self.nodes.items() if node.state == "up"}
+            said = {self._said.get(n, "") for n, node in self.by_name.items() if node.state == "up"}
         try:
             health = self.clients[name].get_raw("/health", timeout=self.probe_timeout).json()
         except NotFound:

@@ -94,8 +94,8 @@ class Keeper:
     def _keep(self, worker: str, task_id: str) -> bool:
         """Keep one task's output; False when its worker could not be asked (try again
         before acknowledging)."""
-        record = self.m.records.get(task_id)
-        client = self.m.cluster.clients.get(worker)
+        record = self.m.tasks.records.get(task_id)
+        client = self.m.nodes.clients.get(worker)
         if record is None or record.worker != worker or client is None:
             return True  # not this manager's, or a stray copy: not its output to keep
         if task_id in self.m.outputs:

@@ -37,18 +37,18 @@ def prune(manager: Manager) -> int:
     """Forget what is past retention; returns how many tasks went."""
     keep = manager.retention
     now = utcnow()
-    records = manager.records
+    records = manager.tasks.records
     finished = [t for k in records.ids(State.Completed) if (t := records.get(k)) is not None]
     finished.sort(key=lambda t: t.finish_time or now)
     excess = len(finished) - keep.max_finished
     gone = 0
     for i, task in enumerate(finished):
         old = (now - (task.finish_time or now)).total_seconds() > keep.retention
-        if not (old or i < excess) or str(task.id) in manager.timers:
+        if not (old or i < excess) or str(task.id) in manager.tasks.timers:
             continue
         manager.forget(str(task.id))
         gone += 1
     if gone:
         log.info("forgot %d finished task(s)", gone)
-    manager.history.prune(keep.max_events, keep.retention)
+    manager.tasks.history.prune(keep.max_events, keep.retention)
     return gone

@@ -54,7 +54,7 @@ class Watch:
         if manager is None:
             return
         for key, task_name in self.accepted.items():
-            if key not in manager.records:
+            if key not in manager.tasks.records:
                 self.fail(f"{task_name} was accepted, and lost when {name} restarted")
 
     def order_sent(self, source: str, request: Request) -> None:
@@ -81,14 +81,14 @@ def quiet(cluster: SimCluster, watch: Watch) -> list[str]:
     copies = cluster.copies()
     policy = cluster.settings.restart
     for name in cluster.names:
-        node = manager.nodes.get(f"{name}:{PORT}")
+        node = manager.nodes.by_name.get(f"{name}:{PORT}")
         if node is None or node.state != "up":
             found.append(f"worker {name} is not up for the manager once quiet")
     for key, where in copies.items():
         if key not in watch.accepted:
             found.append(f"a process of unknown task {key[:8]} runs on {', '.join(where)}")
     for key, name in watch.accepted.items():
-        task = manager.records.get(key)
+        task = manager.tasks.records.get(key)
         where = copies.get(key, [])
         if task is None:
             found.append(f"{name} was accepted and is lost")
@@ -129,7 +129,7 @@ def _agreement(cluster: SimCluster, watch: Watch) -> list[str]:
                 found.append(f"manager {name} did not come back")
             continue
         for key, task_name in watch.accepted.items():
-            mine, theirs = leader.records.get(key), other.records.get(key)
+            mine, theirs = leader.tasks.records.get(key), other.tasks.records.get(key)
             said = [(t.state, t.worker, t.generation) if t else None for t in (mine, theirs)]
             if said[0] != said[1]:
                 found.append(f"{name} has {task_name} as {said[1]}, the leader as {said[0]}")

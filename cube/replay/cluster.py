@@ -353,7 +353,7 @@ class SimCluster:
         """Whether ``name`` has work due now (its loop would wake)."""
         if name in self.managers:
             control = self._control(name)
-            queue = control.m.timers if control is not None else None
+            queue = control.tasks.timers if control is not None else None
         else:
             worker = self.workers[name]
             queue = worker.timers if worker is not None else None
@@ -374,7 +374,7 @@ class SimCluster:
         for name in self.manager_names:
             control = self._control(name)
             if self.acting(name) and control is not None:
-                dues.append(control.m.timers.next_due())
+                dues.append(control.tasks.timers.next_due())
         for name in self.names:
             worker = self.workers[name]
             if worker is not None and name not in self.paused:
@@ -423,7 +423,7 @@ class SimCluster:
         if manager is None or manager.control is None:
             return
         policy = self.settings.restart
-        for task in manager.records.all():
+        for task in manager.tasks.records.all():
             key = str(task.id)
             if given_up(task, policy):
                 self.given_up.add(key)

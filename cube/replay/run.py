@@ -107,7 +107,7 @@ def run(
             violations = watch.violations
     final = {}
     if cluster.manager is not None:
-        final = {t.name: t for t in cluster.manager.records.all() if str(t.id) in names}
+        final = {t.name: t for t in cluster.manager.tasks.records.all() if str(t.id) in names}
     return Outcome(
         seed,
         fault_list,

@@ -31,12 +31,12 @@ The sample trace was made with
 from importlib.resources import files
 from pathlib import Path
 
-from cube.sim.cluster import HIGHMEM, LARGE, SMALL, STANDARD, NodeSize, nodes
 from cube.sim.compare import Comparison, compare
 from cube.sim.engine import simulate
 from cube.sim.failures import Failures, Outage
 from cube.sim.metrics import WALL_CLOCK, Timeline
 from cube.sim.result import Result
+from cube.sim.sizes import HIGHMEM, LARGE, SMALL, STANDARD, NodeSize, nodes
 from cube.sim.sweep import Grid, Run, Shape, sweep
 from cube.sim.table import Sweep
 from cube.sim.trace import TraceError

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cube.node import NodeTable
-from cube.sim.cluster import STANDARD, NodeSize, nodes
 from cube.sim.engine import simulate
 from cube.sim.failures import Failures
+from cube.sim.sizes import STANDARD, NodeSize, nodes
 from cube.sim.table import Sweep
 from cube.sim.workload import Lognormal, Pareto, Workload
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cube.node import NodeTable
-from cube.sim.cluster import GIB
+from cube.sim.sizes import GIB
 from cube.sim.trace import COLUMNS, read_trace, write_trace
 
 MIB = 1 << 20

@@ -1,4 +1,4 @@
-"""Simulated clusters: a :class:`~cube.node.NodeTable` of empty nodes of chosen sizes.
+"""Simulated machines: a :class:`~cube.node.NodeTable` of empty nodes of chosen sizes.
 
 The simulator uses the very table the schedulers read in the manager, so what is
 measured here is what the real code does.
