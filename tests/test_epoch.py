@@ -480,7 +480,7 @@ def test_a_single_manager_takes_a_refusal_as_not_sent_and_says_so_once(tmp_path,
                     f"worker {name} follows a newer leader (epoch 9), which it cannot prove"
                 ]
                 assert worker.tasks() == []
-                assert not manager.nodes.refusal(order, name)  # not taken for a refused task
+                assert not manager.tasks.findings.refusals(str(order.id))  # not a refusal
             finally:
                 manager.close()
     finally:

@@ -14,7 +14,7 @@ from cube.client import Conflict, ManagerClient, NotFound
 from cube.http import Server
 from cube.manager import Manager
 from cube.manager.api import make_app as manager_app
-from cube.task import RestartPolicy, State
+from cube.task import RestartPolicy, State, Task, TaskEvent
 from cube.worker.api import make_app as worker_app
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -233,17 +233,32 @@ def test_a_full_disk_is_said_plainly_and_changes_nothing(tmp_path):
     manager.close()
 
 
-def test_a_forgotten_task_leaves_no_refusal_behind():
-    """What a worker said when it refused a task is kept to place the task elsewhere,
-    and goes with the task: the table does not grow for ever."""
-    from cube.manager.nodes import Nodes
-    from cube.store import MemoryStore
-    from cube.task import Task
+def test_what_is_found_of_a_task_outlives_the_manager_and_goes_with_the_task(tmp_path):
+    """A worker's refusal and a failed health check are kept on disk: a manager started
+    again neither sends the task to that worker once more nor waits a health round to
+    see the problem. A new order starts with its health unknown, and a forgotten task
+    leaves nothing behind (the table does not grow for ever)."""
+    from cube.manager.stores import Stores
 
-    worker = "127.0.0.1:9"
-    nodes = Nodes([worker], MemoryStore(), token=None, timeout=1, probe_timeout=1, node_ttl=5)
-    task = Task(name="refused", image="cube/echo")
-    nodes.refused(worker, task, "no such image here")
-    assert nodes.refusal(task, worker) == "refused it: no such image here"
-    nodes.forget_task(str(task.id))
-    assert "refused" not in nodes.refusal(task, worker)
+    def open_manager() -> Manager:
+        return Manager(["127.0.0.1:9"], stores=Stores.open("persistent", tmp_path))
+
+    manager = open_manager()
+    task = manager.submit(TaskEvent(Task(name="refused", image="cube/echo")))
+    task_id = str(task.id)
+    manager.tasks.findings.refuse(task_id, "127.0.0.1:9", "no such image here")
+    assert manager.tasks.findings.set_problem(task, "GET /health answered 500")
+    manager.close()
+
+    manager = open_manager()
+    found = manager.tasks.findings
+    assert found.refusals(task_id) == {"127.0.0.1:9": "no such image here"}
+    assert found.problem(task) == "GET /health answered 500"
+    assert found.problem(task.replace(generation=task.generation + 1)) == ""
+    manager.forget(task_id)
+    manager.close()
+
+    manager = open_manager()
+    assert manager.tasks.findings.refusals(task_id) == {}
+    assert manager.tasks.findings.problem(task) == ""
+    manager.close()

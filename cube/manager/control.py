@@ -62,7 +62,7 @@ class Control:
         self.health_interval, self.keeper = manager.health_interval, manager.keeper
         self.prune = lambda: retention.prune(manager)
         acting = lambda: manager.acting  # noqa: E731
-        self.orders = Orders(self.nodes, self.reports, manager.leadership, acting)
+        self.orders = Orders(self.tasks, self.nodes, self.reports, manager.leadership, acting)
         self.health = Health(self.tasks, self.nodes, manager.network, manager.http_timeout)
         workers = len(self.nodes.clients)
         self.pool = manager.network.pool("manager-work", max(4, workers))
@@ -153,16 +153,17 @@ class Control:
             task = tasks.records.get(task_id)
             if task is None:
                 return None
-            now, worker = utcnow(), task.worker
+            now, worker, found = utcnow(), task.worker, tasks.findings
+            refused = found.refusals(task_id)
             seen = Observed(
                 self.reports.copies(task_id),
-                tasks.problems.get(task_id, ""),
+                found.problem(task),
                 state=nodes.state(worker) if worker else "unknown",
-                refusal=nodes.refusal(task, worker) if worker else "",
+                refusal=nodes.refusal(task, worker, refused.get(worker, "")) if worker else "",
             )
             plan = reconcile(task, seen, now, tasks.timing)
             if plan.place is not None:  # placement comes after: feasibility, then score
-                spot = nodes.place(self.scheduler, plan.task, plan.place.avoid)
+                spot = nodes.place(self.scheduler, plan.task, refused, plan.place.avoid)
                 plan = placed(plan, spot, now, tasks.timing)
             if plan.task is not task:
                 tasks.save(plan.task, note=plan.note)

@@ -52,15 +52,14 @@ class Health:
         with tasks.lock:
             running = (tasks.records.get(k) for k in tasks.records.ids(State.Running))
             due = [t for t in running if t is not None and _checked(t)]
-        verdicts = {str(t.id): pool.submit(self._probe, t) for t in due}
-        for task_id, future in verdicts.items():
+        verdicts = [(t, pool.submit(self._probe, t)) for t in due]
+        for task, future in verdicts:  # each verdict is of the order that was probed
             problem = future.result()
             with tasks.lock:
-                if tasks.problems.get(task_id, "") != problem:
-                    tasks.problems[task_id] = problem
+                if tasks.findings.set_problem(task, problem):
                     if problem:
-                        log.warning("task %s is unhealthy: %s", task_id, problem)
-                    tasks.timers.schedule(task_id, why="health")
+                        log.warning("task %s is unhealthy: %s", task.id, problem)
+                    tasks.timers.schedule(str(task.id), why="health")
 
     def _probe(self, task: Task) -> str:
         node = self.nodes.by_name.get(task.worker)

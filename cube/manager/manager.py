@@ -304,6 +304,7 @@ class Manager:
             self._lookout.close()
             self._lookout = None
         self.tasks.timers.reload()
+        self.tasks.findings.load()  # what earlier leaders found
         self.tasks.recover(everything=True)
         self.control = Control(self)
         if self._threads:  # else whoever drives this manager runs the rounds

@@ -10,8 +10,9 @@ The capacity a scheduler sees is what each worker last measured (``/stats``, ask
 ``STATS_EVERY`` seconds: capacity moves slowly, and asking costs both sides) and what
 the manager has promised to the live tasks it placed there (:meth:`Nodes.account`), and
 its runtime and images come from ``/health``, for the feasibility checks. A worker that
-refused a task (``400``: it cannot run that image) is remembered as unable to, so the
-task goes elsewhere instead of back to the same node.
+refused a task (``400``: it cannot run that image) is kept as unable to run it
+(:mod:`cube.manager.findings`), so the task goes elsewhere instead of back to the same
+node.
 
 A worker dropped from ``--workers`` while it still ran tasks is *draining*: its stored
 record gives its address, and the manager keeps a client for it, used only to watch its
@@ -87,7 +88,6 @@ class Nodes:
         self._probes: dict[str, Prober] = {}
         self._no_health: set[str] = set()
         self._stats_due: dict[str, float] = {}
-        self._refused: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self.changes = Changes()  # bumped by every answer taken in: for watchers of /nodes
         for address in addresses:
@@ -182,13 +182,12 @@ class Nodes:
         node = self.by_name.get(name)
         return "gone" if node is None else node.state
 
-    def refusal(self, task: Task, name: str) -> str:
-        """Why ``name`` cannot run ``task``: what it said when it refused it, or what
-        it reports it can run; "" when nothing says it cannot."""
+    def refusal(self, task: Task, name: str, said: str = "") -> str:
+        """Why ``name`` cannot run ``task``: what it ``said`` when it refused it, or
+        what it reports it can run; "" when nothing says it cannot."""
+        if said:
+            return f"refused it: {said}"
         with self._lock:
-            said = self._refused.get((name, str(task.id)))
-            if said:
-                return f"refused it: {said}"
             node = self.by_name.get(name)
             if node is None:
                 return "is not configured"
@@ -199,25 +198,16 @@ class Nodes:
             return f"has no image {task.image} and cannot pull it"
         return ""
 
-    def refused(self, name: str, task: Task, why: str) -> None:
-        with self._lock:
-            self._refused[(name, str(task.id))] = clip_reason(why)[:500]
-
-    def forget_task(self, task_id: str) -> None:
-        """A task forgotten: what any worker said when it refused it goes too (else the
-        table would only grow)."""
-        with self._lock:
-            for key in [key for key in self._refused if key[1] == task_id]:
-                del self._refused[key]
-
-    def place(self, scheduler: Scheduler, task: Task, avoid: str = "") -> Spot:
-        """Feasibility, then the scheduler, over the nodes as they are now."""
+    def place(
+        self, scheduler: Scheduler, task: Task, refused: dict[str, str], avoid: str = ""
+    ) -> Spot:
+        """Feasibility, then the scheduler, over the nodes as they are now; ``refused``
+        says what each worker that refused the task said."""
         with self._lock:
             names = list(self.by_name)
             table = NodeTable.from_nodes(self.list())
             table.refusals = [
-                self._refused.get((name, str(task.id)), "it cannot run it" if name == avoid else "")
-                for name in names
+                refused.get(name, "it cannot run it" if name == avoid else "") for name in names
             ]
             spot = place(scheduler, task, table)
         if spot.index is None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from cube.manager.leadership import Leadership
     from cube.manager.nodes import Nodes
     from cube.manager.observe import Reports
+    from cube.manager.tasks import Tasks
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,13 @@ class Orders:
 
     def __init__(
         self,
+        tasks: Tasks,
         nodes: Nodes,
         reports: Reports,
         leadership: Leadership | None,
         acting: Callable[[], bool],
     ) -> None:
-        self.nodes, self.reports = nodes, reports
+        self.tasks, self.nodes, self.reports = tasks, nodes, reports
         self.leadership = leadership
         self.acting = acting
         self._deposed: set[tuple[str, int]] = set()  # (worker, epoch) already warned of
@@ -66,7 +68,7 @@ class Orders:
             if "older than" in exc.message:
                 return False  # it follows a newer order: its list will say which
             log.warning("worker %s refused task %s: %s", action.worker, task.id, exc.message)
-            self.nodes.refused(action.worker, task, exc.message)
+            self.tasks.findings.refuse(str(task.id), action.worker, exc.message)
             return True
         except CubeError as exc:
             log.warning("worker %s failed to take task %s: %s", action.worker, task.id, exc)

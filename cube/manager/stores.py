@@ -8,7 +8,9 @@
 - ``timers``: the durable work queue (:mod:`cube.timers`): which task to look at when;
 - ``nodes``: the last known state of each worker, for the first decisions after a start;
 - ``outputs``: the last lines each finished task printed, kept before its worker may
-  forget it (:mod:`cube.manager.outputs`).
+  forget it (:mod:`cube.manager.outputs`);
+- ``findings``: what the manager found out about a task that no record says: its
+  failed health check, the workers that refused it (:mod:`cube.manager.findings`).
 
 They live in a local directory (diskcache, the default), in memory, or on etcd
 (:meth:`Stores.on_etcd`), where several managers share them
@@ -44,6 +46,7 @@ class Stores:
     timers: Store[Any]
     nodes: Store[Any]
     outputs: Store[Any]
+    findings: Store[Any]
     etcd: EtcdClient | None = None
 
     @classmethod
@@ -58,6 +61,7 @@ class Stores:
             timers=sub("timers", JsonCodec()),
             nodes=sub("nodes", JsonCodec()),
             outputs=sub("outputs", JsonCodec()),
+            findings=sub("findings", JsonCodec()),
             etcd=etcd,
         )
 
@@ -93,7 +97,8 @@ class Stores:
         return self.etcd is not None
 
     def close(self) -> None:
-        for store in (self.tasks, self.events, self.history, self.timers, self.nodes, self.outputs):
+        every = (self.tasks, self.events, self.history, self.timers, self.nodes)
+        for store in (*every, self.outputs, self.findings):
             store.close()
         if self.etcd is not None:
             self.etcd.close()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cube.etcd import CasConflict
+from cube.manager.findings import Findings
 from cube.manager.history import History
 from cube.manager.nodes import Nodes
 from cube.manager.reconcile import Timing, given_up
@@ -44,7 +45,7 @@ class Tasks:
         self.history = History(stores.events, stores.history)
         self.timers = WorkQueue(_fenced(stores.timers, fence) or stores.timers)
         self.lock = self.timers.changed
-        self.problems: dict[str, str] = {}  # task ID -> its latest failed health check
+        self.findings = Findings(_fenced(stores.findings, fence) or stores.findings)
         self.timing = timing
         self._decisions = _fenced(stores.tasks, fence)
         self._nodes = nodes
@@ -68,9 +69,9 @@ class Tasks:
             except CasConflict:
                 taken, before = self.records.refresh(task_id)
                 if taken:
-                    self._took(task_id, before, self.records.get(task_id))
+                    self._took(before, self.records.get(task_id))
                 raise
-            self._took(task_id, old, task)
+            self._took(old, task)
         if old is not None and old.state is not task.state:
             where = f" on {task.worker}" if task.worker else ""
             log.info("task %s (%s) is %s%s", task_id, task.name, task.state.name, where)
@@ -93,7 +94,7 @@ class Tasks:
             taken, old = self.records.refresh(task_id)
             if taken:
                 task = self.records.get(task_id)
-                self._took(task_id, old, task)
+                self._took(old, task)
                 if task is not None:
                     self.enqueue(task_id, "read again from etcd")
 
@@ -104,7 +105,7 @@ class Tasks:
             taken, old = self.records.apply(task_id, task, revision)
             if not taken:
                 return
-            self._took(task_id, old, task)
+            self._took(old, task)
             if task is not None:
                 self.enqueue(task_id, "changed through another manager")
 
@@ -113,8 +114,7 @@ class Tasks:
         with self.lock:
             task = self.records.forget(task_id)
             self._nodes.account(task, None)
-            self._nodes.forget_task(task_id)
-            self.problems.pop(task_id, None)
+            self.findings.forget(task_id)
             self.timers.remove(task_id)
 
     def on(self, worker: str) -> set[str]:
@@ -142,10 +142,9 @@ class Tasks:
         if len(self.records):
             log.info("recovered %d tasks, %d due", len(self.records), len(self.timers))
 
-    def _took(self, task_id: str, old: Task | None, task: Task | None) -> None:
+    def _took(self, old: Task | None, task: Task | None) -> None:
+        """A record changed from ``old`` to ``task``: the nodes' promises follow."""
         self._nodes.account(old, task)
-        if old is not None and (task is None or old.generation != task.generation):
-            self.problems.pop(task_id, None)  # a new order: its health is unknown
         self.lock.notify_all()
 
 
