@@ -45,7 +45,8 @@ DEMO_IMAGES = {"process": "cube/echo", "docker": "cube/busybox:latest"}
 
 @dataclass
 class Component:
-    """One process of the cluster: the manager or a worker."""
+    """One process of the cluster, a manager or a worker: started, waited for until it
+    answers, signalled and stopped, each by its own process handle."""
 
     name: str
     port: int
@@ -67,6 +68,65 @@ class Component:
     def state(self) -> str:
         """running, paused (SIGSTOP), or stopped."""
         return process_state(self.proc)
+
+    def _live(self) -> subprocess.Popen[bytes] | None:
+        """Its process, if it still runs."""
+        return self.proc if self.proc is not None and self.proc.poll() is None else None
+
+    def spawn(self, env: dict[str, str]) -> None:
+        """Start it (in a session of its own: Ctrl-C reaches ``cube up``, which stops
+        the components in order), its output appended to its log."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cube", *self.args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+
+    def wait_ready(self, verify: str | bool) -> None:
+        """Wait until its ``/health`` answers; raise, with the end of its log, if it
+        exits or is silent for ``START_TIMEOUT`` seconds."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._live() is None:
+                raise RuntimeError(f"{self.name} exited: {_tail(self.log)}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1, verify=verify).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer in {START_TIMEOUT:g}s: {_tail(self.log)}")
+
+    def send_signal(self, sig: signal.Signals) -> None:
+        if (proc := self._live()) is not None:
+            proc.send_signal(sig)
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM, without waiting (after SIGCONT: a paused process cannot act on it)."""
+        if (proc := self._live()) is not None:
+            proc.send_signal(signal.SIGCONT)
+            proc.terminate()
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for it to exit; SIGKILL if it has not in 30 s."""
+        if (proc := self._live()) is None:
+            return
+        self.ask_to_stop()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in 30 s; killing it", self.name)
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if (proc := self._live()) is not None:
+            proc.kill()
+            proc.wait()
 
 
 class LocalCluster:
@@ -178,9 +238,9 @@ class LocalCluster:
                 self.etcd.start()
             for component in self.components():
                 if component.state == "stopped":
-                    self._spawn(component)
+                    component.spawn(self._env(component))
             for component in self.components():
-                self._wait(component)
+                component.wait_ready(self.verify)
         except BaseException:
             self.stop()
             raise
@@ -191,15 +251,11 @@ class LocalCluster:
         ``keep_tasks``). If this cluster made its data directory, it removes it, and
         ends any task still running from it first: nothing could adopt it later."""
         atexit.unregister(self.stop)
-        for manager in self.managers.values():
-            self._signal_stop(manager)
-        for manager in self.managers.values():
-            self._terminate(manager)
-        workers = list(self.workers.values())
-        for component in workers:
-            self._signal_stop(component)
-        for component in workers:
-            self._terminate(component)
+        for group in (self.managers.values(), self.workers.values()):
+            for component in group:
+                component.ask_to_stop()  # all at once, then each waited for
+            for component in group:
+                component.stop()
         self.client.close()
         if isinstance(self.etcd, LocalEtcd):
             self.etcd.stop()
@@ -214,23 +270,20 @@ class LocalCluster:
         """Stop a component gracefully (SIGTERM) and start it again with the same
         port and state; works on a killed or paused component too."""
         component = self.component(name)
-        self._terminate(component)
-        self._spawn(component)
-        self._wait(component)
+        component.stop()
+        component.spawn(self._env(component))
+        component.wait_ready(self.verify)
 
     def kill(self, name: str) -> None:
         """SIGKILL a component, as a crash would; :meth:`restart` brings it back."""
-        component = self.component(name)
-        if component.proc is not None and component.proc.poll() is None:
-            component.proc.kill()
-            component.proc.wait()
+        self.component(name).kill()
 
     def pause(self, name: str) -> None:
         """SIGSTOP: the process is alive but answers nothing (a hung machine)."""
-        self._signal(name, signal.SIGSTOP)
+        self.component(name).send_signal(signal.SIGSTOP)
 
     def resume(self, name: str) -> None:
-        self._signal(name, signal.SIGCONT)
+        self.component(name).send_signal(signal.SIGCONT)
 
     def crash_task(self, task_id: str) -> None:
         """SIGKILL a task's container or process behind Cube's back, as a crash would:
@@ -318,7 +371,9 @@ class LocalCluster:
             return store
         raise ValueError(f"store is 'etcd' (started here) or etcd://HOST:PORT,..., not {store!r}")
 
-    def _spawn(self, component: Component) -> None:
+    def _env(self, component: Component) -> dict[str, str]:
+        """The environment ``component`` runs with: this one, with only the tokens this
+        cluster was given (and its TLS settings)."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("CUBE_TOKEN", None)
         for name in ("CUBE_WORKER_TOKEN", "CUBE_MANAGER_TOKEN", "CUBE_CLIENT_TOKEN"):
@@ -331,54 +386,7 @@ class LocalCluster:
             env["CUBE_TOKEN"] = self.worker_token or ""
         if self.tls is not None:
             env.update(self.tls.env())
-        with component.log.open("ab") as out:
-            component.proc = subprocess.Popen(
-                [sys.executable, "-m", "cube", *component.args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # Ctrl-C reaches `cube up`, which stops us in order
-            )
-
-    def _wait(self, component: Component) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if component.proc is None or component.proc.poll() is not None:
-                raise RuntimeError(f"{component.name} exited: {_tail(component.log)}")
-            try:
-                if requests.get(f"{component.url}/health", timeout=1, verify=self.verify).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(
-            f"{component.name} did not answer in {START_TIMEOUT:g}s: {_tail(component.log)}"
-        )
-
-    @staticmethod
-    def _signal_stop(component: Component) -> None:
-        proc = component.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
-            proc.terminate()
-
-    def _terminate(self, component: Component) -> None:
-        proc = component.proc
-        if proc is None or proc.poll() is not None:
-            return
-        self._signal_stop(component)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in 30 s; killing it", component.name)
-            proc.kill()
-            proc.wait()
-
-    def _signal(self, name: str, sig: signal.Signals) -> None:
-        proc = self.component(name).proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
+        return env
 
 
 def _local_tls(directory: Path) -> LocalTLS:

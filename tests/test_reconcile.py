@@ -33,7 +33,7 @@ from cube.manager.reconcile import (
     placed,
     reconcile,
 )
-from cube.task import LIVE, RestartPolicy, State, Task, TaskEvent, can_transition
+from cube.task import LIVE, RestartPolicy, State, Task, TaskEvent, can_transition, new_attempt
 from cube.worker import orders
 
 WORKERS = ("a", "b", "c")
@@ -263,7 +263,7 @@ def test_a_stop_of_a_given_up_task_finishes():
     given = fresh_task().replace(
         state=State.Failed, worker="a", restart_count=3, reason="gave up after 3 restarts"
     )
-    world = World(given, held={"a": orders.failed(orders.fresh(given), "crashed")})
+    world = World(given, held={"a": orders.failed(new_attempt(given), "crashed")})
     assert world.decide().actions == ()
     world.task = world.task.replace(desired=State.Completed, generation=2)
     plan = world.decide()
@@ -310,8 +310,8 @@ def test_a_stray_is_stopped_on_any_worker_whose_list_is_known_whatever_its_liven
     its list is the proof it answers, so the stray is stopped there and then (reconcile
     is told only the liveness of the task's own worker: a stray's cannot hold it back)."""
     moved = fresh_task().replace(state=State.Running, worker="a", generation=2)
-    old = orders.started(orders.fresh(moved.replace(generation=1)), "old", {})
-    running = orders.started(orders.fresh(moved), "new", {})
+    old = orders.started(new_attempt(moved.replace(generation=1)), "old", {})
+    running = orders.started(new_attempt(moved), "new", {})
     for stray_on in ("b", "c"):
         seen = Observed({"a": running, stray_on: old}, state="up")
         plan = reconcile(moved, seen, T0, TIMING)
@@ -326,8 +326,8 @@ def test_a_plan_that_sends_orders_looks_again_in_case_one_is_lost():
     """Found by the simulator (seeds 2 and 25): the one stop of a stray copy was lost on
     the network, nothing else changed, and the copy ran for good."""
     moved = fresh_task().replace(state=State.Running, worker="a", generation=2)
-    old = orders.started(orders.fresh(moved.replace(generation=1)), "old", {})
-    running = orders.started(orders.fresh(moved), "new", {})
+    old = orders.started(new_attempt(moved.replace(generation=1)), "old", {})
+    running = orders.started(new_attempt(moved), "new", {})
     plan = reconcile(moved, Observed({"a": running, "b": old}, state="up"), T0, TIMING)
     assert plan.actions and plan.wake is not None
     assert plan.wake <= T0 + timedelta(seconds=TIMING.retry)

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from cube.manager.reconcile import given_up
-from cube.replay.cluster import PORT, SimCluster
+from cube.replay.cluster import SimCluster
 from cube.replay.wires import Request
 from cube.task import State
 
@@ -81,7 +81,7 @@ def quiet(cluster: SimCluster, watch: Watch) -> list[str]:
     copies = cluster.copies()
     policy = cluster.settings.restart
     for name in cluster.names:
-        node = manager.nodes.by_name.get(f"{name}:{PORT}")
+        node = manager.nodes.by_name.get(cluster.address(name))
         if node is None or node.state != "up":
             found.append(f"worker {name} is not up for the manager once quiet")
     for key, where in copies.items():

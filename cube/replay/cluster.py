@@ -4,11 +4,9 @@ Every component is the production object (:class:`~cube.manager.Manager` with it
 :class:`~cube.manager.control.Control`, :class:`~cube.worker.Worker` behind its real API
 app), built over stores that play the disk (they outlive a crash, as files do), a
 :class:`~cube.replay.machine.Machine` per worker (its processes outlive it too) and the
-simulated network. Instead of threads, the world's queue drives each component's loops:
-
-- the manager's liveness round, its watch of each worker, its health round, and its
-  work queue (done as soon as something is due, as the real loop wakes on it);
-- each worker's work queue (likewise) and its inspection pass.
+simulated network. Instead of threads, the world's queue drives each component's loops
+(:mod:`cube.replay.rounds`): the manager's liveness, health and prune rounds, its watch
+of each worker and its work queue; each worker's work queue and its inspection pass.
 
 A component can crash (its object is dropped; its disk and its processes stay), come
 back (a new object over the same disk, which recovers as a restarted process does),
@@ -32,8 +30,6 @@ from urllib.parse import urlsplit
 
 from cube.etcd import Election, EtcdError
 from cube.manager.manager import Manager
-from cube.manager.observe import WATCH_WAIT
-from cube.manager.reconcile import given_up
 from cube.manager.retention import Retention
 from cube.manager.stores import Stores
 from cube.proof import LeaderSecret
@@ -41,6 +37,7 @@ from cube.replay.disk import Volume, WorkerDisk, manager_stores
 from cube.replay.etcd_wires import SharedEtcd, SimEtcdClient
 from cube.replay.loops import SimLoops
 from cube.replay.machine import Machine, SimRuntime
+from cube.replay.rounds import Rounds
 from cube.replay.wires import Request, SimNetwork, Wires
 from cube.replay.world import World
 from cube.task import RestartPolicy
@@ -108,13 +105,13 @@ class SimCluster:
         self.managers: dict[str, Manager | None] = dict.fromkeys(self.manager_names)
         self.etcd: SharedEtcd | None = None  # several managers: the etcd they share
         self.loops = SimLoops(self)
+        self.rounds = Rounds(self)
         self.order_checks: list[Callable[[str, Request], None]] = []
         self.paused: set[str] = set()
         self.running = ""  # the component whose code runs now (for crash points)
         self.armed: dict[str, str] = {}  # component -> the fault point it dies at
         self.on_boot: list[Callable[[str], None]] = []
         self.given_up: set[str] = set()
-        self._wake_at: float | None = None
         self._lives: dict[str, int] = {}
         if self.shared:
             self.etcd = SharedEtcd(world, self.wires)
@@ -150,10 +147,10 @@ class SimCluster:
         life = self._lives[name] = self._lives.get(name, 0) + 1
         self.paused.discard(name)
         if name in self.managers:
-            self._run(name, lambda: self._start_manager(name))
+            self.run_as(name, lambda: self._start_manager(name))
         else:
-            self._run(name, lambda: self._start_worker(name))
-        self._every(name, life)
+            self.run_as(name, lambda: self._start_worker(name))
+        self.rounds.start(name, life)
         self.world.say(name, "started" if life == 1 else f"restarted (life {life})")
         for hook in self.on_boot:
             hook(name)
@@ -195,8 +192,9 @@ class SimCluster:
     def life(self, name: str) -> int:
         return self._lives.get(name, 0)
 
-    def run_as(self, name: str, body: Callable[[], None]) -> None:
-        self._run(name, body)
+    def address(self, worker: str) -> str:
+        """Where the managers reach ``worker``: its node's name."""
+        return f"{worker}:{PORT}"
 
     def _start_manager(self, name: str) -> None:
         options: dict[str, Any] = dict(
@@ -208,7 +206,7 @@ class SimCluster:
             retention=Retention(max_events=self.settings.max_events),
             network=SimNetwork(self.wires, name),
         )
-        workers = [f"{worker}:{PORT}" for worker in self.names]
+        workers = [self.address(worker) for worker in self.names]
         if not self.shared:
             self.managers[name] = Manager(workers, "roundrobin", self.manager_stores, **options)
             return
@@ -257,138 +255,10 @@ class SimCluster:
         host.app, host.paused = make_app(worker), False
         worker.recover()
 
-    # ------------------------------------------------------------------ the loops
+    # ------------------------------------------------------- running a component's code
 
-    def _every(self, name: str, life: int) -> None:
-        s = self.settings
-        if name in self.managers:
-            self._loop(name, life, "liveness", s.update_interval, lambda: self._liveness(name))
-            self._loop(name, life, "health", s.health_interval, lambda: self._health(name))
-            self._loop(name, life, "prune", s.prune_every, lambda: self._prune_manager(name))
-            self._loop(name, life, "given up?", 1.0, lambda: self._watch_invariants(name))
-            for worker in self.names:
-                self._loop(name, life, f"watch {worker}", 0.0, self._watcher(name, worker))
-        else:
-            self._loop(name, life, "inspect", s.inspect_every, lambda: self._inspect(name))
-
-    def _loop(
-        self, name: str, life: int, what: str, period: float, body: Callable[[], None]
-    ) -> None:
-        """Run ``body`` about every ``period`` seconds while this life of ``name`` lasts
-        (paused: skipped, as a frozen process does nothing)."""
-
-        def tick() -> None:
-            if self._lives.get(name) != life:
-                return  # that life ended
-            if name not in self.paused:
-                self._run(name, body)
-            if self._lives.get(name) == life:
-                self.world.after(self._gap(period), what, tick)
-
-        self.world.after(self.world.rng.uniform(0.0, max(period, 0.3)), what, tick)
-
-    def _gap(self, period: float) -> float:
-        """The wait before a loop's next round: its period, jittered; a watch (period 0)
-        looks again after a random short while."""
-        if period:
-            return self.world.jitter(period)
-        return self.world.rng.uniform(*self.settings.watch_every)
-
-    def _control(self, name: str) -> Any:
-        """The control loops of manager ``name``, if it runs them now."""
-        manager = self.managers[name]
-        return manager.control if manager is not None else None
-
-    def _liveness(self, name: str) -> None:
-        if (control := self._control(name)) is not None:
-            control.liveness_round()
-
-    def _health(self, name: str) -> None:
-        if (control := self._control(name)) is not None:
-            control.health_round()
-
-    def _prune_manager(self, name: str) -> None:
-        if (control := self._control(name)) is not None:
-            control.liveness_round(prune=True)
-
-    def _watcher(self, name: str, worker: str) -> Callable[[], None]:
-        """Manager ``name``'s watch of ``worker``: a blocking query answers once the
-        worker's index moved past the one asked (or after ``WATCH_WAIT``), so it is
-        asked only then; a first list, or a failed one, is asked for at once."""
-        asked_at = [0.0]
-
-        def watch() -> None:
-            control = self._control(name)
-            if control is None:
-                return
-            watcher = control.watchers[f"{worker}:{PORT}"]
-            held = self.workers.get(worker)
-            moved = held is None or held.index != watcher.index
-            if watcher.index and not moved and self.world.now - asked_at[0] < WATCH_WAIT:
-                return  # the query still waits
-            asked_at[0] = self.world.now
-            watcher.look(WATCH_WAIT)
-
-        return watch
-
-    def _inspect(self, name: str) -> None:
-        worker = self.workers[name]
-        if worker is not None:
-            worker.inspect_round()
-
-    # -------------------------------------------------------------- doing what is due
-
-    def settle(self) -> None:
-        """Every acting component does what is due now (in an order the seed picks),
-        then the world is told when the next due time is."""
-        order = [name for name in (*self.manager_names, *self.names) if self._due(name)]
-        if len(order) > 1:
-            self.world.rng.shuffle(order)
-        for name in order:
-            if self.acting(name):
-                self._run(name, lambda n=name: self._work(n))
-        self._arm_wake()
-
-    def _due(self, name: str) -> bool:
-        """Whether ``name`` has work due now (its loop would wake)."""
-        if name in self.managers:
-            control = self._control(name)
-            queue = control.tasks.timers if control is not None else None
-        else:
-            worker = self.workers[name]
-            queue = worker.timers if worker is not None else None
-        due = queue.next_due() if queue is not None and name not in self.paused else None
-        return due is not None and due <= self.world.now
-
-    def _work(self, name: str) -> None:
-        if name in self.managers:
-            if (control := self._control(name)) is not None:
-                control.drain()
-        else:
-            worker = self.workers[name]
-            if worker is not None:
-                worker.work_due()
-
-    def _arm_wake(self) -> None:
-        dues = []
-        for name in self.manager_names:
-            control = self._control(name)
-            if self.acting(name) and control is not None:
-                dues.append(control.tasks.timers.next_due())
-        for name in self.names:
-            worker = self.workers[name]
-            if worker is not None and name not in self.paused:
-                dues.append(worker.timers.next_due())
-        due = min((d for d in dues if d is not None), default=None)
-        if due is None:
-            return
-        due = max(due, self.world.now)
-        if self._wake_at is None or due < self._wake_at or self._wake_at < self.world.now:
-            self._wake_at = due
-            self.world.at(due - self.world.now + self.world.elapsed, "due", lambda: None)
-
-    def _run(self, name: str, body: Callable[[], None]) -> None:
-        """Run one component's code; a crash point it reaches kills it."""
+    def run_as(self, name: str, body: Callable[[], None]) -> None:
+        """Run ``body`` as component ``name``'s code; a crash point it reaches kills it."""
         self.running = name
         try:
             body()
@@ -417,16 +287,6 @@ class SimCluster:
             for process in machine.live():
                 where.setdefault(process.task_id, []).append(name)
         return where
-
-    def _watch_invariants(self, name: str) -> None:
-        manager = self.managers[name]
-        if manager is None or manager.control is None:
-            return
-        policy = self.settings.restart
-        for task in manager.tasks.records.all():
-            key = str(task.id)
-            if given_up(task, policy):
-                self.given_up.add(key)
 
     def _sent(self, source: str, request: Request) -> None:
         """Every request on the wires: an order from a manager to a worker goes to the

@@ -21,19 +21,21 @@ it against a real one, answer for answer), so the code above cannot tell, except
   adds those), no auth, no nested transactions.
 
 Everything is deterministic: no wall clock, no randomness, keys in byte order (as etcd
-compares them, whatever Python's hashing), lease IDs counted from a fixed number.
+compares them, whatever Python's hashing), lease IDs counted from a fixed number. The
+keys and their history are a :class:`~cube.replay.etcd_keys.KeySpace`; here are the
+requests, their checks and answers, and the leases.
 """
 
 from __future__ import annotations
 
 import base64
-import bisect
 import json
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
+
+from cube.replay.etcd_keys import KV, Change, KeySpace
 
 CLUSTER_ID, MEMBER_ID, RAFT_TERM = "14841639068965178418", "10276657743932975437", "2"
 FIRST_LEASE_ID = 0x694D_5E7C_0000_1000  # any fixed number: etcd's IDs are int64s this big
@@ -95,49 +97,11 @@ class HistoryCompacted(SimEtcdError):
         self.oldest = oldest
 
 
-@dataclass(frozen=True)
-class _KV:
-    """One key at one revision, as etcd's ``mvccpb.KeyValue``."""
-
-    key: bytes
-    value: bytes
-    create: int
-    mod: int
-    version: int
-    lease: int
-
-    def wire(self, keys_only: bool = False) -> dict[str, Any]:
-        value = "" if keys_only else _b64(self.value)
-        fields = {"key": _b64(self.key), "create_revision": self.create, "mod_revision": self.mod}
-        return _drop(fields | {"version": self.version, "value": value, "lease": self.lease})
-
-
-@dataclass(frozen=True)
-class _Change:
-    """One event of the history: ``key`` put (``kv``) or deleted (None) at ``revision``,
-    with what it was before (to read the store as it was, undoing the newer ones)."""
-
-    revision: int
-    key: bytes
-    kv: _KV | None
-    prev: _KV | None
-
-    def event(self) -> dict[str, Any]:
-        """As a watch sends it: a delete's kv has only its key and revision."""
-        if self.kv is not None:
-            return {"kv": self.kv.wire()}
-        return {
-            "type": "DELETE",
-            "kv": _drop({"key": _b64(self.key), "mod_revision": self.revision}),
-        }
-
-
 @dataclass
 class _Lease:
     id: int
     ttl: int
     expiry: float  # now() at which it is gone: granted or last renewed, plus ttl
-    keys: set[bytes] = field(default_factory=set)  # iterated only sorted
 
 
 class SimEtcd:
@@ -156,15 +120,18 @@ class SimEtcd:
     ) -> None:
         self.now = now
         self.on_change = on_change
-        self.history = max(1, history)  # events kept before the oldest are compacted away
-        self.revision = 1  # etcd's store starts at 1
-        self.compacted = 0  # reads and watches from before this revision fail (0: none)
-        self._kvs: dict[bytes, _KV] = {}
-        self._keys: list[bytes] = []  # the keys of _kvs, in byte order
-        self._log: deque[_Change] = deque()  # the events kept, oldest first
+        self.keys = KeySpace(history)
         self._leases: dict[int, _Lease] = {}
         self._next_lease = FIRST_LEASE_ID
-        self._dirty = False  # changes made at revision + 1, until _commit takes it
+
+    @property
+    def revision(self) -> int:
+        return self.keys.revision
+
+    @property
+    def compacted(self) -> int:
+        """Reads and watches from before this revision fail (0: none)."""
+        return self.keys.compacted
 
     # ------------------------------------------------------------------ the API
 
@@ -179,9 +146,9 @@ class SimEtcd:
         try:
             answer = getattr(self, HANDLERS[path])(body)
         except Exception:
-            self._rollback()  # etcd applies a request whole or not at all
+            self.keys.rollback()  # etcd applies a request whole or not at all
             raise
-        self._commit()
+        self.keys.commit()
         header = {"cluster_id": CLUSTER_ID, "member_id": MEMBER_ID}
         header |= {"revision": str(self.revision), "raft_term": RAFT_TERM}
         result = {"header": header, **answer}
@@ -235,9 +202,7 @@ class SimEtcd:
     def first_created(self, prefix: str) -> str | None:
         """The key under ``prefix`` created first (an election's leader), read without
         touching anything: for the simulation's checks, not for the components."""
-        start = prefix.encode()
-        under = [kv for key, kv in self._kvs.items() if key.startswith(start)]
-        return min(under, key=lambda kv: kv.create).key.decode() if under else None
+        return self.keys.first_created(prefix)
 
     def events(self, key: str, end: str | None, from_revision: int) -> list[dict[str, Any]]:
         """What a watch of ``key`` (or of [key, end); end "\\0": every key from ``key``)
@@ -247,13 +212,7 @@ class SimEtcd:
         if 0 < from_revision < self.compacted:
             raise HistoryCompacted(self.compacted)
         start, stop = _raw(key), b"" if end is None else _raw(end)
-        found = []
-        for change in reversed(self._log):
-            if change.revision < from_revision:
-                break
-            if _within(change.key, start, stop):
-                found.append(change.event())
-        return found[::-1]
+        return [_event(change) for change in self.keys.since(from_revision, start, stop)]
 
     # ------------------------------------------------------------------ kv
 
@@ -274,24 +233,24 @@ class SimEtcd:
         limit = _int(body, "limit")
         more = 0 < limit < len(kvs)
         keys_only = bool(body.get("keys_only"))
-        found = [kv.wire(keys_only) for kv in (kvs[:limit] if more else kvs)]
+        found = [_wire(kv, keys_only) for kv in (kvs[:limit] if more else kvs)]
         return _drop({"kvs": found, "more": more, "count": count})
 
     def _put(self, body: dict[str, Any]) -> dict[str, Any]:
         key, lease = _key(body), _int(body, "lease")
         self._check_lease(lease)
-        prev = self._kvs.get(key)
+        prev = self.keys.get(key)
         rev = self.revision + 1
         create, version = (prev.create, prev.version + 1) if prev else (rev, 1)
-        self._change(key, _KV(key, _bytes(body, "value"), create, rev, version, lease))
-        return {"prev_kv": prev.wire()} if prev is not None and body.get("prev_kv") else {}
+        self.keys.change(key, KV(key, _bytes(body, "value"), create, rev, version, lease))
+        return {"prev_kv": _wire(prev)} if prev is not None and body.get("prev_kv") else {}
 
     def _deleterange(self, body: dict[str, Any]) -> dict[str, Any]:
         """Deleting nothing makes no revision."""
         gone = self._view(_key(body), _bytes(body, "range_end"), 0)
         for kv in gone:
-            self._change(kv.key, None)
-        prev = [kv.wire() for kv in gone] if body.get("prev_kv") else []
+            self.keys.change(kv.key, None)
+        prev = [_wire(kv) for kv in gone] if body.get("prev_kv") else []
         return _drop({"deleted": len(gone), "prev_kvs": prev})
 
     def _txn(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -312,7 +271,7 @@ class SimEtcd:
         responses = []
         for kind, request in ops:
             answer = getattr(self, IN_TXN[kind])(request)
-            header = {"revision": str(self.revision + int(self._dirty))}
+            header = {"revision": str(self.revision + int(self.keys.dirty))}
             responses.append({kind.replace("request", "response", 1): {"header": header, **answer}})
         return _drop({"succeeded": succeeded, "responses": responses})
 
@@ -332,7 +291,7 @@ class SimEtcd:
         if self.compacted and revision <= self.compacted:
             raise HistoryCompacted(self.compacted)
         self._check_revision(revision)
-        self._compact(revision)
+        self.keys.compact(revision)
         return {}
 
     # ------------------------------------------------------------------ leases
@@ -372,32 +331,16 @@ class SimEtcd:
         if lease is None:
             return _drop({"ID": lease_id, "TTL": -1})
         left = round((lease.expiry - self.now()) * 1e9) // 1_000_000_000  # in ns, as etcd
-        keys = [_b64(key) for key in sorted(lease.keys)] if body.get("keys") else []
+        keys = [_b64(key) for key in self.keys.leased(lease_id)] if body.get("keys") else []
         return _drop({"ID": lease_id, "TTL": left, "grantedTTL": lease.ttl, "keys": keys})
 
     # ------------------------------------------------------------------ plumbing
 
-    def _view(self, start: bytes, end: bytes, revision: int) -> list[_KV]:
+    def _view(self, start: bytes, end: bytes, revision: int) -> list[KV]:
         """The keys in [start, end) as they were at ``revision`` (0: now), in key
-        order: those of now, with the newer changes undone."""
+        order, from a revision still kept and not in the future."""
         self._check_revision(revision)
-        low = bisect.bisect_left(self._keys, start)
-        if not end:
-            high = low + int(low < len(self._keys) and self._keys[low] == start)
-        else:
-            high = len(self._keys) if end == b"\0" else bisect.bisect_left(self._keys, end)
-        found = {key: self._kvs[key] for key in self._keys[low:high]}
-        if revision <= 0:
-            return list(found.values())
-        for change in reversed(self._log):
-            if change.revision <= revision:
-                break
-            if _within(change.key, start, end):
-                if change.prev is None:
-                    found.pop(change.key, None)
-                else:
-                    found[change.key] = change.prev
-        return [found[key] for key in sorted(found)]
+        return self.keys.view(start, end, revision)
 
     def _check_revision(self, revision: int) -> None:
         if revision > self.revision:
@@ -409,62 +352,34 @@ class SimEtcd:
         if lease_id and lease_id not in self._leases:
             raise _error(NOT_FOUND, LEASE_NOT_FOUND)
 
-    def _change(self, key: bytes, kv: _KV | None) -> None:
-        """Put ``kv`` at ``key`` (None: delete it) at the next revision, which
-        :meth:`_commit` then makes the store's."""
-        self._log.append(_Change(self.revision + 1, key, kv, self._kvs.get(key)))
-        self._set(key, kv)
-        self._dirty = True
-
-    def _set(self, key: bytes, kv: _KV | None) -> None:
-        prev = self._kvs.get(key)
-        if prev is not None and prev.lease in self._leases:
-            self._leases[prev.lease].keys.discard(key)
-        if kv is None:
-            if prev is not None:
-                del self._kvs[key]
-                self._keys.pop(bisect.bisect_left(self._keys, key))
-            return
-        if prev is None:
-            bisect.insort(self._keys, key)
-        self._kvs[key] = kv
-        if kv.lease in self._leases:
-            self._leases[kv.lease].keys.add(key)
-
-    def _rollback(self) -> None:
-        """Undo the changes not committed yet (of a request that failed half-way)."""
-        while self._log and self._log[-1].revision > self.revision:
-            change = self._log.pop()
-            self._set(change.key, change.prev)
-        self._dirty = False
-
-    def _commit(self) -> None:
-        """The changes made become one new revision; history past ``history`` events
-        goes (whole revisions, so a watch never sees half of one)."""
-        if not self._dirty:
-            return
-        self._dirty = False
-        self.revision += 1
-        excess = len(self._log) - self.history
-        if excess > 0:
-            self._compact(self._log[excess].revision)
-
-    def _compact(self, revision: int) -> None:
-        while self._log and self._log[0].revision < revision:
-            self._log.popleft()
-        self.compacted = max(self.compacted, revision)
-
     def _revoke(self, lease_id: int) -> None:
         """The lease goes, and its keys with it, in key order at one revision (etcd
         sorts them, so that every member deletes them alike)."""
-        lease = self._leases.pop(lease_id)
-        for key in sorted(lease.keys):
-            self._change(key, None)
-        self._commit()
+        del self._leases[lease_id]
+        for key in self.keys.leased(lease_id):
+            self.keys.change(key, None)
+        self.keys.commit()
 
     def _said(self) -> None:
         if self.on_change is not None:
             self.on_change()
+
+
+def _wire(kv: KV, keys_only: bool = False) -> dict[str, Any]:
+    """A key as the gateway sends it (``mvccpb.KeyValue``)."""
+    value = "" if keys_only else _b64(kv.value)
+    fields = {"key": _b64(kv.key), "create_revision": kv.create, "mod_revision": kv.mod}
+    return _drop(fields | {"version": kv.version, "value": value, "lease": kv.lease})
+
+
+def _event(change: Change) -> dict[str, Any]:
+    """A change as a watch sends it: a delete's kv has only its key and revision."""
+    if change.kv is not None:
+        return {"kv": _wire(change.kv)}
+    return {
+        "type": "DELETE",
+        "kv": _drop({"key": _b64(change.key), "mod_revision": change.revision}),
+    }
 
 
 def _error(code: int, message: str) -> SimEtcdError:
@@ -524,15 +439,7 @@ def _enum(body: dict[str, Any], name: str, names: tuple[str, ...]) -> str:
     raise _error(INVALID_ARGUMENT, f"invalid value for enum {name}: {value!r}")
 
 
-def _within(key: bytes, start: bytes, end: bytes) -> bool:
-    """``key`` in etcd's range: just ``start`` when ``end`` is empty, every key from
-    ``start`` when it is "\\0", else [start, end)."""
-    if not end:
-        return key == start
-    return start <= key and (end == b"\0" or key < end)
-
-
-def _filtered(kvs: list[_KV], body: dict[str, Any]) -> list[_KV]:
+def _filtered(kvs: list[KV], body: dict[str, Any]) -> list[KV]:
     """The range's min/max create and mod revision filters (0: none)."""
     low_mod, high_mod = _int(body, "min_mod_revision"), _int(body, "max_mod_revision")
     low_create, high_create = _int(body, "min_create_revision"), _int(body, "max_create_revision")
@@ -546,7 +453,7 @@ def _filtered(kvs: list[_KV], body: dict[str, Any]) -> list[_KV]:
     ]
 
 
-def _sort_key(kv: _KV, target: str) -> bytes | int:
+def _sort_key(kv: KV, target: str) -> bytes | int:
     if target == "KEY":
         return kv.key
     if target == "VALUE":
@@ -554,7 +461,7 @@ def _sort_key(kv: _KV, target: str) -> bytes | int:
     return {"VERSION": kv.version, "CREATE": kv.create, "MOD": kv.mod}[target]
 
 
-def _holds(kv: _KV | None, target: str, result: str, want: int | bytes) -> bool:
+def _holds(kv: KV | None, target: str, result: str, want: int | bytes) -> bool:
     have: int | bytes
     if target == "VALUE":
         have = kv.value if kv is not None else b""

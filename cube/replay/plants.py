@@ -25,7 +25,7 @@ from typing import Any
 
 from cube.etcd.election import Election
 from cube.manager import reconcile
-from cube.task import State
+from cube.task import State, new_attempt
 from cube.worker import orders
 
 PLANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {}
@@ -87,7 +87,7 @@ def _order_twice() -> Iterator[None]:
         record = right(stored, event)
         repeat = record is None and stored is not None and stored.state is State.Running
         if repeat and orders.wanted(event) is State.Running:
-            return orders.fresh(event.task)  # the copy that runs is forgotten, not stopped
+            return new_attempt(event.task)  # the copy that runs is forgotten, not stopped
         return record
 
     with _swap(orders, "accept", accept):

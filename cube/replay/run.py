@@ -136,7 +136,7 @@ def _drive(world: World, cluster: SimCluster, end: float) -> None:
         if same > BUSY:
             raise BusyLoop(f"{same} events at t={instant:.3f}s, the last: {event.what}")
         event.action()
-        cluster.settle()
+        cluster.rounds.settle()
     world.advance(end)
 
 

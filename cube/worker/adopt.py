@@ -43,18 +43,13 @@ def recover(worker: Worker) -> None:
     for task in worker.records.all():
         if copies is not None:
             worker._guard(_settle, worker, task, copies.pop(str(task.id), []))
-        current = worker._stored(str(task.id))
+        current = worker.records.get(str(task.id))
         if current is not None and orders.next_step(current) != "none":
             worker.timers.schedule(str(task.id), why="recovered")
     for task_id, strays in (copies or {}).items():
-        for stray in strays:
-            log.warning(
-                "%s: stopping %s of unknown task %s",
-                worker.name,
-                stray.status.container_id,
-                task_id,
-            )
-            worker._guard(worker.runtime.stop, stray.status.container_id)
+        for stray in (copy.status.container_id for copy in strays):
+            log.warning("%s: stopping %s of unknown task %s", worker.name, stray, task_id)
+            worker._guard(worker.runtime.stop, stray)
 
 
 def _settle(worker: Worker, task: Task, copies: list[Managed]) -> None:
@@ -74,12 +69,6 @@ def _settle(worker: Worker, task: Task, copies: list[Managed]) -> None:
         worker._save(
             orders.failed(task, "its container or process was gone when the worker restarted")
         )
-
-
-def _remove(worker: Worker, container_id: str) -> None:
-    """Stop a copy nobody follows, and drop its output too."""
-    worker.runtime.stop(container_id)
-    worker.runtime.forget(container_id)
 
 
 def _keeper(task: Task, copies: list[Managed]) -> Managed | None:

@@ -72,7 +72,7 @@ def accept(stored: Task | None, event: TaskEvent) -> Task | None:
         if want is State.Completed:
             raise UnknownTask(str(order.id))
         check_transition(order.state, State.Scheduled)
-        return fresh(order)
+        return new_attempt(order)
     if attempt(order) < attempt(stored):
         raise StaleOrder(str(order.id), attempt(order), attempt(stored))
     newer = attempt(order) > attempt(stored)
@@ -87,17 +87,15 @@ def accept(stored: Task | None, event: TaskEvent) -> Task | None:
             raise ValidationError("TaskEvent.State", "the task is being stopped")
         return None
     if stored.state is State.Completed:
-        return fresh(order)  # a new attempt; the completed one stays completed
+        return new_attempt(order)  # a new attempt; the completed one stays completed
     check_transition(stored.state, State.Scheduled)
-    return fresh(order).replace(container_id=stored.container_id)  # the old copy goes first
+    return new_attempt(order).replace(container_id=stored.container_id)  # the old copy goes first
 
 
 def check_forgotten(event: TaskEvent, last: tuple[int, int] | None) -> None:
     """An order for a task the worker has forgotten (pruned): one no newer than the last
     order it followed is stale, not a new task."""
-    if last is None:
-        return
-    if attempt(event.task) <= last:
+    if last is not None and attempt(event.task) <= last:
         if wanted(event) is State.Completed:
             raise UnknownTask(str(event.task.id))
         raise StaleOrder(str(event.task.id), attempt(event.task), last)
@@ -108,11 +106,6 @@ def next_step(task: Task) -> str:
     if task.desired is State.Completed:
         return "none" if task.state is State.Completed else "stop"
     return "start" if task.state is State.Scheduled else "none"
-
-
-def fresh(task: Task) -> Task:
-    """A record for a new attempt: wanted Running, not started yet."""
-    return new_attempt(task)
 
 
 def started(task: Task, container_id: str, host_ports: dict[str, list[dict[str, str]]]) -> Task:

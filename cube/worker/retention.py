@@ -42,9 +42,8 @@ def prune(worker: Worker) -> int:
             continue
         ordered = task.generation > 0  # by a manager (a person's own posts carry none)
         seen = ordered and (records.changed_at(task_id) or 0) <= worker.acked
-        old = task.finish_time is not None and (now - task.finish_time).total_seconds() > (
-            worker.retention
-        )
+        finished = task.finish_time
+        old = finished is not None and (now - finished).total_seconds() > worker.retention
         if not (seen or old):
             continue
         with worker._cond:

@@ -84,14 +84,11 @@ def disk_stats(path: str) -> dict[str, int]:
 
 
 def cpu_stats(times: Any) -> dict[str, Any]:
-    def jiffies(name: str) -> int:
-        return int(getattr(times, name, 0.0) * USER_HZ)
-
+    """psutil's CPU times in jiffies, as the columns of /proc/stat's cpu line, in its
+    order (0 for a column this system does not have)."""
     names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest")
-    out: dict[str, Any] = {"id": "cpu"}
-    out.update({name: jiffies(name) for name in names})
-    out["guest_nice"] = jiffies("guest_nice")
-    return out
+    jiffies = {name: int(getattr(times, name, 0.0) * USER_HZ) for name in (*names, "guest_nice")}
+    return {"id": "cpu", **jiffies}
 
 
 def load_stats() -> dict[str, Any]:

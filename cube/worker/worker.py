@@ -12,8 +12,10 @@ runs in parallel on a small pool; one task's work runs one step at a time.
 Because the intent is stored first, and the runtime labels what it starts with the
 order's attempt as it creates it, a worker killed at *any* instant loses nothing: on
 start it re-adopts the copy of the order it follows, stops any other copy, and carries
-on with what is still to do (:mod:`cube.worker.adopt`). An inspection pass every
-``reconcile_interval`` seconds reports a container that died as Failed, with the reason.
+on with what is still to do (:mod:`cube.worker.adopt`). The loop carries out an order
+by starting or stopping its copy (:mod:`cube.worker.copies`), and every
+``reconcile_interval`` seconds inspects the running copies, to report one that died as
+Failed, with the reason (:mod:`cube.worker.inspection`).
 The newest leader's proven epoch that came with an order is kept beside the tasks, so an
 order from a deposed one is refused even after a restart (:mod:`cube.worker.epoch`).
 """
@@ -27,21 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from cube import clock, faults
+from cube import clock
 from cube.proof import LeaderSecret
 from cube.records import Records
-from cube.runtime import (
-    Capabilities,
-    Runtime,
-    RuntimeFailure,
-    RuntimeUnavailable,
-    Status,
-    choose,
-)
+from cube.runtime import Capabilities, Runtime, RuntimeFailure, Status, choose
 from cube.store import JsonCodec, MemoryStore, Store, WireCodec, lock_directory, open_store
-from cube.task import State, Task, TaskEvent, UnknownTask, clip_reason, wait_for_state
+from cube.task import State, Task, TaskEvent, UnknownTask, wait_for_state
 from cube.timers import WorkQueue
-from cube.worker import adopt, orders, retention
+from cube.worker import adopt, copies, inspection, orders, retention
 from cube.worker.epoch import LeaderEpoch
 from cube.worker.stats import StatsCollector
 
@@ -73,19 +68,13 @@ class Worker:
     ) -> None:
         self.name = name
         self.store = store
-        # "is None", not "or": a store is falsy while it is empty, as on a first start
-        if forgotten is None:
-            forgotten = MemoryStore(JsonCodec(), f"{name}-forgotten")
-        if leader is None:
-            leader = MemoryStore(JsonCodec(), f"{name}-leader")
-        self.records = Records(store, forgotten)
+        self.records = Records(store, _in_memory(forgotten, f"{name}-forgotten"))
+        leader = _in_memory(leader, f"{name}-leader")
         self.epoch = LeaderEpoch(leader, leader_secret, forget=forget_leader)
         self.runtime = runtime
         self.retention = retention
         self.acked = 0  # the manager has seen every change up to this index
-        if timers is None:
-            timers = MemoryStore(JsonCodec(), name=f"{name}-timers")
-        self.timers = WorkQueue(timers)
+        self.timers = WorkQueue(_in_memory(timers, f"{name}-timers"))
         self.reconcile_interval = reconcile_interval
         self._cond = self.timers.changed
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{name}-task")
@@ -107,7 +96,7 @@ class Worker:
         follows, and :class:`~cube.task.TransitionError` when the stored state forbids it."""
         task_id = str(event.task.id)
         with self._cond:
-            stored = self._stored(task_id)
+            stored = self.records.get(task_id)
             if orders.wanted(event) is State.Running:
                 self.runtime.check(event.task)
             if stored is None:
@@ -115,8 +104,9 @@ class Worker:
             record = orders.accept(stored, event)
             if record is None:
                 return stored  # type: ignore[return-value]  # a repeat: stored exists
-            if orders.next_step(record) == "stop" and self._cancellable(record):
-                record = orders.stopped(record)
+            unstarted = record.state is State.Scheduled and not record.container_id
+            if orders.next_step(record) == "stop" and unstarted and not self.timers.busy(task_id):
+                record = orders.stopped(record)  # nothing started, nor starting: cancelled
             self._save(record)
             if orders.next_step(record) != "none":
                 self.timers.schedule(task_id, why="order")
@@ -132,7 +122,7 @@ class Worker:
         return self.submit(TaskEvent(task=order, state=State.Completed))
 
     def get_task(self, task_id: str) -> Task:
-        task = self._stored(task_id)
+        task = self.records.get(task_id)
         if task is None:
             raise UnknownTask(task_id)
         return task
@@ -177,8 +167,9 @@ class Worker:
     def pending_events(self) -> list[TaskEvent]:
         """What is asked and not done yet, as task events (oldest order first)."""
         with self._cond:
-            due = [(self.timers.due_at(k) or 0.0, k) for k in self._waiting()]
-            tasks = [self._stored(key) for _, key in sorted(due)]
+            waiting = [k for k, _, _ in self.timers.items()] + self.timers.in_hand()
+            due = [(self.timers.due_at(k) or 0.0, k) for k in waiting]
+            tasks = [self.records.get(key) for _, key in sorted(due)]
         return [
             TaskEvent(task=t, state=t.desired)
             for t in tasks
@@ -222,7 +213,7 @@ class Worker:
         self._pool.shutdown(wait=True, cancel_futures=True)  # queued work is redone on start
         if suspend_tasks:
             for task_id in self.records.ids(State.Running):
-                self._guard(self._suspend, self.records.get(task_id))
+                self._guard(copies.suspend, self, self.records.get(task_id))
         closables = (self.store, self.timers.store, self.records.tombstones, self.epoch, self._lock)
         for closable in closables:
             if closable is not None:
@@ -232,7 +223,7 @@ class Worker:
         """Do everything that is due now, in this thread, then inspect once."""
         self.recover()
         self.work_due()
-        self.inspect_running()
+        inspection.inspect_running(self)
 
     def work_due(self) -> int:
         """Carry out every order that is due now, in this thread; returns how many."""
@@ -246,7 +237,7 @@ class Worker:
     def inspect_round(self) -> None:
         """What the loop does every ``reconcile_interval``: inspect every running task,
         then forget what is past retention; a failure of one never stops the other."""
-        self._guard(self.inspect_running)
+        self._guard(inspection.inspect_running, self)
         self._guard(retention.prune, self)
 
     def recover(self) -> None:
@@ -281,129 +272,37 @@ class Worker:
         return max(0.005, min(until_due, next_inspection - clock.monotonic()))
 
     def _apply(self, task_id: str) -> None:
+        """Carry out what the task's record asks now; a stop that failed is tried again
+        after ``reconcile_interval``."""
         retry = False
         try:
-            task = self._stored(task_id)
+            task = self.records.get(task_id)
             step = orders.next_step(task) if task is not None else "none"
             if step == "start":
-                self._start(task)  # type: ignore[arg-type]
+                copies.start(self, task)  # type: ignore[arg-type]
             elif step == "stop":
-                retry = self._stop(task)  # type: ignore[arg-type]
+                retry = copies.stop(self, task)  # type: ignore[arg-type]
         finally:
             again = clock.now() + self.reconcile_interval if retry and not self._stopping else None
             self.timers.done(task_id, again, "retry")
-
-    def _start(self, task: Task) -> None:
-        """Start a new copy for the record's order (stopping an older copy first)."""
-        if task.container_id:  # the copy of an older order
-            self.runtime.stop(task.container_id)
-            self.runtime.forget(task.container_id)
-            cleared = self._update(task, lambda t: t.replace(container_id=""))
-            if cleared is None:
-                return  # a newer order came in meanwhile; it has its own start
-            task = cleared
-        try:
-            started = self.runtime.start(task)
-        except Exception as exc:
-            if not isinstance(exc, RuntimeFailure):
-                log.exception("%s: starting task %s failed unexpectedly", self.name, task.id)
-            why = str(exc) if isinstance(exc, RuntimeFailure) else f"unexpected error: {exc}"
-            self._update(task, lambda t: orders.failed(t, why))
-            return
-        faults.point("worker-started")
-        kept = self._update(
-            task, lambda t: orders.started(t, started.container_id, started.host_ports)
-        )
-        if kept is None:  # a newer order came in meanwhile, and has its own copy to start
-            self.runtime.stop(started.container_id)
-            return
-        log.info(
-            "%s: task %s (%s) is Running as %s", self.name, task.id, task.name, kept.container_id
-        )
-
-    def _stop(self, task: Task) -> bool:
-        """Stop the task's copy and record it Completed. True: try again later."""
-        if task.container_id:
-            try:
-                self.runtime.stop(task.container_id)
-            except RuntimeFailure as exc:
-                why = clip_reason(f"stop failed: {exc}")
-                self._update(task, lambda t: t.replace(reason=why))
-                return True
-        if self._update(task, orders.stopped) is not None:
-            log.info("%s: task %s (%s) is Completed", self.name, task.id, task.name)
-        return False
 
     def _update(self, seen: Task, change: Any) -> Task | None:
         """Apply ``change`` to the record as stored now, unless a newer order replaced
         the one ``seen`` was for (then None, and nothing is written)."""
         with self._cond:
-            current = self._stored(str(seen.id))
+            current = self.records.get(str(seen.id))
             if current is None or orders.attempt(current) != orders.attempt(seen):
                 return None
             updated = change(current)
             self._save(updated)
             return updated
 
-    # ------------------------------------------------------------------ inspection
-
-    def inspect_running(self) -> None:
-        """Inspect every running task not being worked on; one bad record never stops
-        the pass. (Not "reconcile": in Cube that word is the manager's alone.)"""
-        for task_id in self.records.ids(State.Running):
-            task = self.records.get(task_id)
-            if task is not None and not self.timers.busy(task_id):
-                self._guard(self._inspect_one, task)
-
-    def _inspect_one(self, task: Task) -> None:
-        try:
-            status = self.runtime.inspect(task.container_id)
-        except RuntimeUnavailable as exc:
-            reason = f"cannot inspect: {exc}"
-            if task.reason != reason:
-                log.warning("%s: task %s: %s", self.name, task.id, reason)
-                self._update(task, lambda t: t.replace(reason=clip_reason(reason)))
-            return
-        with self._cond:
-            if self.timers.busy(str(task.id)):
-                return
-            current = self._stored(str(task.id))
-            if current is None or current.state is not State.Running:
-                return
-            if not status.running:
-                reason = status.reason or f"container is {status.state}"
-                log.warning("%s: task %s (%s) Failed: %s", self.name, task.id, task.name, reason)
-                self._save(orders.failed(current, reason))
-            elif (status.host_ports and status.host_ports != current.host_ports) or current.reason:
-                ports = status.host_ports or current.host_ports
-                self._save(current.replace(host_ports=ports, reason=""))
-
     # ------------------------------------------------------------------- helpers
-
-    def _suspend(self, task: Task) -> None:
-        self.runtime.stop(task.container_id)
-        suspended = orders.fresh(task).replace(reason="suspended: its worker was stopped")
-        self._save(suspended)
-        self.timers.schedule(str(task.id), why="suspended")
-        log.info("%s: task %s (%s) suspended until it starts again", self.name, task.id, task.name)
-
-    def _cancellable(self, task: Task) -> bool:
-        return (
-            task.state is State.Scheduled
-            and not task.container_id
-            and not self.timers.busy(str(task.id))
-        )
-
-    def _waiting(self) -> list[str]:
-        return [k for k, _, _ in self.timers.items()] + self.timers.in_hand()
 
     def _save(self, task: Task) -> None:
         with self._cond:
             self.records.put(task)
             self._cond.notify_all()
-
-    def _stored(self, task_id: str) -> Task | None:
-        return self.records.get(task_id)
 
     def _guard(self, fn: Any, *args: Any) -> None:
         """Run one unit of work; log and survive whatever it raises."""
@@ -411,6 +310,12 @@ class Worker:
             fn(*args)
         except Exception:
             log.exception("%s: %s failed; carrying on", self.name, getattr(fn, "__name__", fn))
+
+
+def _in_memory(store: Store[Any] | None, name: str) -> Store[Any]:
+    """``store``, or one in memory for a worker without a disk. ("is None", not "or": a
+    store is falsy while it is empty, as on a first start.)"""
+    return store if store is not None else MemoryStore(JsonCodec(), name)
 
 
 def worker_runtime(kind: str, data_dir: str | Path, name: str) -> Runtime:
