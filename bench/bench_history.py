@@ -52,7 +52,7 @@ def finished_worker(count: int, state_dir: Path) -> Worker:
         MemoryStore(WireCodec(Task)),
         choose("process", owner=f"hist-{count}", state_dir=state_dir),
         timers=MemoryStore(JsonCodec()),
-        reconcile_interval=0.5,
+        inspect_interval=0.5,
     )
     done = utcnow()
     for i in range(count):

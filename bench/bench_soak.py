@@ -184,7 +184,7 @@ def soak(minutes: float, tasks: int, seed: int) -> None:
         health_interval=2.0,
         restart_limit=RESTART_LIMIT,
         restart_base=0.5,
-        reconcile_interval=1.0,
+        inspect_interval=1.0,
         keep_tasks=True,
     ).start()
     nemesis = Nemesis(cluster, random.Random(seed))

@@ -163,7 +163,7 @@ class LocalCluster:
         node_ttl: float = 5.0,
         restart_limit: int = 3,
         restart_base: float = 1.0,
-        reconcile_interval: float = 1.0,
+        inspect_interval: float = 1.0,
         keep_tasks: bool = False,
         managers: int = 1,
         store: str | None = None,
@@ -186,7 +186,7 @@ class LocalCluster:
         for i, port in enumerate(ports, start=1):
             name, port = f"worker-{i}", port or _free_port()
             args = ["worker", *_flags(port=port, name=name, runtime=self.runtime)]
-            args += _flags(data_dir=self.data_dir, reconcile_interval=reconcile_interval)
+            args += _flags(data_dir=self.data_dir, inspect_interval=inspect_interval)
             if not keep_tasks:
                 args.append("--stop-tasks-on-exit")
             self.workers[name] = Component(name, port, args, logs / f"{name}.log")

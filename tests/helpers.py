@@ -162,7 +162,7 @@ class Procs:
     ) -> subprocess.Popen:
         port = self.workers[name][1] if name in self.workers else free_port()
         args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
-        args += ["--data-dir", str(self.tmp), "--reconcile-interval", "0.3", *options]
+        args += ["--data-dir", str(self.tmp), "--inspect-interval", "0.3", *options]
         proc = cube_process(*args, log=self.tmp / f"{name}.log", env=env)
         self.workers[name] = (proc, port, kind)
         if wait:

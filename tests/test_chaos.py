@@ -43,7 +43,7 @@ def start_worker(
     reconcile: float = 0.3,
 ) -> tuple[subprocess.Popen, str]:
     args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
-    args += ["--data-dir", str(tmp), "--reconcile-interval", str(reconcile)]
+    args += ["--data-dir", str(tmp), "--inspect-interval", str(reconcile)]
     proc = cube_process(*args, log=tmp / f"{name}.log", env=env)
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc, timeout=30)

@@ -19,9 +19,7 @@ from cube.task import RestartPolicy, State, parse_uuid
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(
-        workers=3, runtime="process", update_interval=0.3, reconcile_interval=0.3
-    ) as c:
+    with LocalCluster(workers=3, runtime="process", update_interval=0.3, inspect_interval=0.3) as c:
         yield c
 
 

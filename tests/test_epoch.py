@@ -91,7 +91,7 @@ def _worker(tmp_path, name: str = "w", secret: LeaderSecret | None = SECRET) -> 
         ProcessRuntime(owner=f"epoch-{tmp_path.name}", state_dir=tmp_path / name),
         timers=MemoryStore(JsonCodec()),
         leader_secret=secret,
-        reconcile_interval=0.2,
+        inspect_interval=0.2,
     )
 
 

@@ -133,7 +133,7 @@ def _worker(tmp: Path, name: str) -> Worker:
         MemoryStore(WireCodec(Task)),
         ProcessRuntime(owner=f"fuzz-{name}", state_dir=tmp / name),
         timers=MemoryStore(JsonCodec()),
-        reconcile_interval=0.5,
+        inspect_interval=0.5,
     ).start()
 
 

@@ -94,7 +94,7 @@ def test_cube_logs_says_why_when_the_output_is_gone(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = ["worker", "--port", str(port), "--name", "w1", "--runtime", "process"]
-    args += ["--data-dir", str(tmp_path), "--reconcile-interval", "0.2", "--retention", "0"]
+    args += ["--data-dir", str(tmp_path), "--inspect-interval", "0.2", "--retention", "0"]
     proc = cube_process(*args, log=tmp_path / "w1.log")
     boss = Manager([f"127.0.0.1:{port}"], "roundrobin", update_interval=0.2)
     try:

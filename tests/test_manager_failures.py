@@ -40,7 +40,7 @@ class ProcessCluster:
         port = self.worker_ports[i]
         proc = cube_process(
             "worker", "--port", str(port), "--name", f"w{i}", "--runtime", "process",
-            "--data-dir", str(self.tmp), "--reconcile-interval", "0.3",
+            "--data-dir", str(self.tmp), "--inspect-interval", "0.3",
             log=self.tmp / f"w{i}.log",
         )  # fmt: skip
         wait_healthy(f"http://127.0.0.1:{port}", proc)

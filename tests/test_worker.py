@@ -31,7 +31,7 @@ def build_worker(tmp_path: Path, kind: str, name: str = "w-test", disk: bool = F
         store("tasks", Task),
         choose(kind, owner=f"{name}-{tmp_path.name}", state_dir=tmp_path / name / "proc"),
         timers=store("timers", None),
-        reconcile_interval=0.2,
+        inspect_interval=0.2,
     )
 
 

@@ -26,7 +26,7 @@ def kind(request):
 
 def start_worker(tmp_path, kind, port, name):
     args = ["worker", "--port", str(port), "--name", name, "--runtime", kind]
-    args += ["--data-dir", str(tmp_path), "--reconcile-interval", "0.3"]
+    args += ["--data-dir", str(tmp_path), "--inspect-interval", "0.3"]
     proc = cube_process(*args, log=tmp_path / f"{name}.log")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, proc)

@@ -423,9 +423,7 @@ def test_14_a_whole_candidate():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(
-        workers=3, runtime="process", update_interval=0.3, reconcile_interval=0.3
-    ) as c:
+    with LocalCluster(workers=3, runtime="process", update_interval=0.3, inspect_interval=0.3) as c:
         yield c
 
 

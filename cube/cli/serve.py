@@ -52,7 +52,9 @@ def _logging(level: str) -> None:
     help="What runs tasks: Docker containers, local processes, or Docker when a daemon answers."
 )
 @click.option(
-    "--reconcile-interval",
+    "--inspect-interval",
+    "--reconcile-interval",  # its name before the glossary: scripts may still say it
+    "inspect_interval",
     type=click.FloatRange(0.1),
     default=2.0,
     help="Seconds between inspections of running tasks.",
@@ -86,7 +88,7 @@ def worker(
     runtime: str,
     data_dir: Path,
     dbtype: str,
-    reconcile_interval: float,
+    inspect_interval: float,
     retention: float,
     token: str | None,
     leader_secret: Path | None,
@@ -114,7 +116,7 @@ def worker(
             data_dir,
             runtime,
             dbtype,
-            reconcile_interval,
+            inspect_interval,
             retention,
             leader_secret=_leader_secret(leader_secret),
             forget_leader=forget_leader,

@@ -90,7 +90,7 @@ def notebook_worker(
     runtime: Any = "process",
     store: Store[Task] | None = None,
     state_dir: Path | None = None,
-    reconcile_interval: float = 0.1,
+    inspect_interval: float = 0.1,
     loop: bool = True,
     keep_tasks: bool = False,
 ) -> Iterator[Any]:
@@ -108,7 +108,7 @@ def notebook_worker(
     if isinstance(runtime, str):
         runtime = choose(runtime, owner=name, state_dir=folder / "processes")
     tasks = store if store is not None else MemoryStore(WireCodec(Task))
-    worker = Worker(name, tasks, runtime, reconcile_interval=reconcile_interval)
+    worker = Worker(name, tasks, runtime, inspect_interval=inspect_interval)
     if loop:
         worker.start()
     try:

@@ -246,7 +246,7 @@ class SimCluster:
             timers=disk.timers,
             forgotten=disk.forgotten,
             leader=disk.leader,
-            reconcile_interval=self.settings.inspect_every,
+            inspect_interval=self.settings.inspect_every,
             leader_secret=SECRET if self.shared else None,
         )
         worker._stats = FixedStats()  # type: ignore[assignment]

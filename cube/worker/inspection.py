@@ -1,6 +1,6 @@
 """The inspection pass: how a worker notices a copy that died behind its back.
 
-Every ``reconcile_interval`` seconds the worker's loop asks the runtime about each task
+Every ``inspect_interval`` seconds the worker's loop asks the runtime about each task
 recorded Running that no order is being carried out for. A copy that is gone is recorded
 Failed with the runtime's reason, and the manager, which watches the worker's task list,
 decides what to do about it. A runtime that cannot be asked fails nothing (the copy may

@@ -14,7 +14,7 @@ order's attempt as it creates it, a worker killed at *any* instant loses nothing
 start it re-adopts the copy of the order it follows, stops any other copy, and carries
 on with what is still to do (:mod:`cube.worker.adopt`). The loop carries out an order
 by starting or stopping its copy (:mod:`cube.worker.copies`), and every
-``reconcile_interval`` seconds inspects the running copies, to report one that died as
+``inspect_interval`` seconds inspects the running copies, to report one that died as
 Failed, with the reason (:mod:`cube.worker.inspection`).
 The newest leader's proven epoch that came with an order is kept beside the tasks, so an
 order from a deposed one is refused even after a restart (:mod:`cube.worker.epoch`).
@@ -61,7 +61,7 @@ class Worker:
         leader: Store[Any] | None = None,
         leader_secret: LeaderSecret | None = None,
         forget_leader: bool = False,
-        reconcile_interval: float = 2.0,
+        inspect_interval: float = 2.0,
         retention: float = 3600.0,
         parallel: int = 4,
         lock: IO[str] | None = None,
@@ -75,7 +75,7 @@ class Worker:
         self.retention = retention
         self.acked = 0  # the manager has seen every change up to this index
         self.timers = WorkQueue(_in_memory(timers, f"{name}-timers"))
-        self.reconcile_interval = reconcile_interval
+        self.inspect_interval = inspect_interval
         self._cond = self.timers.changed
         self._pool = ThreadPoolExecutor(parallel, thread_name_prefix=f"{name}-task")
         self._thread: threading.Thread | None = None
@@ -235,7 +235,7 @@ class Worker:
         return done
 
     def inspect_round(self) -> None:
-        """What the loop does every ``reconcile_interval``: inspect every running task,
+        """What the loop does every ``inspect_interval``: inspect every running task,
         then forget what is past retention; a failure of one never stops the other."""
         self._guard(inspection.inspect_running, self)
         self._guard(retention.prune, self)
@@ -250,7 +250,7 @@ class Worker:
     # -------------------------------------------------------------------- the loop
 
     def _loop(self) -> None:
-        next_inspection = clock.monotonic() + self.reconcile_interval
+        next_inspection = clock.monotonic() + self.inspect_interval
         while True:
             with self._cond:
                 while not self._stopping:
@@ -264,16 +264,16 @@ class Worker:
                 self._pool.submit(self._guard, self._apply, key)
             if clock.monotonic() >= next_inspection:
                 self.inspect_round()
-                next_inspection = clock.monotonic() + self.reconcile_interval
+                next_inspection = clock.monotonic() + self.inspect_interval
 
     def _pause(self, next_inspection: float) -> float:
         due = self.timers.next_due()
-        until_due = due - clock.now() if due is not None else self.reconcile_interval
+        until_due = due - clock.now() if due is not None else self.inspect_interval
         return max(0.005, min(until_due, next_inspection - clock.monotonic()))
 
     def _apply(self, task_id: str) -> None:
         """Carry out what the task's record asks now; a stop that failed is tried again
-        after ``reconcile_interval``."""
+        after ``inspect_interval``."""
         retry = False
         try:
             task = self.records.get(task_id)
@@ -283,7 +283,7 @@ class Worker:
             elif step == "stop":
                 retry = copies.stop(self, task)  # type: ignore[arg-type]
         finally:
-            again = clock.now() + self.reconcile_interval if retry and not self._stopping else None
+            again = clock.now() + self.inspect_interval if retry and not self._stopping else None
             self.timers.done(task_id, again, "retry")
 
     def _update(self, seen: Task, change: Any) -> Task | None:
@@ -332,7 +332,7 @@ def open_worker(
     data_dir: str | Path,
     runtime: str = "auto",
     dbtype: str = "persistent",
-    reconcile_interval: float = 2.0,
+    inspect_interval: float = 2.0,
     retention: float = 3600.0,
     *,
     leader_secret: LeaderSecret | None = None,
@@ -353,7 +353,7 @@ def open_worker(
         leader=open_store(dbtype, home / "leader", JsonCodec()),
         leader_secret=leader_secret,
         forget_leader=forget_leader,
-        reconcile_interval=reconcile_interval,
+        inspect_interval=inspect_interval,
         retention=retention,
         lock=lock,
     )
