@@ -219,11 +219,15 @@ class Procs:
                 runtime.stop(managed.status.container_id)
 
 
-def replay(*args: str) -> subprocess.CompletedProcess[str]:
+CAMPAIGN_TIMEOUT = 1800  # a hang, not a slow machine: a campaign is CPU-bound, and a
+# CI run with a CPU hog and other tests beside it has taken over 300 s for 500 seeds
+
+
+def replay(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """``python -m cube.replay`` with ``args``, as a user runs it (it fixes the hash salt)."""
     return subprocess.run(
         [sys.executable, "-m", "cube.replay", *args],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )

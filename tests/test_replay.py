@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import replay
+from helpers import CAMPAIGN_TIMEOUT, replay
 
 from cube.replay import Scenario, run, shrink
 from cube.replay.nemesis import Fault
@@ -50,8 +50,9 @@ def test_the_same_seed_replays_the_same_in_another_process() -> None:
     assert logs[0] == logs[1] and len(logs[0]) > 100
 
 
+@pytest.mark.timeout(CAMPAIGN_TIMEOUT)
 def test_a_campaign_of_500_seeds_keeps_every_invariant() -> None:
-    result = replay("--seeds", "0-499", "--jobs", "2")
+    result = replay("--seeds", "0-499", "--jobs", "2", timeout=CAMPAIGN_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "500 seeds, 0 failed" in result.stdout
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import replay
+from helpers import CAMPAIGN_TIMEOUT, replay
 
 from cube.replay import Scenario, run
 from cube.replay.nemesis import Fault
@@ -32,8 +32,9 @@ def test_a_seed_that_once_failed_with_three_managers_holds(seed: int) -> None:
     assert outcome["ok"], f"{REGRESSIONS_SEVERAL[seed]}: {outcome['violations']}"
 
 
+@pytest.mark.timeout(CAMPAIGN_TIMEOUT)
 def test_a_campaign_with_three_managers_on_etcd_keeps_every_invariant() -> None:
-    result = replay("--seeds", "0-59", "--managers", "3", "--jobs", "2")
+    result = replay("--seeds", "0-59", "--managers", "3", "--jobs", "2", timeout=CAMPAIGN_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "60 seeds, 0 failed" in result.stdout
 
