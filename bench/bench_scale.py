@@ -125,7 +125,7 @@ class TaskWatch:
             except Gone:  # the manager cannot say what changed since: list it all again
                 self._index = 0
                 continue
-            except CubeError:
+            except (CubeError, ValueError):  # no answer, or a cut one: ask again shortly
                 self._stop.wait(POLL)
                 continue
             self._take(tasks or [], index)
