@@ -13,8 +13,8 @@ measure the machine, not the manager). Measured, in this order, on one fleet:
    each task's submit -> Running, p50 and p99 (Kubernetes' pod-start SLO: p99 <= 5 s).
 2. **Footprint.** The manager's RSS before the first POST and with every task Running;
    its CPU over ``--idle-seconds`` (30) once its task list has not changed for
-   SETTLE seconds, as a share of one core (the workers' total beside it), and its
-   threads.
+   SETTLE seconds, as a share of one core (the workers' total beside it), its
+   threads and its open files (a default ``ulimit -n`` of 1024 may be too few).
 3. **Listing.** ``GET /tasks`` on the manager, one client, one request at a time:
    the whole list WHOLE_LISTS times, then PAGE_REQUESTS pages of PAGE
    (``?limit=500&after=<last ID>``, walking the list again from the start when it
@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import itertools
 import multiprocessing
+import resource
 import signal
 import statistics
 import sys
@@ -263,6 +264,7 @@ class Footprint:
     cpu: float = 0.0  # the manager's, as a share of one core
     workers_cpu: float = 0.0  # every worker's together
     threads: int = 0
+    files: int = 0  # open file descriptors: connections to workers, stores
     changes: int = 0  # task changes seen while it was measured
     workers_rss: int = 0  # every worker's together
 
@@ -279,6 +281,7 @@ def idle(fleet: Fleet, watch: TaskWatch, footprint: Footprint, seconds: float) -
     footprint.cpu = (_cpu(manager) - before[0]) / seconds
     footprint.workers_cpu = (sum(_cpu(w) for w in workers) - before[1]) / seconds
     footprint.rss_full, footprint.threads = manager.memory_info().rss, manager.num_threads()
+    footprint.files = manager.num_fds()
     footprint.workers_rss = sum(w.memory_info().rss for w in workers)
     footprint.changes = watch.changes - changes
 
@@ -448,8 +451,8 @@ def _show_footprint(f: Footprint, size: Size, seconds: float) -> None:
         f"  footprint: manager RSS {_mb(f.rss_empty)} with no task, {_mb(f.rss_full)} with "
         f"{size.tasks:,} Running ({per_task:.1f} KB a task); idle CPU over {seconds:g} s: "
         f"{f.cpu * 100:.1f} % of a core (workers together: {f.workers_cpu * 100:.1f} %); "
-        f"{f.threads} threads; {f.changes} task changes meanwhile; the workers' RSS "
-        f"together {_mb(f.workers_rss)}"
+        f"{f.threads} threads, {f.files} open files; {f.changes} task changes meanwhile; "
+        f"the workers' RSS together {_mb(f.workers_rss)}"
     )
 
 
@@ -481,6 +484,7 @@ def figures(r: Run) -> dict[str, float]:
         "manager RSS, all Running (MB)": r.footprint.rss_full / (1 << 20),
         "manager idle CPU (% of a core)": r.footprint.cpu * 100,
         "manager threads": float(r.footprint.threads),
+        "manager open files": float(r.footprint.files),
         "GET /tasks whole p50 (ms)": _p(r.listing.whole, 50) * 1000,
         "GET /tasks whole p99 (ms)": _p(r.listing.whole, 99) * 1000,
         f"GET /tasks?limit={PAGE} p50 (ms)": _p(r.listing.pages, 50) * 1000,
@@ -533,6 +537,9 @@ def main(argv: list[str] | None = None) -> None:
     full = Size(args.workers, args.tasks)
     began = time.monotonic()
     header(f"control plane at scale: {full.tenth()} (baseline), then {full}")
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    hint = " (a manager with 100 workers may need more: ulimit -n 4096)" if files < 4096 else ""
+    print(f"  open files allowed per process: {files}{hint}")
     try:
         print(f"  baseline: {full.tenth()}")
         base = run(full.tenth(), seconds, args.keep_logs)
