@@ -87,7 +87,8 @@ class Size:
     tasks: int
 
     def __str__(self) -> str:
-        return f"{self.workers:,} workers, {self.tasks:,} tasks"
+        workers, tasks = self.workers, self.tasks
+        return f"{workers:,} worker{'s' * (workers != 1)}, {tasks:,} task{'s' * (tasks != 1)}"
 
     def tenth(self) -> Size:
         """The baseline's size: a tenth, with two workers at least (one dies)."""
