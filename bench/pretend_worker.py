@@ -27,13 +27,11 @@ from cube.worker import Worker, open_worker
 from cube.worker.api import make_app
 
 
-def open_pretend_worker(
-    name: str, data_dir: Path, dbtype: str, reconcile_interval: float
-) -> Worker:
+def open_pretend_worker(name: str, data_dir: Path, dbtype: str, inspect_interval: float) -> Worker:
     """The worker ``cube worker`` opens, on the pretend runtime. The process runtime it
     is built with is replaced before anything has used it (the worker only asks its
     runtime once started), so the stores are exactly ``cube worker``'s."""
-    worker = open_worker(name, data_dir, "process", dbtype, reconcile_interval)
+    worker = open_worker(name, data_dir, "process", dbtype, inspect_interval)
     worker.runtime = PretendRuntime()
     return worker
 
@@ -42,7 +40,7 @@ def open_pretend_worker(
 @serve_options(port=5556)
 @click.option("-n", "--name", default=None, help="Worker name. [default: worker-PORT]")
 @click.option(
-    "--reconcile-interval",
+    "--inspect-interval",
     type=click.FloatRange(0.1),
     default=2.0,
     help="Seconds between inspections of running tasks (as cube worker's).",
@@ -53,7 +51,7 @@ def main(
     name: str | None,
     data_dir: Path,
     dbtype: str,
-    reconcile_interval: float,
+    inspect_interval: float,
     token: str | None,
     log_level: str,
 ) -> None:
@@ -62,7 +60,7 @@ def main(
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
     name = name or f"worker-{port}"
-    worker = open_pretend_worker(name, data_dir, dbtype, reconcile_interval).start()
+    worker = open_pretend_worker(name, data_dir, dbtype, inspect_interval).start()
     access = worker_access(token)
     server = Server(make_app(worker, access), host, port, token_required=bool(access))
     logging.getLogger("bench").info("worker %s on the pretend runtime: it starts nothing", name)
