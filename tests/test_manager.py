@@ -262,3 +262,22 @@ def test_what_is_found_of_a_task_outlives_the_manager_and_goes_with_the_task(tmp
     assert manager.tasks.findings.refusals(task_id) == {}
     assert manager.tasks.findings.problem(task) == ""
     manager.close()
+
+
+def test_a_watch_of_the_nodes_wakes_on_a_change_not_on_every_probe():
+    """``GET /nodes?index=N`` is a blocking query: it answers when a node changes (up or
+    down, its figures), not each time a probe finds it as it was (only its last-seen
+    time moved), or a watcher of the list would be polling in disguise."""
+    from cube.manager.nodes import Answer, Nodes
+    from cube.store import MemoryStore
+
+    worker = "127.0.0.1:9"
+    nodes = Nodes([worker], MemoryStore(), token=None, timeout=1, probe_timeout=1, node_ttl=5)
+    health = {"Name": "w", "Runtime": "process", "Images": ["cube/echo"]}
+    nodes.take(worker, Answer(health))
+    index = nodes.changes.index
+    for _ in range(3):
+        nodes.take(worker, Answer(health))  # alive, as it was
+    assert nodes.changes.index == index
+    nodes.take(worker, Answer(error="refused", malformed=True))  # down: a change
+    assert nodes.changes.index > index

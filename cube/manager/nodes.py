@@ -40,6 +40,7 @@ from cube.feasibility import can_run
 from cube.manager.network import Network
 from cube.manager.probe import Prober
 from cube.manager.reconcile import Spot
+from cube.messages import NodeInfo
 from cube.node import Node, NodeTable, stats_problem
 from cube.proof import Stamp
 from cube.records import Changes
@@ -134,6 +135,7 @@ class Nodes:
         with self._lock:
             node = self.by_name[name]
             was = (node.state, node.runtime, node.images, node.pulls)
+            shown = _shown(node)
             if answer.malformed:
                 self._down(node, f"malformed answer: {answer.error}")
             elif answer.error:
@@ -152,7 +154,9 @@ class Nodes:
             changed = was != (node.state, node.runtime, node.images, node.pulls)
             if changed or (answer.stats is not None and self._keep_stats_now(name)):
                 self._keep(node)  # for the first decisions after a start
-        self.changes.bump()  # outside the lock: a watcher may hold its own and ask us
+            moved = _shown(node) != shown
+        if moved:  # outside the lock: a watcher may hold its own and ask us
+            self.changes.bump()
         return changed
 
     def _keep_stats_now(self, name: str) -> bool:
@@ -299,3 +303,9 @@ class Nodes:
             saved.task_count = 0
             return saved
         return node
+
+
+def _shown(node: Node) -> NodeInfo:
+    """What ``GET /nodes`` shows of a node, but when it was last heard from: a watch of
+    the list wakes when a node changes, not on every probe that finds it as it was."""
+    return node.info().replace(last_seen=None)
