@@ -112,7 +112,11 @@ class ListCache:
 
     Values are keyed by ``key`` (a task's ID) and compared with a copy taken when they
     were encoded, so a value replaced or assigned a new field is encoded again. (Cube
-    never changes the maps inside a stored value in place; that would go unseen.)"""
+    never changes the maps inside a stored value in place; that would go unseen.)
+
+    It keeps what its last list held, no more: an API keeps one for whole lists and
+    another for parts of one (a page, the changes since an index), so that the two
+    asked by turns do not throw away each other's encodings."""
 
     def __init__(self, key: Callable[[Any], Any]) -> None:
         self._key = key

@@ -78,7 +78,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
     app = json_app("cube manager", token)
     app.install(consistency.plugin)
     takes_header(app, REVISION)
-    listing = ListCache(key=lambda task: task.id)
+    whole, part = ListCache(key=lambda task: task.id), ListCache(key=lambda task: task.id)
 
     def changes() -> tuple[Any, ...]:
         return (manager.tasks.records.changes, manager.nodes.changes, manager.tasks.history.changes)
@@ -109,11 +109,12 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
         records = manager.tasks.records
         manager.catch_up(consistency.asked())
         block(records.changes)
-        tasks = manager.list_tasks() if query == ListQuery() else records.select(query)
+        if query == ListQuery():
+            return send_json(whole.encode(manager.list_tasks()))
         if query.since is not None:
             gone = records.forgotten_since(query.since)
             bottle.response.set_header(FORGOTTEN_HEADER, ",".join(gone))
-        return send_json(listing.encode(tasks))
+        return send_json(part.encode(records.select(query)))
 
     @app.post("/tasks", doc=submit_doc("manager"))
     def submit() -> bytes:

@@ -47,6 +47,7 @@ import msgspec
 from cube.http import (
     FORGOTTEN_HEADER,
     ListCache,
+    ListQuery,
     block,
     json_app,
     list_query,
@@ -122,7 +123,7 @@ def make_app(worker: Worker, token: str | Access | None = None) -> bottle.Bottle
     app.install(_fence(lambda: worker.epoch))
     takes_header(app, EPOCH)
     takes_header(app, PROOF)
-    listing = ListCache(key=lambda task: task.id)
+    whole, part = ListCache(key=lambda task: task.id), ListCache(key=lambda task: task.id)
     sample = Snapshot(lambda: encode(Stats.from_wire(worker.stats())), STATS_MAX_AGE)
 
     @app.get("/health", doc=Doc("worker health", WorkerHealth, said="Alive.", open=True))
@@ -151,6 +152,7 @@ def make_app(worker: Worker, token: str | Access | None = None) -> bottle.Bottle
         if query.since is not None:
             forgotten = worker.records.forgotten_since(query.since)
             bottle.response.set_header(FORGOTTEN_HEADER, ",".join(forgotten))
+        listing = whole if query == ListQuery() else part
         return send_json(listing.encode(worker.records.select(query)))
 
     @app.post("/tasks", doc=submit_doc("worker"))
