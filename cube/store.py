@@ -258,10 +258,17 @@ class DiskStore(Store[T]):
     """A store in a directory, surviving restarts and SIGKILL.
 
     A ``put`` returns once SQLite has committed the write (``synchronous=FULL``), so what
-    a caller was told is stored is there after a crash.
+    a caller was told is stored is there after a crash, even of the machine.
+
+    A store whose content can be made again from another (an index) is opened with
+    ``synced=False``: its writes still survive the process (SQLite's write-ahead log is
+    consistent), but the last ones may be lost with the machine, and it costs no flush
+    to the disk per write. Whoever reads it makes good what is missing.
     """
 
-    def __init__(self, directory: str | Path, codec: Codec[T] | None = None) -> None:
+    def __init__(
+        self, directory: str | Path, codec: Codec[T] | None = None, *, synced: bool = True
+    ) -> None:
         self.codec = codec or JsonCodec()  # type: ignore[assignment]
         self.name = str(directory)
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -269,7 +276,7 @@ class DiskStore(Store[T]):
             str(directory),
             disk=_TextOnlyDisk,
             eviction_policy="none",
-            sqlite_synchronous=2,
+            sqlite_synchronous=2 if synced else 1,  # FULL, or NORMAL
             statistics=False,
             tag_index=False,
         )
@@ -348,14 +355,17 @@ class _TextOnlyDisk(diskcache.Disk):
         return super().fetch(mode, filename, value, read)
 
 
-def open_store(kind: str, directory: str | Path | None, codec: Codec[T]) -> Store[T]:
-    """``kind`` is ``"memory"`` or ``"persistent"`` (the CLI's ``--dbtype``)."""
+def open_store(
+    kind: str, directory: str | Path | None, codec: Codec[T], *, synced: bool = True
+) -> Store[T]:
+    """``kind`` is ``"memory"`` or ``"persistent"`` (the CLI's ``--dbtype``); ``synced``:
+    see :class:`DiskStore`."""
     if kind == "memory":
         return MemoryStore(codec, name=str(directory or "memory"))
     if kind == "persistent":
         if directory is None:
             raise ValueError("a persistent store needs a directory")
-        return DiskStore(directory, codec)
+        return DiskStore(directory, codec, synced=synced)
     raise ValueError(f"unknown store kind {kind!r}: use 'memory' or 'persistent'")
 
 

@@ -281,3 +281,33 @@ def test_a_watch_of_the_nodes_wakes_on_a_change_not_on_every_probe():
     assert nodes.changes.index == index
     nodes.take(worker, Answer(error="refused", malformed=True))  # down: a change
     assert nodes.changes.index > index
+
+
+def test_the_history_index_lost_with_the_machine_is_made_again_without_doubles(tmp_path):
+    """The history's index by time is written without a flush to the disk per write (it
+    can be made again from the events): a manager started after the last index entries
+    were lost lists every event once, newest first."""
+    from cube.manager.history import History
+    from cube.store import DiskStore, JsonCodec, WireCodec
+
+    def history() -> History:
+        return History(
+            DiskStore(tmp_path / "events", WireCodec(TaskEvent)),
+            DiskStore(tmp_path / "history", JsonCodec(), synced=False),
+        )
+
+    first = history()
+    events = [TaskEvent(Task(name=f"t{i}", image="cube/echo")) for i in range(5)]
+    for event in events:
+        first.record(event)
+    for key in first.index.first_keys(2, newest=True):  # lost in a power cut
+        first.index.delete(key)
+    first.events.close()
+    first.index.close()
+
+    again = history()
+    listed = [e.id for e in again.newest()]
+    assert sorted(map(str, listed)) == sorted(str(e.id) for e in events)
+    assert len(listed) == len(set(listed)) == again.index.count()
+    again.events.close()
+    again.index.close()

@@ -94,13 +94,16 @@ class History:
             self.index.delete(key)
 
     def _rebuild(self) -> None:
-        """Index events stored before the index existed (once)."""
-        for event_id, event in self.events.items():
+        """Index the events the index lacks: stored before it existed, or written to it
+        last before the machine went down (it is written without a flush per write)."""
+        indexed = {str(event_id) for _, event_id in self.index.items()}
+        missing = [(k, e) for k, e in self.events.items() if k not in indexed]
+        for event_id, event in missing:
             self.index.put(_time_key(event, event_id), event_id)
-        log.info("history: indexed %d events by time", self.events.count())
+        log.info("history: indexed %d events by time", len(missing))
 
 
 def _time_key(event: TaskEvent, event_id: str) -> str:
-    """For events stored before the index: their own timestamp is all there is."""
+    """For events the index lacks: their own timestamp is all there is."""
     moment = event.timestamp.timestamp() if event.timestamp else 0.0
     return f"{max(0, int(moment * 1e9)):020d}-{event_id}"

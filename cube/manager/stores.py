@@ -6,7 +6,8 @@
   event ID, so a retried submission is recognised; ``history`` lists them by time
   (:mod:`cube.manager.history`);
 - ``timers``: the durable work queue (:mod:`cube.timers`): which task to look at when;
-- ``nodes``: the last known state of each worker, for the first decisions after a start;
+- ``nodes``: the last known state of each worker, for the first decisions after a start
+  (like ``history``, written without a flush per write: see :data:`MADE_AGAIN`);
 - ``outputs``: the last lines each finished task printed, kept before its worker may
   forget it (:mod:`cube.manager.outputs`);
 - ``findings``: what the manager found out about a task that no record says: its
@@ -34,6 +35,11 @@ from cube.store import Codec, DiskStore, JsonCodec, Store, StoreError, WireCodec
 from cube.task import State, Task, TaskEvent
 
 log = logging.getLogger(__name__)
+
+# Stores whose content is made again when some of it is lost (they are written without a
+# flush to the disk each time, see DiskStore): the history's index by time is rebuilt
+# from the events, and a worker's last known state is asked of it again.
+MADE_AGAIN = ("history", "nodes")
 
 
 @dataclass
@@ -69,7 +75,10 @@ class Stores:
     def open(cls, kind: str, directory: str | Path | None) -> Stores:
         stores = cls.made_by(
             lambda name, codec: open_store(
-                kind, Path(directory) / name if directory else None, codec
+                kind,
+                Path(directory) / name if directory else None,
+                codec,
+                synced=name not in MADE_AGAIN,
             )
         )
         if directory is not None and kind == "persistent":
