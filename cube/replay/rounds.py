@@ -132,25 +132,31 @@ class Rounds:
         """Every acting component does what is due now (in an order the seed picks),
         then the world is told when the next due time is."""
         c = self.cluster
-        order = [name for name in (*c.manager_names, *c.names) if self._due(name)]
+        dues = self._dues()
+        order = [name for name, due in dues.items() if due <= c.world.now]
         if len(order) > 1:
             c.world.rng.shuffle(order)
         for name in order:
             if c.acting(name):
                 c.run_as(name, lambda n=name: self._work(n))
-        self._arm_wake()
+        self._arm_wake(self._dues() if order else dues)
 
-    def _due(self, name: str) -> bool:
-        """Whether ``name`` has work due now (its loop would wake)."""
-        c = self.cluster
-        if name in c.managers:
-            control = self._control(name)
-            queue = control.tasks.timers if control is not None else None
-        else:
-            worker = c.workers[name]
-            queue = worker.timers if worker is not None else None
-        due = queue.next_due() if queue is not None and name not in c.paused else None
-        return due is not None and due <= c.world.now
+    def _dues(self) -> dict[str, float]:
+        """The next due time of each acting component that has one (managers first),
+        as its loop would wake for it."""
+        c, dues = self.cluster, {}
+        for name in (*c.manager_names, *c.names):
+            if not c.acting(name):
+                continue
+            if name in c.managers:
+                control = self._control(name)
+                queue = control.tasks.timers if control is not None else None
+            else:
+                queue = c.workers[name].timers
+            due = queue.next_due() if queue is not None else None
+            if due is not None:
+                dues[name] = due
+        return dues
 
     def _work(self, name: str) -> None:
         if name in self.cluster.managers:
@@ -161,18 +167,9 @@ class Rounds:
             if worker is not None:
                 worker.work_due()
 
-    def _arm_wake(self) -> None:
-        c, world = self.cluster, self.cluster.world
-        dues = []
-        for name in c.manager_names:
-            control = self._control(name)
-            if c.acting(name) and control is not None:
-                dues.append(control.tasks.timers.next_due())
-        for name in c.names:
-            worker = c.workers[name]
-            if worker is not None and name not in c.paused:
-                dues.append(worker.timers.next_due())
-        due = min((d for d in dues if d is not None), default=None)
+    def _arm_wake(self, dues: dict[str, float]) -> None:
+        world = self.cluster.world
+        due = min(dues.values(), default=None)
         if due is None:
             return
         due = max(due, world.now)
