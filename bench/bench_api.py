@@ -26,7 +26,6 @@ from __future__ import annotations
 import http.client
 import multiprocessing
 import random
-import socket
 import socketserver
 import subprocess
 import sys
@@ -44,6 +43,7 @@ import requests
 
 from bench.common import header, percentile
 from cube.http import Server
+from cube.ports import free_port
 
 DURATION = 5.0
 SEQUENTIAL = 1.5  # seconds of one client asking one request after another, per round
@@ -122,18 +122,12 @@ def hello_server(kind: str) -> Iterator[str]:
         child.join()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def manager_server(data_dir: Path) -> Iterator[str]:
     """A real ``cube manager`` whose only worker address has nobody listening."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "cube", "manager", "--port", str(port)]
-    command += ["--workers", f"127.0.0.1:{_free_port()}", "--data-dir", str(data_dir)]
+    command += ["--workers", f"127.0.0.1:{free_port()}", "--data-dir", str(data_dir)]
     command += ["--log-level", "warning"]
     with (data_dir / "manager.log").open("ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -149,7 +143,7 @@ def manager_server(data_dir: Path) -> Iterator[str]:
 @contextmanager
 def worker_server(data_dir: Path) -> Iterator[str]:
     """A real ``cube worker`` on the process runtime, holding no task."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "cube", "worker", "--port", str(port), "--name", "bench"]
     command += ["--runtime", "process", "--data-dir", str(data_dir), "--log-level", "warning"]
     with (data_dir / "worker.log").open("ab") as log:

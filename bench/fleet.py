@@ -19,12 +19,9 @@ carrying the fleet's mark in its environment, or the folder itself).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +34,7 @@ import psutil
 import requests
 
 from cube.client import ManagerClient
+from cube.ports import free_ports
 from cube.reaper import Reaper
 
 MARK = "CUBE_BENCH_SCALE"  # in the environment of every process the fleet starts
@@ -86,7 +84,7 @@ class Fleet:
         logs = self.folder / "logs"
         logs.mkdir()
         self.workers: dict[str, Member] = {}
-        ports = _free_ports(workers + 1)
+        ports = free_ports(workers + 1)
         for i, port in enumerate(ports[1:], start=1):
             name = f"worker-{i}"
             args = ["-m", "bench.pretend_worker", "--port", str(port), "--name", name]
@@ -237,23 +235,3 @@ def _terminate(members: list[Member]) -> None:
         except subprocess.TimeoutExpired:
             member.proc.kill()
             member.proc.wait()
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` ports free now, below the range the kernel hands out to outgoing
-    connections: a port from that range (what binding port 0 gives) can be taken by
-    any connection on the machine in the seconds before a hundred workers get to
-    listen on theirs."""
-    try:
-        lowest = int(Path(EPHEMERAL).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        lowest = 32768
-    found: list[int] = []
-    start = random.randrange(10_000, max(10_001, lowest - 4 * count))
-    for port in range(start, lowest):
-        with socket.socket() as s, contextlib.suppress(OSError):
-            s.bind(("127.0.0.1", port))
-            found.append(port)
-        if len(found) == count:
-            return found
-    raise RuntimeError(f"not {count} free ports between {start} and {lowest}")

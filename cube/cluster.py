@@ -15,7 +15,6 @@ import atexit
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import requests
 
 from cube.client import ManagerClient, WorkerClient
 from cube.etcd.local import LocalEtcd
+from cube.ports import free_port
 from cube.procs import process_state
 from cube.proof import LeaderSecret
 from cube.reaper import Reaper, reap
@@ -184,7 +184,7 @@ class LocalCluster:
         logs.mkdir(parents=True, exist_ok=True)
         self.workers: dict[str, Component] = {}
         for i, port in enumerate(ports, start=1):
-            name, port = f"worker-{i}", port or _free_port()
+            name, port = f"worker-{i}", port or free_port()
             args = ["worker", *_flags(port=port, name=name, runtime=self.runtime)]
             args += _flags(data_dir=self.data_dir, inspect_interval=inspect_interval)
             if not keep_tasks:
@@ -211,7 +211,7 @@ class LocalCluster:
         for i in range(1, managers + 1):
             name = "manager" if i == 1 else f"manager-{i}"
             given = manager_ports or [manager_port]
-            port = (given[i - 1] if i <= len(given) else 0) or _free_port()
+            port = (given[i - 1] if i <= len(given) else 0) or free_port()
             args = ["manager", *_flags(port=port), *common]
             self.managers[name] = Component(name, port, args, logs / f"{name}.log")
             self.managers[name].scheme = "https" if tls else "http"
@@ -398,12 +398,6 @@ def _local_tls(directory: Path) -> LocalTLS:
 def _flags(**options: object) -> list[str]:
     """``port=5555, data_dir=x`` -> ``["--port", "5555", "--data-dir", "x"]``."""
     return [part for k, v in options.items() for part in (f"--{k.replace('_', '-')}", str(v))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tail(path: Path, lines: int = 5) -> str:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from typing import TypeVar
 
 import psutil
 import requests
+
+from cube.ports import free_port
 
 T = TypeVar("T")
 
@@ -39,12 +40,6 @@ def eventually(probe: Callable[[], T], timeout: float = 10.0, what: str = "condi
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cube_process(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -15,6 +15,7 @@ import pytest
 from helpers import eventually, free_port, wait_healthy
 
 import cube
+from cube.ports import free_ports
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -60,9 +61,7 @@ def up(tmp_path):
     cluster = None
     for _ in range(3):  # tests running alongside may take a port between our look and cube up's
         # The manager's port and the two workers' ports after it must all be free.
-        port = eventually(
-            lambda: (p := free_port()) < 65000 and all(_free(p + i) for i in range(3)) and p
-        )
+        port = eventually(lambda: free_ports(3, consecutive=True)[0])
         cluster = Up(tmp_path / "cluster", port)
         started = eventually(
             lambda c=cluster: "Cube is up." in c.log.read_text() or c.proc.poll() is not None,
@@ -75,13 +74,6 @@ def up(tmp_path):
     yield cluster
     if cluster.proc.poll() is None:
         cluster.ctrl_c()
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
 
 
 def status_table(up: Up) -> list[dict[str, str]]:

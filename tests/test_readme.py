@@ -16,14 +16,15 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
-from helpers import eventually, free_port
+from helpers import eventually
+
+from cube.ports import free_ports
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
@@ -51,11 +52,6 @@ def test_the_readme_block_is_what_this_test_runs():
     assert all(c[0] == ".venv/bin/cube" for c in commands), commands
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
-
-
 class Reader:
     """A reader at a terminal: one `cube up` left running, and the other commands."""
 
@@ -68,9 +64,7 @@ class Reader:
 
     def new_ports(self) -> None:
         """Four free ports in a row: the manager's, then the workers'."""
-        port = eventually(
-            lambda: (p := free_port()) < 65000 and all(_free(p + i) for i in range(4)) and p
-        )
+        port = eventually(lambda: free_ports(4, consecutive=True)[0])
         self.env.update(CUBE_PORT=str(port), CUBE_MANAGER=f"127.0.0.1:{port}")
 
     def argv(self, words: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 import requests
 from docker.errors import NotFound
 
+from cube.ports import free_port
 from cube.runtime import RuntimeFailure, RuntimeUnavailable, UnknownImage
 from cube.runtime.docker import LABEL_OWNER, DockerRuntime, container_name
 from cube.task import Task
@@ -80,12 +81,6 @@ def get(port: str | int, path: str) -> requests.Response:
 
     wait_for(answered)
     return result[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_start_serves_http_on_localhost_only(runtime, client, owner):

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import requests
 
 from cube.etcd.client import EtcdClient
+from cube.ports import free_ports
 from cube.procs import process_state
 
 
@@ -150,7 +149,7 @@ class LocalEtcd:
     @classmethod
     def on_free_ports(cls, directory: str | Path, members: int = 1, **options: Any) -> LocalEtcd:
         """A cluster on ports nobody listens on now (for tests)."""
-        return cls(directory, members, free_ports(2 * members), **options)
+        return cls(directory, members, free_ports(2 * members, consecutive=True)[0], **options)
 
     @property
     def endpoints(self) -> list[str]:
@@ -202,34 +201,6 @@ class LocalEtcd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def free_ports(count: int, tries: int = 200) -> int:
-    """The first of ``count`` consecutive ports free on 127.0.0.1 now, below the range
-    the kernel hands out to outgoing connections: a member killed and started again
-    must find its ports still free, not taken meanwhile by some client's connection."""
-    low = _ephemeral_low()
-    for _ in range(tries):
-        first = random.randrange(max(1024, low - 12000), low - count)
-        if all(_free(p) for p in range(first, first + count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports found below {low}")
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default; elsewhere, a guess
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _tail(path: Path, lines: int = 5) -> str:

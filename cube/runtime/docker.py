@@ -210,7 +210,12 @@ class DockerRuntime:
         """Save a container's last output before it is removed (Docker drops it)."""
         if self.kept is None:
             return
-        raw = client.api.logs(container_id, stdout=True, stderr=True, tail=KEPT_LINES)
+        try:
+            raw = client.api.logs(container_id, stdout=True, stderr=True, tail=KEPT_LINES)
+        except APIError as exc:
+            if exc.status_code == 409:  # another stop is removing it: its output goes too
+                return
+            raise
         self.kept.mkdir(parents=True, exist_ok=True)
         (self.kept / f"{container_id}.log").write_bytes(raw)
 
