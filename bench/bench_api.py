@@ -172,11 +172,11 @@ def _wait_up(url: str) -> None:
 # ------------------------------------------------------------- the sequential client
 
 
-def sequential(url: str, path: str) -> float:
+def sequential(url: str, path: str, rounds: int = ROUNDS, seconds: float = SEQUENTIAL) -> float:
     """Requests per second of one client sending ``GET path`` one after another on one
     kept-alive connection, each answer read whole before the next: the best of
-    ROUNDS runs of SEQUENTIAL seconds."""
-    return max(_sequential_run(url, path, SEQUENTIAL) for _ in range(ROUNDS))
+    ``rounds`` runs of ``seconds``."""
+    return max(_sequential_run(url, path, seconds) for _ in range(rounds))
 
 
 def _sequential_run(url: str, path: str, seconds: float) -> float:
@@ -237,11 +237,15 @@ def _client_thread(
 
 
 def _generate(
-    url: str, ids: list[str], write_share: float | str, results: multiprocessing.Queue
+    url: str,
+    ids: list[str],
+    write_share: float | str,
+    results: multiprocessing.Queue,
+    seconds: float,
 ) -> None:
-    """Child process: THREADS clients for DURATION seconds; puts their Result."""
-    out = Result(DURATION)
-    deadline = time.monotonic() + DURATION
+    """Child process: THREADS clients for ``seconds``; puts their Result."""
+    out = Result(seconds)
+    deadline = time.monotonic() + seconds
     threads = [
         threading.Thread(target=_client_thread, args=(url, ids, write_share, deadline, out))
         for _ in range(THREADS)
@@ -253,21 +257,27 @@ def _generate(
     results.put(out)
 
 
-def load(url: str, ids: list[str] | None = None, write_share: float | str = "/hello") -> Result:
-    """Drive ``url`` from GENERATORS separate processes: one path, or the manager mix.
+def load(
+    url: str,
+    ids: list[str] | None = None,
+    write_share: float | str = "/hello",
+    seconds: float = DURATION,
+) -> Result:
+    """Drive ``url`` from GENERATORS separate processes for ``seconds``: one path, or
+    the manager mix.
     (One Python process tops out near 500 requests/s on its own: requests and the GIL
     cost more than the server does, so one would measure the client.)"""
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = context.Queue()
     children = [
-        context.Process(target=_generate, args=(url, ids or [], write_share, results))
+        context.Process(target=_generate, args=(url, ids or [], write_share, results, seconds))
         for _ in range(GENERATORS)
     ]
     for child in children:
         child.start()
-    merged = Result(DURATION)
+    merged = Result(seconds)
     for _ in children:
-        part = results.get(timeout=DURATION + 120)
+        part = results.get(timeout=seconds + 120)
         for kind, values in part.latencies.items():
             merged.latencies.setdefault(kind, []).extend(values)
         merged.errors += part.errors
