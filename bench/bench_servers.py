@@ -127,7 +127,7 @@ def serving(server: str, app: str, scratch: Path) -> Iterator[Served]:
         )
     served = Served(server, app, f"http://127.0.0.1:{port}", process)
     try:
-        _wait_up(served, dict(CELLS)[app], log)
+        _wait_up(served, "/hello" if app == "hello" else "/health", log)
         yield served
     finally:
         _stop(process)

@@ -2,10 +2,10 @@
 
 ``python -m bench.wsgi_servers SERVER APP PORT STATE_DIR``: SERVER is ``cheroot``
 (cube.http.Server, as ``cube worker`` runs it: SIGTERM stops it gracefully), ``granian``
-(WSGI mode, one worker process of its own) or ``waitress``; APP is ``hello`` or
-``worker``. Kept apart from the suite so that each server is a process of its own,
+(WSGI mode, one worker process of its own) or ``waitress``; APP is ``hello``, ``worker``
+or ``probe``. Kept apart from the suite so that each server is a process of its own,
 started and stopped the same way, and so that granian, which imports its app by name in
-its worker process, finds the two factories here.
+its worker process, finds the factories here.
 
 The worker app is a real worker's API (``cube.worker.api.make_app``) over a worker on
 the process runtime holding ``TASKS`` tasks, half finished and half running. Its loop is
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,7 +57,24 @@ def worker_app() -> bottle.Bottle:
     return make_app(worker)
 
 
-APPS: dict[str, Callable[[], bottle.Bottle]] = {"hello": hello_app, "worker": worker_app}
+def probe_app() -> bottle.Bottle:
+    """The worker app plus ``GET /slow?seconds=S``, a request that takes S seconds: what
+    a graceful stop must let finish (bench.servers_guarantees; not timed)."""
+    app = worker_app()
+
+    @app.get("/slow")
+    def slow() -> str:
+        time.sleep(float(bottle.request.query.get("seconds", "2")))
+        return "done"
+
+    return app
+
+
+APPS: dict[str, Callable[[], bottle.Bottle]] = {
+    "hello": hello_app,
+    "worker": worker_app,
+    "probe": probe_app,
+}
 
 
 def serve(server: str, app: str, port: int) -> None:
