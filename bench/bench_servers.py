@@ -144,10 +144,12 @@ def available(server: str) -> bool:
 def measure_sequential(
     urls: dict[tuple[str, str], str], servers: list[str], plan: Plan
 ) -> dict[tuple[str, str], float]:
-    """Best requests/s per (server, path): the servers take turns in each round."""
+    """Best requests/s per (server, path): the servers take turns in each round. The
+    canned answer (the client's own ceiling) is asked ``/hello`` once a round too."""
     best: dict[tuple[str, str], float] = {}
+    cells = [("canned", ("hello", "/hello")), *itertools.product(servers, CELLS)]
     for _ in range(plan.rounds):
-        for server, (app, path) in itertools.product(servers, CELLS):
+        for server, (app, path) in cells:
             rate = sequential(urls[server, app], path, rounds=1, seconds=plan.seconds)
             best[server, path] = max(best.get((server, path), 0.0), rate)
     return best
@@ -178,6 +180,11 @@ def report_sequential(rates: dict[tuple[str, str], float], servers: list[str]) -
             f"{rate / rates[BASELINE, path]:>8.2f}x  {rate / hello:>17.2f}x"
             f"  {rate / GO_WORKER:>10.2f}x"
         )
+    ceiling = rates["canned", "/hello"]
+    print(
+        f"  the client's own ceiling (a socket answering canned bytes, no WSGI): "
+        f"{ceiling:,.0f} req/s; hello on cheroot is {hello / ceiling:.2f}x of it"
+    )
     print(
         f"  Go worker: the book's worker answers about {GO_WORKER:,} sequential requests/s "
         "on GET /tasks and GET /stats on this kind of machine, measured before and quiet; "
@@ -218,6 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             for server in servers
             for app in ("hello", "worker")
         }
+        urls["canned", "hello"] = stack.enter_context(serving("canned", "hello", Path(tmp))).url
         report_sequential(measure_sequential(urls, servers, plan), servers)
         if plan.load_seconds:
             print("under load (bench_api's generators: 3 processes x 2 threads):")

@@ -1,11 +1,12 @@
 """Serve one of bench_servers' WSGI apps on one server, in this process, until stopped.
 
-``python -m bench.wsgi_servers SERVER APP PORT STATE_DIR``: SERVER is ``cheroot``
+``python -m bench.wsgi_servers SERVER APP PORT STATE_DIR``. SERVER is ``cheroot``
 (cube.http.Server, as ``cube worker`` runs it: SIGTERM stops it gracefully), ``granian``
-(WSGI mode, one worker process of its own) or ``waitress``; APP is ``hello``, ``worker``
-or ``probe``. Kept apart from the suite so that each server is a process of its own,
-started and stopped the same way, and so that granian, which imports its app by name in
-its worker process, finds the factories here.
+(WSGI mode, one worker process of its own), ``waitress``, or ``canned`` (no WSGI at all:
+see :func:`serve_canned`); APP is ``hello``, ``worker`` or ``probe``. Kept apart from
+the suite so that each server is a process of its own, started and stopped the same way,
+and so that granian, which imports its app by name in its worker process, finds the
+factories here.
 
 The worker app is a real worker's API (``cube.worker.api.make_app``) over a worker on
 the process runtime holding ``TASKS`` tasks, half finished and half running. Its loop is
@@ -16,6 +17,7 @@ the API and the server, as in bench_api.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -77,9 +79,29 @@ APPS: dict[str, Callable[[], bottle.Bottle]] = {
 }
 
 
+CANNED = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+
+
+def serve_canned(port: int) -> None:
+    """No WSGI and no parsing: the same bytes for every request head, one connection at a
+    time. What one sequential client reaches against it is the client's own ceiling."""
+    with socket.create_server(("127.0.0.1", port)) as listener:
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                pending = b""
+                while data := conn.recv(65536):
+                    pending += data
+                    while b"\r\n\r\n" in pending:
+                        pending = pending.split(b"\r\n\r\n", 1)[1]
+                        conn.sendall(CANNED)
+
+
 def serve(server: str, app: str, port: int) -> None:
     """Serve until SIGTERM (or Ctrl-C)."""
-    if server == "cheroot":
+    if server == "canned":
+        serve_canned(port)
+    elif server == "cheroot":
         serve_until_stopped(Server(APPS[app](), port=port), on_stop=lambda: None)
     elif server == "granian":
         _granian(app, port)
