@@ -20,14 +20,43 @@ the same route, against the hello app on cheroot, and against the book's Go work
 (about 5,000 sequential requests/s on this kind of machine; there is no Go toolchain
 here, so that figure is not from the same run).
 
-What cube.http.Server guarantees, and whether granian keeps it (checked by hand, out of
-the timing, with ``python -m bench.servers_guarantees``; see bench/README.md):
+Finding (2026-12-05): granian answers one sequential client 1.06-1.27x faster than
+cheroot, which still leaves the worker's routes short of the Go worker (0.78-0.94x), and
+it does not keep what cube.http.Server guarantees, so Cube stays on cheroot. Each
+guarantee was checked by hand, out of the timing, with ``python -m
+bench.servers_guarantees`` (bench/README.md has what it printed):
 
-- FILLED IN BELOW
+- **blocking queries: kept.** A held ``GET /tasks?index=N&wait=30s`` takes one of
+  granian's blocking threads (512 by default); other requests are answered meanwhile,
+  and a posted task answers the watch at once.
+- **slow clients: not kept.** granian reads a request head in Rust, without a Python
+  thread, but keeps a slow one for 30 s (``--http1-header-read-timeout``) and then
+  closes without an answer (no 408). A body is worse: the app is called once the head
+  is in, and reading ``wsgi.input`` holds a blocking thread for as long as the body
+  trickles, with no timeout at all. 600 clients sending a body a byte a second took
+  every thread: ``/health`` timed out throughout. Nothing in the app can bound this:
+  granian's ``wsgi.input`` takes no timeout.
+- **limits on held watches: not kept as is.** ``cube.http.block`` counts watches on the
+  ``cube.http.Server`` it finds in the app's config; under granian there is none, so no
+  429: 600 watches from one address took all 512 threads, and ``/health`` waited for
+  them. An adapter of a few lines (an object there with ``HeldWatches`` sized to half of
+  granian's fixed pool) brings the 429s back (tried by hand). Idle connections: granian
+  keeps every one for 30 s (cheroot at most 256, for 10 s); neither spends a thread on
+  them.
+- **graceful stop: half kept.** SIGTERM lets an in-flight request finish and refuses new
+  connections, but granian calls none of the app's ``cube.on_stop`` hooks, so a held
+  watch is not released: the process lived on for as long as the watch's wait (31 s
+  for ``wait=30s``; up to 64 s for Cube's longest). granian's shutdown hooks run in its
+  main process, not in the worker process that holds the tasks.
+
+granian also serves from one worker process here: a Cube worker keeps its tasks, its
+change index and its held watches in memory, so more processes would be several Cube
+workers behind one port.
 
 Run: ``python -m bench bench_servers [--quick] [--no-load]`` (``--quick``: one run of
-0.5 s per cell). Needs granian and waitress (``pip install -e '.[fast]'``); a server
-whose package is missing is skipped with a message. Prints numbers; asserts nothing.
+0.5 s per cell; not in ``make bench``). granian comes with ``pip install -e '.[fast]'``
+and waitress with the dev extra; a server whose package is missing is skipped with a
+message. Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -57,7 +86,7 @@ BASELINE = "cheroot"
 CELLS = (("hello", "/hello"), ("worker", "/tasks"), ("worker", "/stats"))
 GO_WORKER = 5_000  # sequential requests/s of the book's Go worker here (bench/README.md)
 QUICK = 0.5  # seconds per cell, one run, with --quick
-PACKAGES = {"granian": "granian", "waitress": "waitress"}
+INSTALL = {"granian": "pip install -e '.[fast]'", "waitress": "in the dev extra"}
 
 
 @dataclass(frozen=True)
@@ -134,8 +163,8 @@ def serving(server: str, app: str, scratch: Path) -> Iterator[Served]:
 
 
 def available(server: str) -> bool:
-    package = PACKAGES.get(server)
-    return package is None or importlib.util.find_spec(package) is not None
+    """cheroot is Cube's own; the others are optional packages of the same name."""
+    return server not in INSTALL or importlib.util.find_spec(server) is not None
 
 
 # ------------------------------------------------------------------ measuring
@@ -214,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = _plan(argv)
     servers = [s for s in SERVERS if available(s)]
     for missing in sorted(set(SERVERS) - set(servers)):
-        print(f"  {missing} is not installed: skipped (pip install -e '.[fast]')")
+        print(f"  {missing} is not installed: skipped ({INSTALL[missing]})")
     header(
         f"WSGI servers: one sequential client (best of {plan.rounds} x {plan.seconds:g} s), "
         + (f"and load ({plan.load_seconds:g} s per cell)" if plan.load_seconds else "no load")
