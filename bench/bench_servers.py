@@ -67,7 +67,6 @@ import importlib.util
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -81,6 +80,7 @@ import requests
 from bench.bench_api import DURATION, ROUNDS, SEQUENTIAL, Result, load, sequential
 from bench.common import header
 from bench.wsgi_servers import SERVERS
+from cube.ports import free_port
 
 BASELINE = "cheroot"
 CELLS = (("hello", "/hello"), ("worker", "/tasks"), ("worker", "/stats"))
@@ -109,12 +109,6 @@ class Served:
 
 
 # ------------------------------------------------------------------ the servers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_up(served: Served, path: str, log: Path) -> None:
@@ -148,7 +142,7 @@ def serving(server: str, app: str, scratch: Path) -> Iterator[Served]:
     state = scratch / f"{server}-{app}"
     state.mkdir()
     log = state / "server.log"
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "bench.wsgi_servers", server, app, str(port), str(state)]
     with log.open("ab") as out:
         process = subprocess.Popen(
