@@ -30,6 +30,7 @@ import os
 import selectors
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -260,7 +261,7 @@ def graceful_stop(server: str, scratch: Path) -> None:
         try:
             served.process.wait(timeout=45)
             gone = f"{time.monotonic() - started - signalled:.2f} s after"
-        except Exception:
+        except subprocess.TimeoutExpired:
             gone = "still running 45 s after"
         watcher.join()
         slow.join()
