@@ -54,7 +54,7 @@ change index and its held watches in memory, so more processes would be several 
 workers behind one port.
 
 Run: ``python -m bench bench_servers [--quick] [--no-load]`` (``--quick``: one run of
-0.5 s per cell; not in ``make bench``). granian comes with ``pip install -e '.[fast]'``
+0.5 s per cell; not in ``make bench``). granian comes with ``pip install -e '.[compare-servers]'``
 and waitress with the dev extra; a server whose package is missing is skipped with a
 message. Prints numbers; asserts nothing.
 """
@@ -86,7 +86,7 @@ BASELINE = "cheroot"
 CELLS = (("hello", "/hello"), ("worker", "/tasks"), ("worker", "/stats"))
 GO_WORKER = 5_000  # sequential requests/s of the book's Go worker here (bench/README.md)
 QUICK = 0.5  # seconds per cell, one run, with --quick
-INSTALL = {"granian": "pip install -e '.[fast]'", "waitress": "in the dev extra"}
+INSTALL = {name: "pip install -e '.[compare-servers]'" for name in ("granian", "waitress")}
 
 
 @dataclass(frozen=True)
