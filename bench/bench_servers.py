@@ -54,9 +54,9 @@ change index and its held watches in memory, so more processes would be several 
 workers behind one port.
 
 Run: ``python -m bench bench_servers [--quick] [--no-load]`` (``--quick``: one run of
-0.5 s per cell; not in ``make bench``). granian comes with ``pip install -e '.[compare-servers]'``
-and waitress with the dev extra; a server whose package is missing is skipped with a
-message. Prints numbers; asserts nothing.
+0.5 s per cell; not in ``make bench``). granian and waitress come with
+``pip install -e '.[compare-servers]'``; a server whose package is missing is skipped
+with a message. Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
