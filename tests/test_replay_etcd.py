@@ -143,6 +143,8 @@ class Differ:
             # whole seconds left, truncated, by a clock that moved a little since the grant
             assert int(body["TTL"]) in range(int(body["grantedTTL"]) - 2, int(body["grantedTTL"]))
             body["TTL"] = "left"
+            if "keys" in body:  # etcd keeps a lease's keys in a Go map: no order to them
+                body["keys"] = sorted(body["keys"])
         return status, body
 
 
