@@ -7,9 +7,12 @@ fixes Python's hash salt, so a seed that fails here replays the same anywhere.""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import psutil
 import pytest
-from helpers import CAMPAIGN_TIMEOUT, replay
+from helpers import CAMPAIGN_TIMEOUT, eventually, replay
 
 from cube.replay import Scenario, run, shrink
 from cube.replay.nemesis import Fault
@@ -167,3 +170,23 @@ def test_another_thread_keeps_the_machine_clock_while_a_run_goes_on() -> None:
         thread.join(10)
     assert outcome.ok and seen and rounds
     assert all(abs(t - time.time()) < 60 for t in seen + rounds)  # never the run's 2027
+
+
+def test_a_campaign_killed_leaves_no_worker_behind() -> None:
+    """Its pool's workers end with it, however it ends: a campaign killed by a test's
+    timeout once left two workers waiting on their queue for ever."""
+    campaign = subprocess.Popen(
+        [sys.executable, "-m", "cube.replay", "--seeds", "0-499", "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        parent = psutil.Process(campaign.pid)
+        workers = eventually(lambda: len(kids := parent.children()) == 2 and kids, 60, "workers")
+    finally:
+        campaign.kill()
+        campaign.wait()
+    _, alive = psutil.wait_procs(workers, timeout=30)
+    for left in alive:
+        left.kill()
+    assert not alive, f"left behind: {alive}"

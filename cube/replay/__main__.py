@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from cube.procs import die_with_parent
 from cube.replay.run import Outcome, Scenario, run, shrink
 
 
@@ -118,7 +119,8 @@ def _about(outcome: Outcome) -> list[str]:
 def _campaign(seeds: list[int], scenario: Scenario, jobs: int, as_json: bool) -> int:
     one = functools.partial(_quiet_run, scenario=scenario)
     if jobs > 1:
-        with ProcessPoolExecutor(jobs) as pool:
+        parent = (os.getpid(),)  # its workers end with it, even killed
+        with ProcessPoolExecutor(jobs, initializer=die_with_parent, initargs=parent) as pool:
             outcomes = list(pool.map(one, seeds, chunksize=4))
     else:
         outcomes = [one(s) for s in seeds]

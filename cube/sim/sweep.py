@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from cube.node import NodeTable
+from cube.procs import die_with_parent
 from cube.sim.engine import simulate
 from cube.sim.failures import Failures
 from cube.sim.sizes import STANDARD, NodeSize, nodes
@@ -148,7 +149,8 @@ def _on_pool(
     """A process per core ("spawn": safe in a notebook, and the same on every OS)."""
     context = multiprocessing.get_context("spawn")
     size = min(workers or os.cpu_count() or 1, len(runs))
-    with ProcessPoolExecutor(size, mp_context=context) as pool:
+    parent = (os.getpid(),)
+    with ProcessPoolExecutor(size, context, initializer=die_with_parent, initargs=parent) as pool:
         futures = {pool.submit(run, one, grid): k for k, one in enumerate(runs)}
         return _in_order(((futures[f], f.result()) for f in as_completed(futures)), tick)
 
