@@ -21,6 +21,12 @@ _PROGRESS = tempfile.TemporaryDirectory(prefix="cube-progress-")
 os.environ.setdefault(PROGRESS_ENV, _PROGRESS.name)
 
 
+def pytest_unconfigure(config):
+    """Removed when the session ends: a test process that ends without running its
+    finalizers (as pytest-xdist's workers may) would leave it in /tmp."""
+    _PROGRESS.cleanup()
+
+
 def pytest_collection_modifyitems(items):
     expected: dict[Path, dict] = {}
     for item in items:

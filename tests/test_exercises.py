@@ -59,7 +59,12 @@ def test_the_stubs_fail_with_a_verdict(path, monkeypatch, tmp_path):
     notebook.cells = [c for c in notebook.cells if c.cell_type == "code" and _tags(c) & set(STEPS)]
     # the kernel talks over Unix sockets, not TCP ports: a port chosen free can be
     # taken by another test's connection before the kernel binds it
-    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "kernel"))
+    kernel = KernelManager(
+        kernel_name="python3",
+        transport="ipc",
+        ip=str(tmp_path / "kernel"),
+        connection_file=str(tmp_path / "kernel.json"),  # not a file of its own in /tmp, left
+    )
     client = NotebookClient(
         notebook,
         km=kernel,

@@ -351,7 +351,12 @@ print(verdict.passed, "|", " ".join(verdict.problems))
 def test_11_a_naive_store_in_a_notebook_cell(tmp_path):
     """In a cell, ``open`` is IPython's wrapper, not ``builtins.open``: the old check
     never saw those writes and passed a store that writes in place."""
-    kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(tmp_path / "k"))
+    kernel = KernelManager(
+        kernel_name="python3",
+        transport="ipc",
+        ip=str(tmp_path / "k"),
+        connection_file=str(tmp_path / "k.json"),
+    )
     kernel.start_kernel(env={**os.environ, "CUBE_SOLUTIONS": ""})
     client = kernel.client()
     try:

@@ -102,7 +102,13 @@ def grade_notebook(path: Path, student: str = ".", timeout: float = 300) -> Grad
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cube-grade-") as scratch:
         # Unix sockets, not TCP ports: a port chosen free can be taken before the kernel binds
-        kernel = KernelManager(kernel_name="python3", transport="ipc", ip=f"{scratch}/kernel")
+        # and its connection file in the scratch folder too, removed with it
+        kernel = KernelManager(
+            kernel_name="python3",
+            transport="ipc",
+            ip=f"{scratch}/kernel",
+            connection_file=f"{scratch}/kernel.json",
+        )
         client = NotebookClient(
             notebook,
             km=kernel,
