@@ -350,9 +350,15 @@ def _run_cell(page, cell) -> None:
 
 def _open(browser, url: str, width: int = 1400):
     """A page with the notebook at ``url`` loaded and its kernel idle."""
+    from playwright.sync_api import expect
+
     page = browser.new_page(viewport={"width": width, "height": 1000})
     page.goto(url)
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
+    # The status says idle before the kernel is even attached ("No Kernel"), and a Run
+    # chosen then may do nothing: first the kernel's name, then idle.
+    kernel = page.locator(".jp-KernelName").first
+    expect(kernel).not_to_have_text(re.compile("No Kernel|^$"), timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
     return page
 
@@ -409,7 +415,21 @@ def _run_from(page, cell, item: str) -> None:
             return
         except (AssertionError, Error):
             continue
-    raise AssertionError(f"{item} never started the notebook")
+    raise AssertionError(f"{item} never started the notebook; {_what_the_page_shows(page)}")
+
+
+def _what_the_page_shows(page) -> str:
+    """What a person would see when the notebook did not start: the kernel's status, a
+    dialog, an open menu, the first prompt (for the failure's message)."""
+    status = page.locator(".jp-Notebook-ExecutionIndicator").first
+    seen = {
+        "kernel": status.get_attribute("data-status") if status.count() else None,
+        "dialogs": page.locator(".jp-Dialog").all_inner_texts(),
+        "menus open": page.locator(".lm-Menu").count(),
+        "first prompt": page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()[:1],
+        "kernel name": page.locator(".jp-KernelName").all_inner_texts(),
+    }
+    return ", ".join(f"{k}: {v!r}" for k, v in seen.items())
 
 
 def _menu(page, item: str) -> None:
