@@ -30,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/ruff check cube tests bench notebooks/solutions
 	$(BIN)/ruff format --check cube tests bench notebooks/solutions
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-		-n $(JOBS) --dist loadfile $(PYTEST_ARGS)
+		-n $(JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -16,7 +16,8 @@ python=$(command -v "python$version" || true)
 git -C "$repo" archive --format=tar HEAD | (mkdir -p "$work/repo" && tar -x -C "$work/repo")
 "$python" -m venv "$work/env"
 export PATH="$work/env/bin:$PATH"
-python -m pip install -q -r "$work/repo/binder/requirements.txt"
+# (no byte-compiling of every installed file: imports compile what they use)
+python -m pip install -q --no-compile -r "$work/repo/binder/requirements.txt"
 (cd "$work/repo" && bash binder/postBuild)
 
 cd "$work/repo/notebooks"
