@@ -1,7 +1,10 @@
 """DiskStore against what it is built on, in the same run: raw diskcache with the same
 settings, and a plain sqlite3 key/value table; each durable (synchronous=FULL, what
-Cube uses: a put is on disk when it returns) and, for the raw ones, with
-synchronous=NORMAL, to show what that durability costs.
+Cube's worker uses: a put is on disk when it returns) and, for the raw ones, with
+synchronous=NORMAL, to show what that durability costs. Then concurrent writers that
+each wait for their write to be durable, as the manager's requests do: one flush per
+write (``sync="each"``) against writes flushed in groups (``sync="grouped"``, the
+manager's), in the same run.
 
 Run: ``python -m bench bench_store``. Prints numbers; asserts nothing.
 """
@@ -12,6 +15,7 @@ import json
 import random
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ PUTS = 2000
 GETS = 5000
 LISTS = 20
 ROUNDS = 3
+WRITES_EACH = 100  # per writer thread, in the concurrent writers' runs
 FULL, NORMAL = 2, 1
 
 
@@ -113,6 +118,31 @@ def best_rates(makers: list[Callable[[Path], Backend]]) -> dict[str, dict[str, f
     return results
 
 
+def writers(sync: str, threads: int, per_thread: int = WRITES_EACH) -> tuple[float, int]:
+    """``threads`` writers, each putting a task and then waiting until it is durable (as
+    the manager does before it answers), on one DiskStore: durable writes per second,
+    and how many flushes they took (``sync="each"``: one per write, inside SQLite)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store: DiskStore[Any] = DiskStore(Path(tmp) / "s", sync=sync)
+        values = [Task(f"t{i}", "cube/echo").to_wire() for i in range(threads * per_thread)]
+
+        def write(first: int) -> None:
+            for value in values[first : first + per_thread]:
+                store.put(value["ID"], value)
+                store.flush()
+
+        pool = [threading.Thread(target=write, args=(i * per_thread,)) for i in range(threads)]
+        start = time.perf_counter()
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        rate = len(values) / (time.perf_counter() - start)
+        flushes = store.commits.flushes if store.commits is not None else len(values)
+        store.close()
+    return rate, flushes
+
+
 def main() -> None:
     header(
         f"stores: {PUTS} puts, {GETS} gets, {LISTS} listings of a task's JSON (best of {ROUNDS})"
@@ -137,6 +167,19 @@ def main() -> None:
         full, normal = results[f"{kind} (FULL)"], results[f"{kind} (NORMAL)"]
         cost = normal["put"] / full["put"]
         print(f"durability cost, {kind}: puts are {cost:.1f}x faster with synchronous=NORMAL")
+    print(f"durable writes from concurrent writers ({WRITES_EACH} each; best of {ROUNDS}):")
+    for threads in (1, 4, 16):
+        best: dict[str, tuple[float, int]] = {}
+        for _ in range(ROUNDS):
+            for sync in ("each", "grouped"):
+                rate, flushes = writers(sync, threads)
+                if rate > best.get(sync, (0.0, 0))[0]:
+                    best[sync] = (rate, flushes)
+        (each, _), (grouped, flushes) = best["each"], best["grouped"]
+        print(
+            f"  {threads:>2} writers: each flushed {each:>7,.0f}/s, grouped {grouped:>7,.0f}/s "
+            f"({grouped / each:.2f}x; {threads * WRITES_EACH / flushes:.1f} writes a flush)"
+        )
 
 
 if __name__ == "__main__":

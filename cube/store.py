@@ -23,17 +23,21 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 import diskcache
 
+from cube.groupcommit import GroupCommit, fsync_file
 from cube.text import printable
 from cube.wire import decode_json
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+SYNC_MODES = ("each", "grouped", "never")  # when a disk store's writes are flushed
 
 
 class StoreError(Exception):
@@ -153,6 +157,10 @@ class Store(Generic[T]):
     def count(self) -> int:
         return len(self._raw_keys())
 
+    def flush(self) -> None:
+        """Return once every write made so far is durable: a no-op where each write is
+        durable when it returns (see :class:`DiskStore` for where it is not)."""
+
     def close(self) -> None:
         """Release files. Using a closed store reopens it where the backend allows."""
 
@@ -257,18 +265,25 @@ class MemoryStore(Store[T]):
 class DiskStore(Store[T]):
     """A store in a directory, surviving restarts and SIGKILL.
 
-    A ``put`` returns once SQLite has committed the write (``synchronous=FULL``), so what
-    a caller was told is stored is there after a crash, even of the machine.
+    Every committed write survives the process: SQLite's write-ahead log is consistent.
+    To survive a crash of the machine as well, a write must also be flushed to the disk,
+    and ``sync`` says when:
 
-    A store whose content can be made again from another (an index) is opened with
-    ``synced=False``: its writes still survive the process (SQLite's write-ahead log is
-    consistent), but the last ones may be lost with the machine, and it costs no flush
-    to the disk per write. Whoever reads it makes good what is missing.
+    - ``"each"`` (the default): a ``put`` returns once SQLite has committed *and*
+      flushed it (``synchronous=FULL``): one flush per write.
+    - ``"grouped"``: a ``put`` commits without a flush, and :meth:`flush` makes every
+      write so far durable with one flush of the log, shared by all who ask at once
+      (:mod:`cube.groupcommit`). Whoever tells anyone of a write flushes first.
+    - ``"never"``: for a store whose content can be made again from another (an index):
+      the last writes may be lost with the machine, and whoever reads it makes good
+      what is missing.
     """
 
     def __init__(
-        self, directory: str | Path, codec: Codec[T] | None = None, *, synced: bool = True
+        self, directory: str | Path, codec: Codec[T] | None = None, *, sync: str = "each"
     ) -> None:
+        if sync not in SYNC_MODES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.codec = codec or JsonCodec()  # type: ignore[assignment]
         self.name = str(directory)
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -276,12 +291,18 @@ class DiskStore(Store[T]):
             str(directory),
             disk=_TextOnlyDisk,
             eviction_policy="none",
-            sqlite_synchronous=2 if synced else 1,  # FULL, or NORMAL
+            sqlite_synchronous=2 if sync == "each" else 1,  # FULL, or NORMAL
             statistics=False,
             tag_index=False,
         )
+        log_file = Path(directory) / f"{diskcache.core.DBNAME}-wal"
+        self.commits = GroupCommit(partial(fsync_file, log_file)) if sync == "grouped" else None
         self._aside_dir = Path(f"{directory}.unreadable")
         self._aside: diskcache.Cache | None = None
+
+    def flush(self) -> None:
+        if self.commits is not None:
+            self.commits.wait()
 
     def _raw_put(self, key: str, text: str) -> None:
         try:
@@ -291,6 +312,8 @@ class DiskStore(Store[T]):
             if full or "full" in str(exc):
                 raise StoreFull(f"cannot store in {self.name}: the disk is full ({exc})") from None
             raise
+        if self.commits is not None:
+            self.commits.wrote()
 
     def _raw_get(self, key: str) -> str:
         try:
@@ -306,6 +329,8 @@ class DiskStore(Store[T]):
     def _raw_delete(self, key: str) -> None:
         if not self._cache.delete(key):
             raise KeyError(key)
+        if self.commits is not None:
+            self.commits.wrote()
 
     def _raw_keys(self) -> list[str]:
         return [key for key in self._cache.iterkeys() if isinstance(key, str)]
@@ -356,16 +381,16 @@ class _TextOnlyDisk(diskcache.Disk):
 
 
 def open_store(
-    kind: str, directory: str | Path | None, codec: Codec[T], *, synced: bool = True
+    kind: str, directory: str | Path | None, codec: Codec[T], *, sync: str = "each"
 ) -> Store[T]:
-    """``kind`` is ``"memory"`` or ``"persistent"`` (the CLI's ``--dbtype``); ``synced``:
+    """``kind`` is ``"memory"`` or ``"persistent"`` (the CLI's ``--dbtype``); ``sync``:
     see :class:`DiskStore`."""
     if kind == "memory":
         return MemoryStore(codec, name=str(directory or "memory"))
     if kind == "persistent":
         if directory is None:
             raise ValueError("a persistent store needs a directory")
-        return DiskStore(directory, codec, synced=synced)
+        return DiskStore(directory, codec, sync=sync)
     raise ValueError(f"unknown store kind {kind!r}: use 'memory' or 'persistent'")
 
 

@@ -293,7 +293,7 @@ def test_the_history_index_lost_with_the_machine_is_made_again_without_doubles(t
     def history() -> History:
         return History(
             DiskStore(tmp_path / "events", WireCodec(TaskEvent)),
-            DiskStore(tmp_path / "history", JsonCodec(), synced=False),
+            DiskStore(tmp_path / "history", JsonCodec(), sync="never"),
         )
 
     first = history()

@@ -19,6 +19,8 @@ reads its own writes through any manager (:mod:`cube.manager.consistency`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import bottle
@@ -77,6 +79,7 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
     """Build the manager API around ``manager`` (one app per manager, no globals)."""
     app = json_app("cube manager", token)
     app.install(consistency.plugin)
+    app.install(_durable_first(manager))
     takes_header(app, REVISION)
     whole, part = ListCache(key=lambda task: task.id), ListCache(key=lambda task: task.id)
 
@@ -189,6 +192,25 @@ def make_app(manager: Manager, token: str | Access | None = None) -> bottle.Bott
 
     serve_document(app, "Cube manager", "Places tasks on workers and keeps them running.")
     return app
+
+
+def _durable_first(manager: Manager) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The plugin that answers no request before every write so far is on the disk: a
+    client's own (201 means stored), and any other it may read. The manager's writes
+    are flushed in groups (:mod:`cube.groupcommit`), after its lock is let go, so one
+    flush serves every request answered at once."""
+
+    def plugin(callback: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(callback)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return callback(*args, **kwargs)
+            finally:
+                manager.tasks.durable()
+
+        return wrapper
+
+    return plugin
 
 
 def manager_document() -> dict[str, Any]:

@@ -129,9 +129,15 @@ class Manager:
         """Accept a task (or a stop request). Returns once it is durably stored. The same
         event sent again (a client's retry) gets the same answer; its ID used for
         anything else is refused."""
+        try:
+            return self._accept(event)
+        finally:
+            self.tasks.durable()  # flushed with whatever else was written meanwhile
+
+    def _accept(self, event: TaskEvent) -> Task:
         self._check_event(event)
         if event.state is State.Completed:
-            return self.stop(str(event.task.id), event)
+            return self._want_stopped(str(event.task.id), event)
         if event.state not in (State.Running, State.Scheduled):
             raise ValidationError(
                 "TaskEvent.State", f"ask for Running (2) or Completed (3), not {event.state.name}"
@@ -169,7 +175,14 @@ class Manager:
             return task
 
     def stop(self, task_id: str, event: TaskEvent | None = None) -> Task:
-        """Want a task stopped wherever it runs (cancelled, if it never started)."""
+        """Want a task stopped wherever it runs (cancelled, if it never started).
+        Returns once that is durably stored."""
+        try:
+            return self._want_stopped(task_id, event)
+        finally:
+            self.tasks.durable()
+
+    def _want_stopped(self, task_id: str, event: TaskEvent | None) -> Task:
         for _ in range(CAS_TRIES):
             with self.tasks.lock:
                 task = self.get_task(task_id)

@@ -50,6 +50,7 @@ class Orders:
         client = self.nodes.clients.get(action.worker)
         if client is None or not self.acting():  # a leader that lost its lease: not any more
             return False
+        self.tasks.durable()  # the decision the order follows from, first
         faults.point("manager-sending")  # past the check: only the worker's fence is left
         if isinstance(action, Post):
             return self._post(client, action)

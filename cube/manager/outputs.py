@@ -81,14 +81,18 @@ class Keeper:
 
     def ready(self, worker: str, reported: list[Task]) -> bool:
         """Keep the output of the tasks in ``reported`` that finished on ``worker`` (and
-        of those that could not be kept before); True when every one is kept, so the
-        next request may acknowledge."""
+        of those that could not be kept before); True when every one is kept, and
+        flushed to the disk with what this report changed, so the next request may
+        acknowledge (and the worker forget)."""
         pending = self._pending.setdefault(worker, set())
         pending |= {str(t.id) for t in reported if t.state is State.Completed and t.generation}
+        ended = bool(pending) or any(t.state is State.Failed for t in reported)
         for task_id in sorted(pending):
             if not self._keep(worker, task_id):
                 return False  # the worker stopped answering: the rest would wait too
             pending.discard(task_id)
+        if ended:  # the worker may forget them once acknowledged
+            self.m.tasks.durable()
         return True
 
     def _keep(self, worker: str, task_id: str) -> bool:

@@ -36,9 +36,10 @@ from cube.task import State, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
-# Stores whose content is made again when some of it is lost (they are written without a
-# flush to the disk each time, see DiskStore): the history's index by time is rebuilt
-# from the events, and a worker's last known state is asked of it again.
+# Stores whose content is made again when some of it is lost (they are written without
+# ever a flush to the disk, see DiskStore): the history's index by time is rebuilt from
+# the events, and a worker's last known state is asked of it again. The others are
+# flushed in groups (Stores.flush).
 MADE_AGAIN = ("history", "nodes")
 
 
@@ -78,7 +79,7 @@ class Stores:
                 kind,
                 Path(directory) / name if directory else None,
                 codec,
-                synced=name not in MADE_AGAIN,
+                sync="never" if name in MADE_AGAIN else "grouped",
             )
         )
         if directory is not None and kind == "persistent":
@@ -105,9 +106,19 @@ class Stores:
         """On etcd: other managers write here too."""
         return self.etcd is not None
 
-    def close(self) -> None:
+    def all(self) -> tuple[Store[Any], ...]:
         every = (self.tasks, self.events, self.history, self.timers, self.nodes)
-        for store in (*every, self.outputs, self.findings):
+        return (*every, self.outputs, self.findings)
+
+    def flush(self) -> None:
+        """Return once every write so far is durable. On disk, writes are flushed in
+        groups (see :class:`~cube.store.DiskStore`): nothing a write changed may be
+        told to anyone (a client's answer, a worker's order) before this returns."""
+        for store in self.all():
+            store.flush()
+
+    def close(self) -> None:
+        for store in self.all():
             store.close()
         if self.etcd is not None:
             self.etcd.close()

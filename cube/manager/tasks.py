@@ -50,6 +50,12 @@ class Tasks:
         self._decisions = _fenced(stores.tasks, fence)
         self._nodes = nodes
         self._acting = acting
+        self._stores = stores
+
+    def durable(self) -> None:
+        """Return once every write so far is on the disk (flushed in groups, never
+        under :attr:`lock`): call it before anyone hears of a write."""
+        self._stores.flush()
 
     def get(self, task_id: str) -> Task | None:
         with self.lock:

@@ -26,6 +26,9 @@ KINDS = (
     "late requests",  # requests arrive late (after later ones) for `lasts`
 )
 DISK_FULL = "disk full"  # every write to the component's disk fails for `lasts`
+# A manager's crash that lasts longer than this is its machine's (a power cut): its disk
+# loses what was not flushed. A shorter one is the process's, whose committed writes stay.
+POWER_CUT_OVER = 6.0
 POINTS = {MANAGER: ("manager-saved", "manager-sending"), "worker": ("worker-started",)}
 ETCD_KINDS = ("pause", "partition")  # etcd itself is not killed: its durability is its own
 
@@ -124,6 +127,9 @@ def strike(cluster: SimCluster, fault: Fault) -> None:
     world.say("nemesis", str(fault))
     if fault.kind == "crash":
         cluster.crash(name)
+        if fault.lasts > POWER_CUT_OVER and name == MANAGER:  # on etcd, no disk of its own
+            lost = cluster.volumes[name].power_cut()
+            world.say("nemesis", f"{name}'s machine lost its power: {lost} unflushed writes lost")
         world.after(fault.lasts, f"restart {name}", lambda: _restart(cluster, name))
     elif fault.kind == "crash at point":
         cluster.armed[name] = fault.point

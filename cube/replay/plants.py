@@ -14,6 +14,8 @@ being found, shrunk and drawn.
 - ``unchecked lease`` (several managers): a leader believes it leads as long as it has
   not been told otherwise, without looking at its lease's deadline, so a leader that
   was paused past its lease goes on giving orders when it thaws, beside the new one.
+- ``never flushed``: the manager's writes are grouped for a flush that never comes, so
+  a task it accepted is lost when its machine loses power.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from cube.etcd.election import Election
 from cube.manager import reconcile
+from cube.manager.stores import Stores
 from cube.task import State, new_attempt
 from cube.worker import orders
 
@@ -100,4 +103,10 @@ def _unchecked_lease() -> Iterator[None]:
         return self._leading and self._lease is not None  # never asks lease.alive
 
     with _swap(Election, "is_leader", property(is_leader)):
+        yield
+
+
+@_plant("never flushed")
+def _never_flushed() -> Iterator[None]:
+    with _swap(Stores, "flush", lambda self: None):  # told to clients, never made durable
         yield
