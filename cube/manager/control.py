@@ -61,8 +61,7 @@ class Control:
         self.scheduler, self.interval = manager.scheduler, manager.update_interval
         self.health_interval, self.keeper = manager.health_interval, manager.keeper
         self.prune = lambda: retention.prune(manager)
-        acting = lambda: manager.acting  # noqa: E731
-        self.orders = Orders(self.tasks, self.nodes, self.reports, manager.leadership, acting)
+        self.orders = Orders(self.tasks, self.nodes, self.reports, manager.leadership)
         self.health = Health(self.tasks, self.nodes, manager.network, manager.http_timeout)
         workers = len(self.nodes.clients)
         self.pool = manager.network.pool("manager-work", max(4, workers))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cube import faults
@@ -37,18 +36,16 @@ class Orders:
         nodes: Nodes,
         reports: Reports,
         leadership: Leadership | None,
-        acting: Callable[[], bool],
     ) -> None:
         self.tasks, self.nodes, self.reports = tasks, nodes, reports
         self.leadership = leadership
-        self.acting = acting
         self._deposed: set[tuple[str, int]] = set()  # (worker, epoch) already warned of
         self._deposed_lock = threading.Lock()
 
     def send(self, action: Action) -> bool:
         """Carry out one order; True when what it learned is worth another look now."""
         client = self.nodes.clients.get(action.worker)
-        if client is None or not self.acting():  # a leader that lost its lease: not any more
+        if client is None or not self.tasks.acting():  # a leader that lost its lease: not any more
             return False
         self.tasks.durable()  # the decision the order follows from, first
         faults.point("manager-sending")  # past the check: only the worker's fence is left
@@ -130,7 +127,7 @@ class Orders:
         if stamp is None or health is None or health.get("Epoch") == stamp.epoch:
             return
         client = self.nodes.clients.get(name)
-        if client is None or not self.acting():
+        if client is None or not self.tasks.acting():
             return
         try:
             client.follow()

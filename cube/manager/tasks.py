@@ -49,7 +49,7 @@ class Tasks:
         self.timing = timing
         self._decisions = _fenced(stores.tasks, fence)
         self._nodes = nodes
-        self._acting = acting
+        self.acting = acting  # does this manager act (lead) now? Asked, never cached
         self._stores = stores
 
     def durable(self) -> None:
@@ -91,7 +91,7 @@ class Tasks:
     def enqueue(self, task_id: str, why: str) -> None:
         """Have the control loop look at a task now (if it runs here: else the leader
         hears of the change through its watch)."""
-        if self._acting():
+        if self.acting():
             self.timers.schedule(task_id, why=why)
 
     def reread(self, task_id: str) -> None:
