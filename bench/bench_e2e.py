@@ -4,16 +4,21 @@ A LocalCluster (a manager and 3 workers, each a real process) gets bursts of 1, 
 100 tasks posted to its manager (8 at a time); the clock stops when the manager reports
 every one of them Running. That includes placement, the post to a worker, the start,
 and the manager learning of it from its watch of the worker, which is what a user
-waiting on `cube status --watch` sees. The baseline is the `docker` CLI starting the same image
-detached, the same number of times, 8 at a time, in the same run.
+waiting on `cube status --watch` sees. The baselines, in the same run: for the process
+runtime, the same echo services spawned directly and waited on until they listen (the
+floor on this machine), and for Docker, the `docker` CLI starting the same image
+detached; the same number of times, 8 at a time.
 
 Run: ``python -m bench bench_e2e``. Prints numbers and ratios; asserts nothing.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +28,7 @@ import requests
 from bench.common import header, ms
 from cube.cluster import LocalCluster
 from cube.runtime import docker_available
+from cube.runtime.process import ECHO_SCRIPT
 
 BURSTS = (1, 20, 100)
 SINGLE_REPEATS = 5
@@ -124,6 +130,37 @@ def docker_burst(image: str, count: int) -> float:
     return elapsed
 
 
+def spawn_burst(count: int) -> float:
+    """The floor: seconds for ``count`` echo services spawned directly, as the process
+    runtime spawns them (same command, 8 at a time) and waited on until each listens
+    (its ready line); ended after."""
+    with tempfile.TemporaryDirectory() as tmp:
+
+        def spawn(i: int) -> subprocess.Popen[bytes]:
+            read_fd, write_fd = os.pipe()
+            command = [sys.executable, "-I", "-S", ECHO_SCRIPT, "--host", "127.0.0.1"]
+            command += ["--port", "0", "--ready-fd", str(write_fd)]
+            command += ["--exit-file", f"{tmp}/{i}.exit"]
+            child = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,), start_new_session=True,
+            )  # fmt: skip
+            os.close(write_fd)
+            with open(read_fd, "rb", buffering=0) as ready:
+                ready.readline()
+            return child
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            children = list(pool.map(spawn, range(count)))
+        elapsed = time.perf_counter() - start
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait()
+    return elapsed
+
+
 def measure(runner: object, *args: object) -> dict[int, float]:
     """Seconds per burst size; a burst of 1 is the median of SINGLE_REPEATS."""
     out = {}
@@ -164,8 +201,12 @@ def _print(label: str, results: dict[int, float]) -> None:
 def main() -> None:
     header("end to end: POST to the manager -> manager reports Running (LocalCluster, 3 workers)")
     totals, p50s = cluster_bursts("process")
+    floor = measure(spawn_burst)
     _print("process runtime (burst: all Running)", totals)
     _print("process runtime (burst: task p50)", p50s)
+    _print("the same services spawned directly", floor)
+    ratios = ", ".join(f"{n}: {totals[n] / floor[n]:.2f}x" for n in BURSTS)
+    print(f"  ratio cube / spawned directly:   {ratios}")
     ok, why = docker_available()
     if not ok:
         print(f"docker: skipped ({why})")
