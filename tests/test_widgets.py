@@ -55,8 +55,14 @@ def test_submit_watch_and_stop_by_clicking(cluster, board):
     eventually(completed, what="Completed")
     assert str(task.id) not in board.tasks.stop_buttons  # no Stop button on a finished task
     assert "clicked" in board.events.table.value
-    nodes = board.nodes.rows.children[0].children[0].value
-    assert "up" in nodes and "worker-1" in nodes  # one name per worker, everywhere
+
+    def first_node() -> str:  # a probe may not have answered yet on a busy machine
+        board.refresh()
+        board.wait()
+        return board.nodes.rows.children[0].children[0].value
+
+    nodes = eventually(lambda: "up" in (row := first_node()) and row, what="worker-1 up")
+    assert "worker-1" in nodes  # one name per worker, everywhere
 
 
 def test_bad_input_shows_in_the_form_not_as_an_exception(cluster):
